@@ -1,0 +1,27 @@
+# The two commands of the README. Each creates (once) and uses the local venv in .venv.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+
+.PHONY: run test lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,msgpack,cli]'
+	touch $@
+
+# socketkit's main job until the CLI lands: the example echo server on tcp://127.0.0.1:8888.
+run: $(VENV)/.installed
+	$(PY) examples/echo_server.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/mypy --strict src
+
+test: lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""The codec contract: a stateless spec that makes per-connection decoders.
+
+Why sans-IO (as h11 does it): a decoder is a state machine fed bytes that
+returns complete messages and keeps the partial rest. It never touches a
+socket, so every engine shares it, and it can be tested whole, a byte at a time,
+in random chunks and under a fuzzer without a network.
+
+Contract (DESIGN §5):
+
+- ``decoder.feed(data)`` returns the list of messages completed by ``data``.
+- ``decoder.feed(b"")`` means end of stream: it raises
+  :class:`RemoteProtocolError` if a frame is half done.
+- Oversize input raises :class:`LimitExceeded` as soon as the limit is crossed,
+  not after buffering the whole frame.
+- Only :class:`ProtocolError` subclasses ever escape ``feed`` or
+  ``decode_datagram``, whatever the bytes.
+- ``codec.encode(message)`` returns the bytes of one framed message; it raises
+  :class:`LocalProtocolError` (or ``TypeError`` for a wrong type) when the
+  message cannot be framed.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+__all__ = ["Codec", "Decoder"]
+
+
+class Decoder(ABC):
+    """Per-connection decoding state. Not thread-safe; one per connection."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def feed(self, data: bytes) -> list[Any]:
+        """Messages completed by ``data``; ``b""`` marks the end of the stream.
+
+        Raises:
+            RemoteProtocolError: malformed input, or end of stream mid-frame.
+            LimitExceeded: a frame is larger than the limit.
+        """
+
+    @property
+    @abstractmethod
+    def buffered(self) -> int:
+        """Bytes held of a message not yet complete (0 between messages)."""
+
+
+class Codec(ABC):
+    """A reusable, stateless description of a wire format."""
+
+    #: A short name used in logs and the CLI ("lines", "json", ...).
+    name: str = "codec"
+    #: The largest message this codec accepts, in bytes.
+    max_length: int
+
+    @abstractmethod
+    def decoder(self, max_length: int | None = None) -> Decoder:
+        """A fresh decoder. ``max_length`` can only lower the codec's own limit."""
+
+    @abstractmethod
+    def encode(self, message: Any) -> bytes:
+        """The framed bytes of ``message``.
+
+        Raises:
+            LocalProtocolError: the message cannot be framed by this codec.
+            TypeError: the message has the wrong type for this codec.
+        """
+
+    @abstractmethod
+    def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
+        """The one message carried by a whole datagram.
+
+        Raises:
+            RemoteProtocolError: the datagram is not one valid message.
+            LimitExceeded: it is larger than the limit.
+        """
+
+    def _limit(self, max_length: int | None) -> int:
+        if max_length is None:
+            return self.max_length
+        return min(self.max_length, max_length)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_length={self.max_length})"
+
+
+def as_bytes(message: Any, codec: str) -> bytes:
+    """``message`` as bytes, for the byte-oriented framings; str is refused."""
+    if isinstance(message, bytes):
+        return message
+    if isinstance(message, (bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(
+        f"{codec} sends bytes, not {type(message).__name__}"
+        + (" (encode the str first, e.g. message.encode())" if isinstance(message, str) else "")
+    )
+
+
+def check_positive(name: str, value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    return value

@@ -1,0 +1,111 @@
+"""Lines: messages separated by a delimiter (default ``\\n``).
+
+Messages exclude the delimiter; ``encode`` appends it. With the default ``\\n``
+delimiter a trailing ``\\r`` is stripped, so telnet/ncat ``-C`` CRLF peers work.
+
+Why the shape of ``feed``: the common case (nothing buffered, whole lines in
+one chunk) is one C-level ``bytes.split``. A partial line is appended to a
+bytearray and only the new bytes are searched, so a long line arriving a byte
+at a time costs linear, not quadratic, time. A partial line longer than
+``max_length`` raises at once, so memory stays bounded whatever the peer sends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
+from .base import Codec, Decoder, as_bytes, check_positive
+
+__all__ = ["Lines"]
+
+
+class _LinesDecoder(Decoder):
+    __slots__ = ("_buf", "_delim", "_max", "_partial_max", "_strip_cr")
+
+    def __init__(self, delimiter: bytes, max_length: int, strip_cr: bool) -> None:
+        self._delim = delimiter
+        self._max = max_length
+        self._strip_cr = strip_cr
+        # A partial line may hold max_length bytes plus the "\r" of a CRLF and
+        # all but the last byte of a multi-byte delimiter.
+        self._partial_max = max_length + (1 if strip_cr else 0) + len(delimiter) - 1
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Any]:
+        if not data:
+            if self._buf:
+                raise RemoteProtocolError(
+                    f"stream ended inside a line ({len(self._buf)} bytes without a delimiter)"
+                )
+            return []
+        buf = self._buf
+        delim = self._delim
+        if buf:
+            start = max(0, len(buf) - len(delim) + 1)
+            buf += data
+            if buf.find(delim, start) < 0:
+                if len(buf) > self._partial_max:
+                    raise self._too_long(len(buf))
+                return []
+            data = bytes(buf)
+            buf.clear()
+        elif delim not in data:
+            if len(data) > self._partial_max:
+                raise self._too_long(len(data))
+            buf += data
+            return []
+        lines = data.split(delim)
+        rest = lines.pop()
+        if rest:
+            if len(rest) > self._partial_max:
+                raise self._too_long(len(rest))
+            buf += rest
+        if self._strip_cr:
+            lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+        if max(map(len, lines)) > self._max:
+            raise self._too_long(max(map(len, lines)))
+        return lines
+
+    def _too_long(self, size: int) -> LimitExceeded:
+        return LimitExceeded(f"line longer than {self._max} bytes (got {size} without a delimiter)")
+
+
+class Lines(Codec):
+    """Delimiter-separated messages, e.g. ``Lines()`` or ``Lines(b"\\r\\n", max_length=1024)``."""
+
+    name = "lines"
+
+    def __init__(self, delimiter: bytes = b"\n", max_length: int = 65536) -> None:
+        if not isinstance(delimiter, bytes) or not delimiter:
+            raise ValueError(f"delimiter must be non-empty bytes, not {delimiter!r}")
+        self.delimiter = delimiter
+        self.max_length = check_positive("max_length", max_length)
+        self._strip_cr = delimiter == b"\n"
+
+    def decoder(self, max_length: int | None = None) -> Decoder:
+        return _LinesDecoder(self.delimiter, self._limit(max_length), self._strip_cr)
+
+    def encode(self, message: Any) -> bytes:
+        data = as_bytes(message, "Lines")
+        if self.delimiter in data:
+            raise LocalProtocolError(f"message contains the delimiter {self.delimiter!r}")
+        return data + self.delimiter
+
+    def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
+        message = bytes(data)
+        if message.endswith(self.delimiter):
+            message = message[: -len(self.delimiter)]
+        if self._strip_cr and message.endswith(b"\r"):
+            message = message[:-1]
+        limit = self._limit(max_length)
+        if len(message) > limit:
+            raise LimitExceeded(f"line longer than {limit} bytes (got {len(message)})")
+        return message
+
+    def __repr__(self) -> str:
+        return f"Lines(delimiter={self.delimiter!r}, max_length={self.max_length})"

@@ -1,0 +1,325 @@
+"""Endpoint URLs: parse them once, bind and connect from the parsed form.
+
+Why URLs: one string names a transport, an address and its options, so a
+server can listen on ``tcp://[::1]:0``, ``udp://127.0.0.1:9999`` and
+``unix:///run/app.sock`` at once, and the CLI needs no per-family flags.
+
+Supported schemes::
+
+    tcp://host:port      tcp://[::1]:port      tcp://*:port  (all interfaces, dual-stack)
+    udp://host:port      (same host forms)
+    unix:///abs/path     unix://@abstract-name  (Linux abstract namespace)
+    unixgram:///abs/path unixgram://@name       (unix datagrams)
+
+Query options: ``?backlog=N`` (default 1024) for stream listeners.
+
+Bad URLs raise :class:`ValueError` naming the problem. Listeners get
+SO_REUSEADDR (stream) and a real backlog. A stale unix socket file is replaced
+only when nothing listens on it; a path that is not a socket is never removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlsplit
+
+from .errors import BindError, translate_oserror
+
+__all__ = ["DEFAULT_BACKLOG", "Endpoint", "Listener", "bind", "connect_socket", "format_url", "parse"]
+
+DEFAULT_BACKLOG = 1024
+
+_SCHEMES: dict[str, tuple[socket.AddressFamily | None, socket.SocketKind]] = {
+    "tcp": (None, socket.SOCK_STREAM),
+    "udp": (None, socket.SOCK_DGRAM),
+    "unix": (socket.AF_UNIX, socket.SOCK_STREAM),
+    "unixgram": (socket.AF_UNIX, socket.SOCK_DGRAM),
+}
+_OPTIONS = {"backlog"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A parsed endpoint URL. ``host`` is ``""`` for "all interfaces"."""
+
+    scheme: str
+    type: socket.SocketKind
+    host: str = ""
+    port: int = 0
+    path: str = ""  # unix: filesystem path, or "\0name" for the abstract namespace
+    backlog: int = DEFAULT_BACKLOG
+
+    @property
+    def is_unix(self) -> bool:
+        return self.scheme in ("unix", "unixgram")
+
+    @property
+    def is_stream(self) -> bool:
+        return self.type == socket.SOCK_STREAM
+
+    @property
+    def url(self) -> str:
+        if self.is_unix:
+            return f"{self.scheme}://{_format_unix_path(self.path)}"
+        host = self.host or "*"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+def parse(url: str) -> Endpoint:
+    """Parse an endpoint URL.
+
+    Raises:
+        ValueError: the URL has no or an unknown scheme, no port, a port outside
+            0-65535, a relative unix path, or an unknown option.
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"endpoint URL must be a str, not {type(url).__name__}")
+    if "://" not in url:
+        raise ValueError(
+            f"{url!r} is not an endpoint URL: write it as scheme://address, "
+            f"e.g. tcp://127.0.0.1:8888 (schemes: {', '.join(_SCHEMES)})"
+        )
+    scheme_part = url.split("://", 1)[0].lower()
+    if scheme_part not in _SCHEMES:
+        raise ValueError(f"unknown scheme {scheme_part!r} in {url!r}: use one of {', '.join(_SCHEMES)}")
+    parts = urlsplit(url)
+    backlog = _parse_options(url, parts.query)
+    _family, kind = _SCHEMES[scheme_part]
+    if scheme_part in ("unix", "unixgram"):
+        return Endpoint(
+            scheme_part, kind, path=_parse_unix_path(url, parts.netloc, parts.path), backlog=backlog
+        )
+    if parts.path not in ("", "/"):
+        raise ValueError(f"unexpected path {parts.path!r} in {url!r}: write {scheme_part}://host:port")
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise ValueError(f"user info is not allowed in {url!r}: write {scheme_part}://host:port")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"bad port in {url!r}: the port must be a number from 0 to 65535") from None
+    if port is None:
+        raise ValueError(f"no port in {url!r}: write {scheme_part}://host:port (port 0 picks a free one)")
+    host = parts.hostname or ""
+    if netloc.startswith("[") and "]" in netloc:
+        host = netloc[1 : netloc.index("]")]
+    if host == "*":
+        host = ""
+    return Endpoint(scheme_part, kind, host=host, port=port, backlog=backlog)
+
+
+def _parse_options(url: str, query: str) -> int:
+    backlog = DEFAULT_BACKLOG
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key not in _OPTIONS:
+            raise ValueError(f"unknown option {key!r} in {url!r}: known options are {sorted(_OPTIONS)}")
+        try:
+            backlog = int(value)
+        except ValueError:
+            raise ValueError(f"backlog must be a positive integer in {url!r}") from None
+        if backlog < 1:
+            raise ValueError(f"backlog must be a positive integer in {url!r}")
+    return backlog
+
+
+def _parse_unix_path(url: str, netloc: str, path: str) -> str:
+    if netloc.startswith("@"):
+        name = netloc[1:] + path
+        if not name:
+            raise ValueError(f"empty abstract socket name in {url!r}: write unix://@name")
+        return "\0" + name
+    if netloc or not path.startswith("/"):
+        raise ValueError(
+            f"unix socket path must be absolute in {url!r}: write unix:///abs/path "
+            "(three slashes) or unix://@name for an abstract socket"
+        )
+    return path
+
+
+def _format_unix_path(path: str) -> str:
+    if path.startswith("\0"):
+        return "@" + path[1:]
+    return path
+
+
+def format_url(scheme: str, address: object) -> str:
+    """The URL of a socket address as returned by ``getsockname()``/``getpeername()``."""
+    if isinstance(address, tuple):
+        host, port = str(address[0]), int(address[1])
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{port}"
+    if isinstance(address, bytes):  # abstract names come back as bytes
+        address = address.decode("utf-8", "backslashreplace")
+    path = str(address)
+    return f"{scheme}://{_format_unix_path(path)}" if path else f"{scheme}://(unnamed)"
+
+
+class Listener:
+    """A bound (and, for streams, listening) socket with the endpoint it came from.
+
+    Closing it removes the unix socket file it created, if the file is still ours.
+    """
+
+    def __init__(self, sock: socket.socket, endpoint: Endpoint) -> None:
+        self.sock = sock
+        self.endpoint = endpoint
+        self.url = format_url(endpoint.scheme, sock.getsockname())
+        self._inode: int | None = None
+        if endpoint.is_unix and not endpoint.path.startswith("\0"):
+            self._inode = os.stat(endpoint.path).st_ino
+
+    @property
+    def address(self) -> object:
+        """The bound address, as ``getsockname()`` gives it (port 0 resolved)."""
+        return self.sock.getsockname()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        if self.sock.fileno() == -1:
+            return
+        self.sock.close()
+        if self._inode is not None:
+            with contextlib.suppress(OSError):
+                if os.stat(self.endpoint.path).st_ino == self._inode:
+                    os.unlink(self.endpoint.path)
+
+
+def bind(endpoint: Endpoint) -> Listener:
+    """Create the listening (stream) or bound (datagram) socket for ``endpoint``.
+
+    Raises:
+        BindError: the address is in use, not permitted, or cannot be resolved;
+            or a unix path exists and is not a stale socket.
+    """
+    try:
+        sock = _bind_unix(endpoint) if endpoint.is_unix else _bind_inet(endpoint)
+    except BindError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = ""
+        if isinstance(exc, socket.gaierror):
+            hint = " (check the host name)"
+        elif exc.errno == getattr(os, "EADDRINUSE", 98) or "in use" in reason:
+            hint = " (is another server running there? stop it or pick another port; port 0 picks a free one)"
+        elif isinstance(exc, PermissionError):
+            hint = " (ports below 1024 need privileges; pick a port above 1023)"
+        raise BindError(f"cannot listen on {endpoint.url}: {reason}{hint}") from exc
+    return Listener(sock, endpoint)
+
+
+def _bind_inet(endpoint: Endpoint) -> socket.socket:
+    host = endpoint.host
+    address: tuple[str, int]
+    if host:
+        family, address = _resolve(host, endpoint.port, endpoint.type)
+    else:  # all interfaces: one dual-stack IPv6 socket where the OS allows it
+        family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
+        address = ("::" if family == socket.AF_INET6 else "0.0.0.0", endpoint.port)
+    dualstack = not host and family == socket.AF_INET6
+    if endpoint.is_stream:
+        return socket.create_server(
+            address, family=family, backlog=endpoint.backlog, dualstack_ipv6=dualstack
+        )
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dualstack else 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _resolve(host: str, port: int, kind: socket.SocketKind) -> tuple[socket.AddressFamily, tuple[str, int]]:
+    infos = socket.getaddrinfo(host, port, type=kind, flags=socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = infos[0]
+    return family, (str(sockaddr[0]), int(sockaddr[1]))
+
+
+def _bind_unix(endpoint: Endpoint) -> socket.socket:
+    path = endpoint.path
+    if not path.startswith("\0"):
+        _remove_stale_socket(path, endpoint)
+    sock = socket.socket(socket.AF_UNIX, endpoint.type)
+    try:
+        sock.bind(path)
+        if endpoint.is_stream:
+            sock.listen(endpoint.backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _remove_stale_socket(path: str, endpoint: Endpoint) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise BindError(
+            f"cannot listen on {endpoint.url}: {path} exists and is not a socket "
+            "(remove it yourself or pick another path)"
+        )
+    probe = socket.socket(socket.AF_UNIX, endpoint.type)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # a socket file nobody listens on: left behind by a dead server
+        return
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    raise BindError(f"cannot listen on {endpoint.url}: another process is listening on {path}")
+
+
+def connect_socket(endpoint: Endpoint, timeout: float | None) -> socket.socket:
+    """A socket connected to ``endpoint`` (datagram sockets are connected too).
+
+    Unix datagram sockets are bound to an autobound abstract address first, so
+    the server has somewhere to send its reply.
+
+    Raises:
+        ConnectError / ConnectTimeout: refused, unreachable, unresolvable, timed out.
+    """
+    try:
+        if endpoint.is_unix:
+            sock = socket.socket(socket.AF_UNIX, endpoint.type)
+            try:
+                sock.settimeout(timeout)
+                if not endpoint.is_stream:
+                    sock.bind("")
+                sock.connect(endpoint.path)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+        host = endpoint.host or "localhost"
+        if endpoint.is_stream:
+            return socket.create_connection((host, endpoint.port), timeout=timeout)
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, endpoint.port, type=endpoint.type)[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    except OSError as exc:
+        raise translate_oserror(exc, endpoint.url, "connect") from exc
