@@ -5,7 +5,9 @@ limits, timeouts, graceful shutdown and stats. This module only re-exports the
 public API.
 """
 
+from .client import Client, DatagramClient, connect
 from .codecs import Codec, Decoder, Json, LengthPrefixed, Lines, Msgpack, Raw
+from .connection import Connection
 from .errors import (
     BindError,
     BrokenError,
@@ -19,27 +21,40 @@ from .errors import (
     SocketkitError,
     Timeout,
 )
+from .handlers import Protocol, blocking
+from .limits import Limits
+from .server import Server
+from .stats import Stats
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BindError",
     "BrokenError",
+    "Client",
     "ClosedError",
     "Codec",
     "ConnectError",
     "ConnectTimeout",
+    "Connection",
+    "DatagramClient",
     "Decoder",
     "Json",
     "LengthPrefixed",
     "LimitExceeded",
+    "Limits",
     "Lines",
     "LocalProtocolError",
     "Msgpack",
+    "Protocol",
     "ProtocolError",
     "Raw",
     "RemoteProtocolError",
+    "Server",
     "SocketkitError",
+    "Stats",
     "Timeout",
     "__version__",
+    "blocking",
+    "connect",
 ]

@@ -21,12 +21,15 @@ __all__ = [
     "ClosedError",
     "ConnectError",
     "ConnectTimeout",
+    "IdleTimeout",
     "LimitExceeded",
     "LocalProtocolError",
     "ProtocolError",
+    "ReadTimeout",
     "RemoteProtocolError",
     "SocketkitError",
     "Timeout",
+    "WriteTimeout",
     "translate_oserror",
 ]
 
@@ -73,6 +76,18 @@ class Timeout(SocketkitError, TimeoutError):
 
 class ConnectTimeout(ConnectError, Timeout):
     """Connecting did not finish within its deadline."""
+
+
+class IdleTimeout(Timeout):
+    """A connection sent nothing for ``Limits.idle_timeout`` seconds between messages."""
+
+
+class ReadTimeout(Timeout):
+    """A peer did not finish a started message within ``Limits.read_timeout``."""
+
+
+class WriteTimeout(Timeout):
+    """A peer did not read its replies within ``Limits.idle_timeout``."""
 
 
 _BROKEN_ERRNOS = frozenset(

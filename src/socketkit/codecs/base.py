@@ -77,6 +77,10 @@ class Codec(ABC):
             LimitExceeded: it is larger than the limit.
         """
 
+    def error_reply(self, error: Exception) -> bytes | None:
+        """The bytes telling a peer its input was refused, or None if the format has no way to say it."""
+        return None
+
     def _limit(self, max_length: int | None) -> int:
         if max_length is None:
             return self.max_length

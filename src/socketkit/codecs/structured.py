@@ -57,6 +57,13 @@ class StructuredCodec(Codec):
     def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
         return self.load(self.framing.decode_datagram(data, max_length))
 
+    def error_reply(self, error: Exception) -> bytes | None:
+        """``{"error": "<what was wrong>"}`` in this codec's format."""
+        try:
+            return self.encode({"error": str(error)})
+        except Exception:
+            return None
+
     def load(self, frame: bytes) -> Any:
         """Parse one frame; any parser failure becomes RemoteProtocolError."""
         try:

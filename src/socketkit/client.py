@@ -1,0 +1,267 @@
+"""Clients: connect, send, receive, request, with deadlines and clear errors.
+
+Why a client in a server toolkit: the tutorials' client is the other half of
+every example, and the same codec must frame both sides. ``connect()``
+retries refused or timed-out connects with exponential backoff (a server that is
+still starting is normal). Every wait has a deadline (``timeout``, finite by
+default), and every failure names the address: "connection refused:
+127.0.0.1:9 (is a server listening?)".
+
+``DatagramClient`` speaks request/reply over UDP or unix datagrams; since
+datagrams get lost, ``request()`` resends on timeout, ``retries`` times.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from .codecs import Codec, Raw
+from .endpoints import Endpoint, connect_socket, parse
+from .errors import ClosedError, ConnectError, Timeout, translate_oserror
+
+__all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect"]
+
+DEFAULT_TIMEOUT = 30.0
+_RECV_SIZE = 65536
+
+
+class _ClientBase:
+    def __init__(self, sock: socket.socket, endpoint: Endpoint, codec: Codec, timeout: float | None) -> None:
+        self.sock = sock
+        self.endpoint = endpoint
+        self.codec = codec
+        self.url = endpoint.url
+        self._timeout = timeout
+        sock.settimeout(timeout)
+
+    @property
+    def timeout(self) -> float | None:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._timeout = value
+        self.sock.settimeout(value)
+
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() == -1
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _io_error(self, exc: OSError) -> Exception:
+        if isinstance(exc, TimeoutError):
+            return Timeout(f"no reply from {self.url} within {self._timeout:g}s")
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectError(f"connection refused: {self.url} (is a server listening?)")
+        return translate_oserror(exc, self.url)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ClosedError(f"the client for {self.url} is closed")
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} {'closed' if self.closed else 'open'}>"
+
+
+class Client(_ClientBase):
+    """A stream connection framed by a codec. Create it with :func:`connect`."""
+
+    def __init__(self, sock: socket.socket, endpoint: Endpoint, codec: Codec, timeout: float | None) -> None:
+        super().__init__(sock, endpoint, codec, timeout)
+        self._decoder = codec.decoder()
+        self._pending: deque[Any] = deque()
+        self._eof = False
+
+    def __enter__(self) -> Client:
+        return self
+
+    def send(self, message: Any) -> None:
+        """Encode and send one message.
+
+        Raises:
+            ClosedError, BrokenError, Timeout; LocalProtocolError/TypeError from the codec.
+        """
+        data = self.codec.encode(message)
+        self._check_open()
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise self._io_error(exc) from exc
+
+    def recv(self) -> Any:
+        """The next message from the server.
+
+        Raises:
+            ClosedError: the server closed the connection cleanly.
+            RemoteProtocolError: it closed mid-message or sent bad data.
+            Timeout: nothing arrived within ``timeout``.
+        """
+        pending = self._pending
+        while not pending:
+            self._check_open()
+            if self._eof:
+                raise ClosedError(f"{self.url} closed the connection")
+            try:
+                data = self.sock.recv(_RECV_SIZE)
+            except OSError as exc:
+                raise self._io_error(exc) from exc
+            pending.extend(self._decoder.feed(data))
+            if not data:
+                self._eof = True
+        return pending.popleft()
+
+    def request(self, message: Any) -> Any:
+        """Send ``message`` and return the next message received."""
+        self.send(message)
+        return self.recv()
+
+    def __iter__(self) -> Iterator[Any]:
+        """Messages until the server closes the connection."""
+        while True:
+            try:
+                yield self.recv()
+            except ClosedError:
+                return
+
+    def shutdown_write(self) -> None:
+        """Half-close: tell the server we are done sending (it still may reply)."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._io_error(exc) from exc
+
+
+def connect(
+    url: str,
+    codec: Codec | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    retries: int = 0,
+    backoff: float = 0.1,
+) -> Client:
+    """Connect to a stream endpoint (``tcp://``, ``unix://``).
+
+    ``timeout`` bounds the connect and every later send/recv (None waits
+    forever). A refused or timed-out connect is retried ``retries`` times,
+    waiting ``backoff``, then twice that, and so on (with jitter).
+
+    Raises:
+        ValueError: a bad URL, or a datagram URL (use :class:`DatagramClient`).
+        ConnectError / ConnectTimeout: every attempt failed.
+    """
+    endpoint = parse(url)
+    if not endpoint.is_stream:
+        raise ValueError(f"{url} is datagram-based: use socketkit.DatagramClient({url!r})")
+    if retries < 0 or backoff < 0:
+        raise ValueError("retries and backoff must not be negative")
+    attempt = 0
+    while True:
+        try:
+            sock = connect_socket(endpoint, timeout)
+            break
+        except ConnectError:
+            if attempt >= retries:
+                raise
+            time.sleep(backoff * (2**attempt) * random.uniform(0.8, 1.2))
+            attempt += 1
+    return Client(sock, endpoint, codec if codec is not None else Raw(), timeout)
+
+
+class DatagramClient(_ClientBase):
+    """Request/reply over ``udp://`` or ``unixgram://``: one datagram out, one back.
+
+    Raises:
+        ValueError: a bad URL, or a stream URL (use :func:`connect`).
+        ConnectError: the address cannot be resolved or reached.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        codec: Codec | None = None,
+        timeout: float | None = 5.0,
+        retries: int = 2,
+    ) -> None:
+        endpoint = parse(url)
+        if endpoint.is_stream:
+            raise ValueError(f"{url} is stream-based: use socketkit.connect({url!r})")
+        if retries < 0:
+            raise ValueError("retries must not be negative")
+        self.retries = retries
+        super().__init__(
+            connect_socket(endpoint, timeout), endpoint, codec if codec is not None else Raw(), timeout
+        )
+
+    def __enter__(self) -> DatagramClient:
+        return self
+
+    def send(self, message: Any) -> None:
+        """Send one message as one datagram."""
+        data = self.codec.encode(message)
+        self._check_open()
+        try:
+            self.sock.send(data)
+        except OSError as exc:
+            raise self._io_error(exc) from exc
+
+    def recv(self) -> Any:
+        """The message in the next datagram received.
+
+        Raises:
+            Timeout: none arrived within ``timeout``.
+            ConnectError: the server's port is closed (ICMP port unreachable).
+            RemoteProtocolError: the datagram is not a valid message.
+        """
+        self._check_open()
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except OSError as exc:
+            raise self._io_error(exc) from exc
+        return self.codec.decode_datagram(data)
+
+    def request(self, message: Any) -> Any:
+        """Send ``message`` and return the reply, resending up to ``retries`` times on timeout."""
+        data = self.codec.encode(message)
+        self._check_open()
+        self._discard_stale()
+        for attempt in range(self.retries + 1):
+            try:
+                self.sock.send(data)
+            except OSError as exc:
+                raise self._io_error(exc) from exc
+            try:
+                return self.recv()
+            except Timeout:
+                if attempt == self.retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _discard_stale(self) -> None:
+        """Drop late replies to earlier, timed-out requests."""
+        sock = self.sock
+        sock.setblocking(False)
+        try:
+            while True:
+                sock.recv(_RECV_SIZE)
+        except OSError:
+            pass
+        finally:
+            sock.settimeout(self._timeout)

@@ -1,0 +1,91 @@
+"""Connection: what a handler sees of one peer.
+
+Why an abstract base with per-engine subclasses: a handler must not care how it
+is run, but "send" means different things underneath: a blocking write with a
+deadline on a thread engine, an append to an output buffer flushed by the event
+loop on a reactor, a ``sendto`` for a datagram. The base holds what is common
+(peer, codec, per-connection counters, a ``state`` dict for the handler's own
+data); the engines supply the transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .codecs import Codec
+from .endpoints import format_url
+from .errors import ClosedError
+from .stats import Counters
+
+__all__ = ["Connection"]
+
+
+class Connection(Counters):
+    """One peer of a server, as its handler sees it.
+
+    Attributes:
+        peer: the peer's address as the socket module gives it.
+        local: our address for this connection.
+        peer_url: the peer as a URL-like string, for logs ("tcp://127.0.0.1:50312").
+        codec: the codec that frames this connection's messages.
+        state: a dict for the handler's own per-connection data.
+    """
+
+    __slots__ = ("_closed", "codec", "local", "peer", "peer_url", "state")
+
+    def __init__(self, codec: Codec, peer: Any, local: Any, scheme: str) -> None:
+        super().__init__()
+        self.codec = codec
+        self.peer = peer
+        self.local = local
+        self.peer_url = format_url(scheme, peer)
+        self.state: dict[str, Any] = {}
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed or closing."""
+        return self._closed
+
+    @property
+    def write_buffer_size(self) -> int:
+        """Bytes accepted by ``send`` and not yet handed to the kernel."""
+        return 0
+
+    def send(self, message: Any) -> None:
+        """Encode ``message`` with the codec and send it.
+
+        Raises:
+            ClosedError: the connection is closed.
+            LocalProtocolError / TypeError: the codec cannot encode the message.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close after flushing what was already sent. Safe to call twice."""
+        raise NotImplementedError
+
+    def recv(self) -> Any:
+        """The next message (blocking handlers on thread engines only).
+
+        Raises:
+            ClosedError: the peer closed the connection (or the server is stopping).
+            TypeError: this connection is not served by a blocking handler.
+        """
+        raise TypeError(
+            "receiving from a connection needs a @socketkit.blocking handler "
+            "on a thread-based engine (iterative, threads)"
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        """Messages until the peer closes (blocking handlers only)."""
+        while True:
+            try:
+                yield self.recv()
+            except ClosedError:
+                return
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self.peer_url} {state}>"

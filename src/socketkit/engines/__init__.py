@@ -1,0 +1,50 @@
+"""Engines by name (as uvicorn's config maps loop names to classes).
+
+Modules are imported only when an engine is chosen, so naming an engine the
+system lacks (``epoll`` off Linux) fails with a clear message, not at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import Engine
+
+__all__ = ["ENGINES", "Engine", "engine_class", "resolve_engine_name"]
+
+ENGINES: dict[str, str] = {
+    "iterative": "socketkit.engines.iterative:IterativeEngine",
+    "threads": "socketkit.engines.threads:ThreadsEngine",
+    "select": "socketkit.engines.reactor:SelectEngine",
+    "poll": "socketkit.engines.reactor:PollEngine",
+    "epoll": "socketkit.engines.reactor:EpollEngine",
+    "reactor": "socketkit.engines.reactor:ReactorEngine",
+}
+
+
+def resolve_engine_name(name: str, blocking: bool) -> str:
+    """``auto`` is the reactor, or ``threads`` for a @blocking handler."""
+    if name == "auto":
+        return "threads" if blocking else "reactor"
+    return name
+
+
+def engine_class(name: str) -> type[Engine]:
+    """The engine class registered as ``name``.
+
+    Raises:
+        ValueError: no such engine, or it is not available on this system.
+    """
+    try:
+        target = ENGINES[name]
+    except KeyError:
+        known = ", ".join([*ENGINES, "auto"])
+        raise ValueError(f"unknown engine {name!r}: choose one of {known}") from None
+    module_name, _, attr = target.partition(":")
+    cls: type[Engine] = getattr(importlib.import_module(module_name), attr)
+    selector_name = getattr(cls, "selector_name", None)
+    if selector_name is not None:
+        from .reactor import selector_class  # noqa: PLC0415
+
+        selector_class(selector_name)  # raises ValueError when the OS lacks it
+    return cls

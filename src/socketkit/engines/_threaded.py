@@ -1,0 +1,320 @@
+"""Thread-owned connections: what the iterative and threads engines run.
+
+Why non-blocking sockets and ``poll`` here rather than blocking ``recv``: a
+socket with a timeout already costs CPython a ``poll`` before every ``recv``,
+so polling ourselves costs nothing extra and lets each wait also watch the
+engine's stop socket. That is how ``stop()`` wakes a thread parked in a read
+without a polling interval, and how idle, read and shutdown deadlines are all
+enforced by the one wait.
+
+Writes from the owning thread during a batch of messages are corked and go out
+as one ``send`` when the batch is done (pipelined requests get one write);
+writes from other threads, and from blocking handlers, go out at once, under a
+lock, waiting for the peer to read for at most ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..connection import Connection
+from ..errors import ClosedError, IdleTimeout, ReadTimeout, WriteTimeout, translate_oserror
+from ..stats import Counters
+from .base import RECV_SIZE, log
+
+if TYPE_CHECKING:
+    from .base import Engine
+
+__all__ = ["ThreadedConnection", "serve_connection", "serve_datagrams"]
+
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+
+
+class ThreadedConnection(Connection):
+    """A connection owned by one thread, over a non-blocking socket."""
+
+    __slots__ = (
+        "_cork",
+        "_decoder",
+        "_engine",
+        "_eof",
+        "_last_active",
+        "_lock",
+        "_message_started",
+        "_owner",
+        "_pending",
+        "_poll",
+        "_sock",
+        "_watching_stop",
+    )
+
+    def __init__(self, sock: socket.socket, peer: Any, engine: Engine, scheme: str) -> None:
+        super().__init__(engine.codec, peer, sock.getsockname(), scheme)
+        sock.setblocking(False)
+        self._sock = sock
+        self._engine = engine
+        self._decoder = engine.codec.decoder(engine.limits.max_message_size)
+        self._poll = select.poll()
+        self._poll.register(sock, _POLLIN)
+        self._poll.register(engine.stop_fd, _POLLIN)
+        self._watching_stop = True
+        self._lock = threading.Lock()
+        self._cork: list[bytes] | None = None
+        self._owner = threading.get_ident()
+        self._pending: deque[Any] = deque()
+        self._eof = False
+        self._last_active = time.monotonic()
+        self._message_started = 0.0
+
+    # -- what handlers call ------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        data = self.codec.encode(message)
+        if self._closed:
+            raise ClosedError(f"{self.peer_url}: send on a closed connection")
+        cork = self._cork
+        if cork is not None and threading.get_ident() == self._owner:
+            cork.append(data)
+            self.messages_out += 1
+            return
+        with self._lock:
+            self.messages_out += 1
+            self._write(data)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if threading.get_ident() != self._owner:
+            try:  # wake the owner's poll; it finishes its batch and closes
+                self._sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    def recv(self) -> Any:
+        if threading.get_ident() != self._owner:
+            raise RuntimeError("recv() must be called from the thread that serves the connection")
+        pending = self._pending
+        while not pending:
+            if self._eof or self._closed:
+                raise ClosedError(f"{self.peer_url}: connection closed")
+            pending.extend(self.receive())
+        return pending.popleft()
+
+    # -- what the engine calls -----------------------------------------------
+
+    def receive(self) -> list[Any]:
+        """Read once and decode.
+
+        Sets ``_eof`` at end of stream (peer closed, or stopping and idle).
+        Raises the decoder's ProtocolError, a Timeout, or BrokenError.
+        """
+        data = self._read()
+        messages = self._decoder.feed(data)
+        if not data:
+            self._eof = True
+            return messages
+        self.bytes_in += len(data)
+        self.messages_in += len(messages)
+        return messages
+
+    def flush_cork(self) -> None:
+        cork = self._cork
+        self._cork = None
+        if cork:
+            data = cork[0] if len(cork) == 1 else b"".join(cork)
+            with self._lock:
+                self._write(data)
+
+    def send_error_reply(self, data: bytes) -> None:
+        """Best effort: tell the peer why it is being closed, without waiting."""
+        try:
+            self._sock.send(data)
+        except OSError:
+            pass
+
+    def shutdown(self) -> None:
+        """Make every pending and future I/O on the socket fail at once (forced stop)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close_socket(self) -> None:
+        self._closed = True
+        self._sock.close()
+
+    # -- I/O -----------------------------------------------------------------
+
+    def _read(self) -> bytes:
+        engine = self._engine
+        limits = engine.limits
+        sock = self._sock
+        while True:
+            if engine.stopping:
+                if self._watching_stop:
+                    self._poll.unregister(engine.stop_fd)
+                    self._watching_stop = False
+                if not self._decoder.buffered:
+                    # Between messages while stopping: bytes that already
+                    # arrived are served; otherwise this connection is done.
+                    try:
+                        data = sock.recv(RECV_SIZE)
+                    except BlockingIOError:
+                        return b""
+                    except OSError as exc:
+                        raise translate_oserror(exc, self.peer_url) from exc
+                    if data:
+                        self._mark_active(data)
+                    return data
+            now = time.monotonic()
+            if self._decoder.buffered:
+                deadline = self._last_active + limits.idle_timeout
+                read_deadline = self._message_started + limits.read_timeout
+                expired: Exception = IdleTimeout(f"idle for {limits.idle_timeout:g}s")
+                if read_deadline < deadline:
+                    deadline = read_deadline
+                    expired = ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
+            else:
+                deadline = self._last_active + limits.idle_timeout
+                expired = IdleTimeout(f"idle for {limits.idle_timeout:g}s")
+            if engine.stopping and engine.deadline < deadline:
+                deadline = engine.deadline
+                expired = ClosedError("server stopped before the message was finished")
+            if deadline <= now:
+                raise expired
+            if self._poll.poll(math.ceil((deadline - now) * 1000)):
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise translate_oserror(exc, self.peer_url) from exc
+                if data:
+                    self._mark_active(data)
+                return data
+
+    def _mark_active(self, data: bytes) -> None:
+        now = time.monotonic()
+        self._last_active = now
+        if not self._decoder.buffered:
+            self._message_started = now
+
+    def _write(self, data: bytes) -> None:
+        """Send all of ``data``; caller holds the lock."""
+        sock = self._sock
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise translate_oserror(exc, self.peer_url) from exc
+        self.bytes_out += sent
+        if sent == len(data):
+            return
+        view = memoryview(data)[sent:]
+        waiter = select.poll()
+        waiter.register(sock, _POLLOUT)
+        timeout = self._engine.limits.idle_timeout
+        while view:
+            if not waiter.poll(math.ceil(timeout * 1000)):
+                raise WriteTimeout(f"peer did not read for {timeout:g}s")
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise translate_oserror(exc, self.peer_url) from exc
+            self.bytes_out += sent
+            self._last_active = time.monotonic()
+            view = view[sent:]
+
+
+def serve_connection(engine: Engine, sock: socket.socket, addr: Any, scheme: str) -> None:
+    """Serve one accepted connection in the calling thread until it ends.
+
+    The server owns the socket: it is closed here whatever the handler did.
+    """
+    try:
+        conn = ThreadedConnection(sock, addr, engine, scheme)
+    except OSError as exc:  # the peer vanished before we could look at it
+        log.debug("connection from %r lost at once: %s", addr, exc)
+        sock.close()
+        return
+    handler = engine.handler
+    stats = engine.stats
+    stats.track(conn)
+    error: BaseException | None = None
+    dispatch = None
+    try:
+        if handler.is_blocking:
+            handler.run_blocking(conn)
+        else:
+            dispatch = handler.dispatch(conn)
+            conn._cork = []
+            dispatch.connected()
+            conn.flush_cork()
+            while not conn._closed:
+                messages = conn.receive()
+                if conn._eof:
+                    break
+                if messages:
+                    conn._cork = []
+                    for message in messages:
+                        dispatch.message(message)
+                    conn.flush_cork()
+    except Exception as exc:
+        error = exc
+        reply = engine.reply_error(exc)
+        if reply is not None:
+            conn.send_error_reply(reply)
+    finally:
+        conn.close_socket()
+        stats.untrack(conn)
+        engine.report_close(conn, error)
+        if dispatch is not None:
+            try:
+                dispatch.closed(error)
+            except Exception as exc:
+                stats.error("handler")
+                log.error("%s: on_close raised %s: %s", conn.peer_url, type(exc).__name__, exc, exc_info=exc)
+
+
+def serve_datagrams(
+    engine: Engine,
+    sock: socket.socket,
+    scheme: str,
+    handle: Callable[[Any, Connection], None],
+    counters: Counters,
+    until_idle: bool,
+) -> None:
+    """Answer datagrams in the calling thread until the engine stops.
+
+    With ``until_idle`` it returns as soon as no datagram is waiting (the
+    iterative engine interleaves this with accepting). On stop, datagrams
+    already queued are still answered.
+    """
+    sock.setblocking(False)
+    poll = select.poll()
+    poll.register(sock, _POLLIN)
+    poll.register(engine.stop_fd, _POLLIN)
+    while True:
+        try:
+            data, addr = sock.recvfrom(RECV_SIZE)
+        except BlockingIOError:
+            if until_idle or engine.stopping:
+                return
+            poll.poll()
+            continue
+        except OSError as exc:  # e.g. ECONNREFUSED left by an ICMP error for an earlier reply
+            log.debug("datagram socket error: %s", exc)
+            continue
+        engine.datagram(sock, scheme, data, addr, handle, counters)

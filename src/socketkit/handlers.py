@@ -1,0 +1,196 @@
+"""The three handler styles, and the adapter that turns each into one shape.
+
+Styles (DESIGN §3):
+
+1. a request/reply function ``fn(message, conn) -> reply | None`` (every engine);
+2. a :class:`Protocol` with ``on_connect``/``on_message``/``on_close`` (every
+   engine). A Protocol *class* gets a fresh instance per connection; an
+   *instance* is shared by all connections (handy for a chat room's state);
+3. a :func:`blocking` function ``fn(conn)`` that iterates ``conn`` and calls
+   ``conn.send`` (thread engines only: it blocks a thread per connection).
+
+Why an adapter: engines should not branch on handler style in their hot loop.
+:func:`adapt` validates the handler once, at ``Server(...)``, with a message
+that says how to fix it, and returns a :class:`Handler` whose per-connection
+:class:`Dispatch` the engines call the same way for every style.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, Literal
+
+from .connection import Connection
+
+__all__ = ["BlockingHandler", "Dispatch", "Handler", "Protocol", "adapt", "blocking"]
+
+ReplyFunction = Callable[[Any, Connection], Any]
+
+
+class Protocol:
+    """Event callbacks for one connection. Override what you need."""
+
+    def on_connect(self, conn: Connection) -> None:
+        """Called once the connection is accepted, before any message."""
+
+    def on_message(self, conn: Connection, message: Any) -> None:
+        """Called for every decoded message, in order."""
+
+    def on_close(self, conn: Connection, error: BaseException | None) -> None:
+        """Called once when the connection ends; ``error`` is None on a clean close."""
+
+
+class BlockingHandler:
+    """A function ``fn(conn)`` marked to run in its own thread; see :func:`blocking`."""
+
+    def __init__(self, fn: Callable[[Connection], object]) -> None:
+        if not callable(fn):
+            raise TypeError(f"@blocking needs a function taking (conn), not {fn!r}")
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, conn: Connection) -> object:
+        return self.fn(conn)
+
+
+def blocking(fn: Callable[[Connection], object]) -> BlockingHandler:
+    """Mark ``fn(conn)`` as a blocking handler: it owns the connection until it returns."""
+    return BlockingHandler(fn)
+
+
+class Dispatch:
+    """What an engine calls for one connection, whatever the handler style."""
+
+    __slots__ = ()
+
+    def connected(self) -> None:
+        """The connection was accepted."""
+
+    def message(self, message: Any) -> None:
+        """One decoded message arrived."""
+
+    def closed(self, error: BaseException | None) -> None:
+        """The connection ended (``error`` None when clean)."""
+
+
+class _ReplyDispatch(Dispatch):
+    __slots__ = ("_conn", "_fn")
+
+    def __init__(self, fn: ReplyFunction, conn: Connection) -> None:
+        self._fn = fn
+        self._conn = conn
+
+    def message(self, message: Any) -> None:
+        reply = self._fn(message, self._conn)
+        if reply is not None:
+            self._conn.send(reply)
+
+
+class _ProtocolDispatch(Dispatch):
+    __slots__ = ("_conn", "_protocol")
+
+    def __init__(self, protocol: Protocol, conn: Connection) -> None:
+        self._protocol = protocol
+        self._conn = conn
+
+    def connected(self) -> None:
+        self._protocol.on_connect(self._conn)
+
+    def message(self, message: Any) -> None:
+        self._protocol.on_message(self._conn, message)
+
+    def closed(self, error: BaseException | None) -> None:
+        self._protocol.on_close(self._conn, error)
+
+
+class Handler:
+    """A validated handler of any style."""
+
+    def __init__(self, kind: Literal["reply", "protocol", "blocking"], target: Any, name: str) -> None:
+        self.kind = kind
+        self.target = target
+        self.name = name
+
+    @property
+    def is_blocking(self) -> bool:
+        return self.kind == "blocking"
+
+    def dispatch(self, conn: Connection) -> Dispatch:
+        """The per-connection dispatcher (reply and protocol styles)."""
+        if self.kind == "reply":
+            return _ReplyDispatch(self.target, conn)
+        if self.kind == "protocol":
+            protocol = self.target() if isinstance(self.target, type) else self.target
+            return _ProtocolDispatch(protocol, conn)
+        raise TypeError("a blocking handler has no per-message dispatch; call run_blocking(conn)")
+
+    def datagram_handler(self) -> Callable[[Any, Connection], None]:
+        """A callable ``(message, conn)`` for datagrams; one Protocol instance per socket."""
+        if self.kind == "reply":
+            fn: ReplyFunction = self.target
+
+            def reply(message: Any, conn: Connection) -> None:
+                answer = fn(message, conn)
+                if answer is not None:
+                    conn.send(answer)
+
+            return reply
+        if self.kind == "protocol":
+            protocol: Protocol = self.target() if isinstance(self.target, type) else self.target
+            return lambda message, conn: protocol.on_message(conn, message)
+        raise TypeError("blocking handlers cannot serve datagrams")
+
+    def run_blocking(self, conn: Connection) -> None:
+        self.target(conn)
+
+    def __repr__(self) -> str:
+        return f"<Handler {self.kind} {self.name}>"
+
+
+def adapt(handler: object) -> Handler:
+    """Validate ``handler`` and wrap it as a :class:`Handler`.
+
+    Raises:
+        TypeError: ``handler`` is none of the three styles; the message says how to fix it.
+    """
+    if isinstance(handler, Handler):
+        return handler
+    name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    if isinstance(handler, BlockingHandler):
+        return Handler("blocking", handler.fn, name)
+    if isinstance(handler, type):
+        if issubclass(handler, Protocol):
+            return Handler("protocol", handler, name)
+        raise TypeError(f"handler class {name} must subclass socketkit.Protocol")
+    if isinstance(handler, Protocol):
+        return Handler("protocol", handler, name)
+    if callable(handler):
+        _check_reply_signature(handler, name)
+        return Handler("reply", handler, name)
+    raise TypeError(
+        f"handler must be a function (message, conn) -> reply, a socketkit.Protocol "
+        f"subclass or instance, or a @socketkit.blocking function (conn); got {handler!r}"
+    )
+
+
+def _check_reply_signature(fn: Callable[..., Any], name: str) -> None:
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins and C callables: trust them
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        try:
+            signature.bind(None)
+        except TypeError:
+            pass
+        else:
+            raise TypeError(
+                f"handler {name} takes one argument: if it is (conn) and loops over "
+                "messages, decorate it with @socketkit.blocking; a request/reply "
+                "function takes (message, conn)"
+            ) from None
+        raise TypeError(f"handler {name} must take (message, conn)") from None

@@ -1,0 +1,267 @@
+"""Server: endpoints + handler + engine + limits, and its lifecycle.
+
+Why it is built this way: binding happens in the caller's thread (in
+``start()`` or ``serve_forever()``), so "address in use" is raised where the
+user can catch it and ``server.url`` names the real port at once. The engine is
+chosen by name and checked against the handler before anything is bound, so a
+blocking handler on an event loop fails at construction with a message that
+says what to do. ``stop()`` takes no lock and never waits for the thread it is
+called from, so it is safe from any thread, a handler, or a signal handler.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterable
+from types import FrameType, TracebackType
+from typing import Any
+
+from .codecs import Codec, Raw
+from .endpoints import Endpoint, Listener, bind, parse
+from .engines import engine_class, resolve_engine_name
+from .engines.base import Engine, current, log
+from .handlers import Handler, adapt
+from .limits import Limits
+from .stats import Stats, StatsRecorder
+
+__all__ = ["Server"]
+
+_STOP_MARGIN = 5.0  # seconds stop() waits beyond the grace period for the engine to return
+
+
+class Server:
+    """A server for one handler on one or more endpoints.
+
+    Args:
+        endpoints: one URL or a list (``"tcp://127.0.0.1:0"``, ``"udp://[::1]:9999"``,
+            ``"unix:///run/app.sock"``...).
+        handler: a function ``(message, conn) -> reply``, a :class:`Protocol`
+            subclass or instance, or a :func:`blocking` function ``(conn)``.
+        codec: how bytes become messages (default :class:`Raw`).
+        engine: ``iterative``, ``threads``, ``select``, ``poll``, ``epoll``,
+            ``reactor`` or ``auto`` (the reactor; ``threads`` for blocking handlers).
+        limits: the bounds the server enforces (default :class:`Limits` ()).
+
+    Raises:
+        ValueError: a bad URL, an unknown engine, or a handler the engine cannot run.
+        TypeError: ``handler`` or ``codec`` is of the wrong kind.
+    """
+
+    def __init__(
+        self,
+        endpoints: str | Iterable[str],
+        handler: object,
+        *,
+        codec: Codec | None = None,
+        engine: str = "auto",
+        limits: Limits | None = None,
+    ) -> None:
+        urls = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not urls:
+            raise ValueError("a server needs at least one endpoint URL, e.g. tcp://127.0.0.1:8888")
+        self.endpoints: list[Endpoint] = [parse(url) for url in urls]
+        self.handler: Handler = adapt(handler)
+        if codec is None:
+            codec = Raw()
+        if not isinstance(codec, Codec):
+            raise TypeError(f"codec must be a socketkit codec such as Lines(), not {codec!r}")
+        self.codec = codec
+        if limits is None:
+            limits = Limits()
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a socketkit.Limits, not {limits!r}")
+        self.limits = limits
+        self.engine_name = resolve_engine_name(engine, self.handler.is_blocking)
+        self._engine_class = engine_class(self.engine_name)
+        self._check_handler_fits()
+        self._stats = StatsRecorder()
+        self._listeners: list[Listener] = []
+        self._engine: Engine | None = None
+        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._failure: BaseException | None = None
+
+    def _check_handler_fits(self) -> None:
+        if not self.handler.is_blocking:
+            return
+        if not self._engine_class.supports_blocking:
+            raise ValueError(
+                f"engine {self.engine_name!r} runs handlers on its event loop and cannot run the "
+                f"@blocking handler {self.handler.name}: use engine='threads' (or 'iterative'), "
+                "or write it as a function (message, conn) or a Protocol"
+            )
+        datagrams = [e.url for e in self.endpoints if not e.is_stream]
+        if datagrams:
+            raise ValueError(
+                f"@blocking handlers need connections, and {', '.join(datagrams)} is datagram-based: "
+                "serve datagrams with a function (message, conn) or a Protocol"
+            )
+
+    # -- addresses and stats ---------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The first endpoint's URL, with the real port once bound."""
+        return self.urls[0]
+
+    @property
+    def urls(self) -> list[str]:
+        """Every endpoint's URL, with real ports once bound."""
+        if self._listeners:
+            return [listener.url for listener in self._listeners]
+        return [endpoint.url for endpoint in self.endpoints]
+
+    @property
+    def addresses(self) -> list[Any]:
+        """The bound socket addresses (as ``getsockname()`` gives them)."""
+        return [listener.address for listener in self._listeners]
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of connection, traffic and error counters."""
+        return self._stats.snapshot()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _prepare(self) -> Engine:
+        with self._lock:
+            if self._engine is not None:
+                raise RuntimeError("this server was already started; a Server runs once")
+            if self._stopped:
+                raise RuntimeError("this server was stopped; create a new Server")
+            listeners: list[Listener] = []
+            try:
+                for endpoint in self.endpoints:
+                    listeners.append(bind(endpoint))
+            except BaseException:
+                for listener in listeners:
+                    listener.close()
+                raise
+            self._listeners = listeners
+            engine = self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
+            self._engine = engine
+        log.info(
+            "serving %s (engine %s, codec %s, handler %s)",
+            ", ".join(self.urls),
+            self.engine_name,
+            self.codec.name,
+            self.handler.name,
+        )
+        return engine
+
+    def start(self) -> Server:
+        """Bind and serve in a background thread; returns the server (a context manager).
+
+        Raises:
+            BindError: an endpoint cannot be bound.
+            RuntimeError: the server was already started or stopped.
+        """
+        engine = self._prepare()
+        thread = threading.Thread(target=self._serve, args=(engine,), name="socketkit-server", daemon=True)
+        self._thread = thread
+        thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Bind and serve in this thread until stopped.
+
+        In the main thread, SIGINT and SIGTERM drain and return (connections
+        get ``limits.grace`` seconds to finish); a second SIGINT forces.
+
+        Raises:
+            BindError: an endpoint cannot be bound.
+        """
+        engine = self._prepare()
+        restore = self._install_signal_handlers(engine)
+        try:
+            self._serve(engine)
+        finally:
+            for signum, previous in restore.items():
+                signal.signal(signum, previous)
+        if self._failure is not None:
+            raise self._failure
+
+    def _serve(self, engine: Engine) -> None:
+        current.engine = engine
+        try:
+            engine.serve()
+        except BaseException as exc:
+            self._failure = exc
+            log.critical("engine %s failed: %s", self.engine_name, exc, exc_info=exc)
+            engine.close_listeners()
+        finally:
+            self._done.set()
+
+    def _install_signal_handlers(self, engine: Engine) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        signals_seen = 0
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            nonlocal signals_seen
+            signals_seen += 1
+            name = signal.Signals(signum).name
+            if signals_seen == 1:
+                log.warning(
+                    "%s: stopping; finishing %d open connection(s) within %gs (Ctrl-C again to force)",
+                    name,
+                    self._stats.connections_open,
+                    self.limits.grace,
+                )
+                engine.stop(self.limits.grace)
+            else:
+                log.warning(
+                    "%s: forcing shutdown, closing %d connection(s)", name, self._stats.connections_open
+                )
+                engine.stop(0)
+
+        restore: dict[int, Any] = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            restore[signum] = signal.signal(signum, on_signal)
+        return restore
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish for ``grace`` seconds, close the rest.
+
+        ``grace`` defaults to ``limits.grace``. Safe from any thread, from a
+        handler and from a signal handler; before ``start()`` it only releases
+        what was bound. Returns once the engine is done, or at once when called
+        from the server's own threads.
+        """
+        if grace is None:
+            grace = self.limits.grace
+        self._stopped = True
+        engine = self._engine
+        if engine is None:
+            for listener in self._listeners:
+                listener.close()
+            return
+        engine.stop(grace)
+        if getattr(current, "engine", None) is engine:
+            return  # called from the server's own thread: it cannot wait for itself
+        self._done.wait(grace + _STOP_MARGIN)
+
+    @property
+    def running(self) -> bool:
+        """True between start()/serve_forever() and the end of shutdown."""
+        return self._engine is not None and not self._done.is_set()
+
+    def __enter__(self) -> Server:
+        if self._engine is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped" if self._stopped else "new"
+        return f"<Server {' '.join(self.urls)} engine={self.engine_name} {state}>"
