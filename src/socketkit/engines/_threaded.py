@@ -117,12 +117,16 @@ class ThreadedConnection(Connection):
         Sets ``_eof`` at end of stream (peer closed, or stopping and idle).
         Raises the decoder's ProtocolError, a Timeout, or BrokenError.
         """
+        decoder = self._decoder
+        starting = not decoder.buffered
         data = self._read()
-        messages = self._decoder.feed(data)
+        messages = decoder.feed(data)
         if not data:
             self._eof = True
             return messages
         self.bytes_in += len(data)
+        if decoder.buffered and (starting or messages):
+            self._message_started = self._last_active  # a new message started with this read
         self.messages_in += len(messages)
         return messages
 
@@ -173,7 +177,7 @@ class ThreadedConnection(Connection):
                     except OSError as exc:
                         raise translate_oserror(exc, self.peer_url) from exc
                     if data:
-                        self._mark_active(data)
+                        self._last_active = time.monotonic()
                     return data
             now = time.monotonic()
             if self._decoder.buffered:
@@ -199,14 +203,8 @@ class ThreadedConnection(Connection):
                 except OSError as exc:
                     raise translate_oserror(exc, self.peer_url) from exc
                 if data:
-                    self._mark_active(data)
+                    self._last_active = time.monotonic()
                 return data
-
-    def _mark_active(self, data: bytes) -> None:
-        now = time.monotonic()
-        self._last_active = now
-        if not self._decoder.buffered:
-            self._message_started = now
 
     def _write(self, data: bytes) -> None:
         """Send all of ``data``; caller holds the lock."""
@@ -277,9 +275,10 @@ def serve_connection(engine: Engine, sock: socket.socket, addr: Any, scheme: str
         if reply is not None:
             conn.send_error_reply(reply)
     finally:
-        conn.close_socket()
+        # Count and log before the peer can see the close, so stats never lag it.
         stats.untrack(conn)
         engine.report_close(conn, error)
+        conn.close_socket()
         if dispatch is not None:
             try:
                 dispatch.closed(error)
@@ -314,7 +313,9 @@ def serve_datagrams(
                 return
             poll.poll()
             continue
-        except OSError as exc:  # e.g. ECONNREFUSED left by an ICMP error for an earlier reply
-            log.debug("datagram socket error: %s", exc)
+        except OSError as exc:
+            if sock.fileno() == -1:
+                return  # closed under us: the engine is done
+            log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
             continue
         engine.datagram(sock, scheme, data, addr, handle, counters)

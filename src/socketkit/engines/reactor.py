@@ -89,6 +89,7 @@ class ReactorConnection(Connection):
         "_out",
         "_reading",
         "_sock",
+        "_timer_at",
         "_writing",
     )
 
@@ -106,6 +107,7 @@ class ReactorConnection(Connection):
         self._finished = False
         self._last_active = engine.now
         self._message_started = 0.0
+        self._timer_at = 0.0  # when this connection's live timer entry comes due
 
     @property
     def write_buffer_size(self) -> int:
@@ -171,13 +173,18 @@ class ReactorConnection(Connection):
         self.bytes_in += len(data)
         self._last_active = now = engine.now
         decoder = self._decoder
-        if not decoder.buffered:
-            self._message_started = now
+        starting = not decoder.buffered
         try:
             messages = decoder.feed(data)
         except ProtocolError as exc:
             self._fail_input(exc)
             return
+        if decoder.buffered and (starting or messages):
+            # A new message started: its read deadline may come before the idle one.
+            self._message_started = now
+            deadline = now + engine.limits.read_timeout
+            if deadline < self._timer_at:
+                engine.schedule(self, deadline)
         if messages:
             self.messages_in += len(messages)
             dispatch = self._dispatch
@@ -215,26 +222,31 @@ class ReactorConnection(Connection):
         self._finish(error)
 
     def _flush(self, writable: bool) -> None:
-        """Send buffered output. Without ``writable`` it only tries when not already waiting."""
+        """Send buffered output, then update read/write interest.
+
+        Without ``writable`` the send is tried only when the connection is not
+        already waiting for the kernel buffer to drain.
+        """
+        if self._finished:
+            return
         out = self._out
-        if not out or (self._writing and not writable) or self._finished:
-            return
-        try:
-            sent = self._sock.send(out)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._finish(translate_oserror(exc, self.peer_url))
-            return
-        if sent:
-            self.bytes_out += sent
-            del out[:sent]
-            self._last_active = self._engine.now
-        limits = self._engine.limits
+        if out and (writable or not self._writing):
+            try:
+                sent = self._sock.send(out)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._finish(translate_oserror(exc, self.peer_url))
+                return
+            if sent:
+                self.bytes_out += sent
+                del out[:sent]
+                self._last_active = self._engine.now
         if out:
+            limits = self._engine.limits
             reading = self._reading
             if reading and len(out) > limits.write_buffer_high:
-                reading = False
+                reading = False  # backpressure: stop reading until the peer catches up
             elif not reading and not self._closed and len(out) <= limits.write_buffer_low:
                 reading = True
             self._set_interest(reading, True)
@@ -288,10 +300,11 @@ class ReactorConnection(Connection):
             engine.selector.unregister(self._sock)
         except (KeyError, ValueError):
             pass
-        self._sock.close()
-        self._out = bytearray()
+        # Count and log before the peer can see the close, so stats never lag it.
         engine.connection_finished(self, self._addr)
         engine.report_close(self, error)
+        self._sock.close()
+        self._out = bytearray()
         try:
             self._dispatch.closed(error)
         except Exception as exc:
@@ -393,14 +406,19 @@ class ReactorEngine(Engine):
         timers = self._timers
         now = self.now
         while timers and timers[0][0] <= now:
-            _, seq, conn = heapq.heappop(timers)
-            if conn._finished:
-                continue
+            due, _, conn = heapq.heappop(timers)
+            if conn._finished or due != conn._timer_at:
+                continue  # closed, or superseded by an earlier entry
             deadline = conn.deadline()
             if deadline > now:
-                heapq.heappush(timers, (deadline, seq, conn))
+                self.schedule(conn, deadline)
             else:
                 conn.expire()
+
+    def schedule(self, conn: ReactorConnection, deadline: float) -> None:
+        """(Re)arm ``conn``'s timer; entries that come due early are pushed back lazily."""
+        conn._timer_at = deadline
+        heapq.heappush(self._timers, (deadline, next(self._sequence), conn))
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -460,7 +478,7 @@ class ReactorEngine(Engine):
             return
         self._connections.add(conn)
         self.stats.track(conn)
-        heapq.heappush(self._timers, (conn.deadline(), next(self._sequence), conn))
+        self.schedule(conn, conn.deadline())
         conn._dispatch = dispatch = self.handler.dispatch(conn)
         try:
             dispatch.connected()
@@ -530,7 +548,9 @@ class _DatagramReader:
             except BlockingIOError:
                 return
             except OSError as exc:
-                log.debug("datagram socket error: %s", exc)
+                if sock.fileno() == -1:
+                    return
+                log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
                 continue
             engine.datagram(sock, scheme, data, addr, self.handle, self.counters)
 

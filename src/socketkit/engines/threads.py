@@ -63,13 +63,16 @@ class ThreadsEngine(Engine):
                         self._accept_burst(key.data)
             for listener in streams:  # connections that arrived before stop are served
                 self._accept_burst(listener)
-            self.close_listeners()
+                listener.close()
             self._drain_connections(selector)
         finally:
             selector.close()
-            self.close_listeners()
+            for listener in streams:
+                listener.close()
+            # Datagram threads answer what is queued and return; their sockets close after.
             for thread in datagram_threads:
                 thread.join(max(0.0, self.deadline - time.monotonic()) + _JOIN_AFTER_DEADLINE)
+            self.close_listeners()
             self.close_wakers()
 
     def _accept_burst(self, listener: Listener) -> None:

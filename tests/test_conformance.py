@@ -1,0 +1,475 @@
+"""The conformance suite: every engine keeps the rules of DESIGN §4.
+
+Parametrized over every engine x (tcp, unix) for streams, and every engine x
+(udp, unixgram) for datagrams. No fixed ports, no sleeps to synchronise: every
+wait is on an event or a socket with a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import socketkit as sk
+from conftest import CONCURRENT, REACTORS, THREADED, echo, fd_count
+
+WAIT = 10.0  # generous deadline for events that normally take milliseconds
+
+
+def test_echo_round_trip(engine: str, stream_url: str) -> None:
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"hello") == b"hello"
+            assert client.request(b"") == b""
+            assert client.request(b"x" * 60000) == b"x" * 60000
+
+
+def test_datagram_round_trip(engine: str, datagram_url: str) -> None:
+    with sk.Server(datagram_url, echo, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.DatagramClient(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"ping") == b"ping"
+            assert client.request(b"pong") == b"pong"
+        stats = server.stats
+    assert stats.messages_in == 2
+    assert stats.messages_out == 2
+    assert stats.connections_total == 0
+
+
+def test_raw_datagram_reply_goes_to_sender(engine: str) -> None:
+    with sk.Server("udp://127.0.0.1:0", lambda m, c: m.upper(), engine=engine).start() as server:
+        host, port = server.addresses[0]
+        a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with a, b:
+            a.settimeout(WAIT)
+            b.settimeout(WAIT)
+            a.sendto(b"from a", (host, port))
+            b.sendto(b"from b", (host, port))
+            assert a.recv(100) == b"FROM A"
+            assert b.recv(100) == b"FROM B"
+
+
+def test_many_concurrent_clients(engine: str, stream_url: str) -> None:
+    clients = 20 if engine == "iterative" else 200
+    concurrent = engine != "iterative"
+    barrier = threading.Barrier(clients)
+
+    def session(i: int) -> list[bytes]:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT * 3) as client:
+            replies = [client.request(f"{i}-first".encode())]
+            if concurrent:  # every client is connected and served at the same time
+                barrier.wait(WAIT * 3)
+            replies += [client.request(f"{i}-{n}".encode()) for n in range(3)]
+            return replies
+
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:
+        with ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(session, range(clients)))
+        stats = server.stats
+    for i, replies in enumerate(results):
+        assert replies == [f"{i}-first".encode()] + [f"{i}-{n}".encode() for n in range(3)]
+    assert stats.connections_total == clients
+    assert stats.messages_in == clients * 4
+
+
+def test_pipelined_messages_get_replies_in_order(engine: str, stream_url: str) -> None:
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"".join(b"msg %d\n" % i for i in range(100)))
+            assert [client.recv() for _ in range(100)] == [b"msg %d" % i for i in range(100)]
+
+
+def test_half_closed_client_still_gets_replies(engine: str, stream_url: str) -> None:
+    """`echo hi | nc host port`: the client shuts its write side and waits."""
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"one\ntwo\n")
+            client.shutdown_write()
+            assert list(client) == [b"one", b"two"]
+
+
+def test_handler_exception_closes_only_that_connection(
+    engine: str, stream_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    def handler(message: bytes, conn: sk.Connection) -> bytes:
+        if message == b"boom":
+            raise ValueError("the handler failed on purpose")
+        return message
+
+    with sk.Server(stream_url, handler, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as bad:
+            with caplog.at_level(logging.ERROR, logger="socketkit"):
+                bad.send(b"boom")
+                with pytest.raises(sk.ClosedError):
+                    bad.recv()
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as good:
+            assert good.request(b"still serving") == b"still serving"
+        assert server.stats.errors.get("handler") == 1
+    records = [r for r in caplog.records if "ValueError" in r.getMessage()]
+    assert records, "the handler's exception was not logged"
+    assert records[0].exc_info is not None
+    assert "://" in records[0].getMessage()  # the peer is named
+
+
+def test_oversize_message_closes_only_that_connection(engine: str, stream_url: str) -> None:
+    limits = sk.Limits(max_message_size=1024)
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as good:
+            assert good.request(b"before") == b"before"
+            if engine == "iterative":  # one at a time: let the first client go
+                good.close()
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as big:
+                big.send(b"x" * 2048)
+                with pytest.raises((sk.ClosedError, sk.BrokenError)):
+                    big.recv()
+            if engine != "iterative":
+                assert good.request(b"after") == b"after"
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as later:
+            assert later.request(b"later") == b"later"
+        assert server.stats.errors.get("limit") == 1
+
+
+def test_bad_json_gets_an_error_reply(engine: str, stream_url: str) -> None:
+    with sk.Server(stream_url, echo, codec=sk.Json(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as client:
+            assert client.request({"op": "ok"}) == {"op": "ok"}
+            client.sock.sendall(b"{this is not json}\n")
+            reply = client.recv()
+            assert "error" in reply and "invalid json" in reply["error"]
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        assert server.stats.errors.get("protocol") == 1
+
+
+def test_idle_timeout_closes_an_idle_connection(engine: str, stream_url: str) -> None:
+    limits = sk.Limits(idle_timeout=0.3)
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"hi") == b"hi"
+            with pytest.raises(sk.ClosedError):
+                client.recv()  # returns when the server closes the idle connection
+        assert server.stats.errors.get("idle_timeout") == 1
+
+
+def test_read_timeout_closes_a_slow_drip_client(engine: str, stream_url: str) -> None:
+    limits = sk.Limits(idle_timeout=30, read_timeout=0.3)
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"a line that never ends")
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        assert server.stats.errors.get("read_timeout") == 1
+
+
+def test_stop_with_no_clients_is_prompt(engine: str, stream_url: str) -> None:
+    server = sk.Server([stream_url, "udp://127.0.0.1:0"], echo, engine=engine).start()
+    with sk.connect(server.url, timeout=WAIT) as client:
+        assert client.request(b"x") == b"x"
+    with sk.DatagramClient(server.urls[1], timeout=WAIT) as dgram:
+        assert dgram.request(b"d") == b"d"
+    started = time.monotonic()
+    server.stop()
+    elapsed = time.monotonic() - started
+    assert not server.running
+    assert elapsed < 0.1, f"stop() took {elapsed * 1000:.1f} ms"
+
+
+def test_stop_closes_idle_clients_at_once(engine: str, stream_url: str) -> None:
+    server = sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start()
+    client = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
+    with client:
+        assert client.request(b"x") == b"x"
+        started = time.monotonic()
+        server.stop(grace=30)
+        assert time.monotonic() - started < 5, "an idle connection held stop() back"
+        with pytest.raises(sk.ClosedError):
+            client.recv()
+
+
+def test_stop_lets_an_in_flight_request_finish(engine: str, stream_url: str) -> None:
+    entered = threading.Event()
+    stop_begun = threading.Event()
+
+    def slow(message: bytes, conn: sk.Connection) -> bytes:
+        entered.set()
+        assert stop_begun.wait(WAIT)
+        return b"finished " + message
+
+    server = sk.Server(stream_url, slow, codec=sk.Lines(), engine=engine).start()
+    engine_obj = server._engine
+    assert engine_obj is not None
+    original_stop = engine_obj.stop
+
+    def stop_and_tell(grace: float) -> None:
+        original_stop(grace)
+        stop_begun.set()
+
+    engine_obj.stop = stop_and_tell  # type: ignore[method-assign]
+    with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+        client.send(b"work")
+        assert entered.wait(WAIT)
+        server.stop(grace=WAIT)
+        assert client.recv() == b"finished work"
+        with pytest.raises(sk.ClosedError):
+            client.recv()
+    assert not server.running
+
+
+def test_grace_deadline_closes_stuck_connections(engine: str, stream_url: str) -> None:
+    """A peer that never finishes its message is cut off at the grace deadline."""
+    server = sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start()
+    with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+        assert client.request(b"x") == b"x"
+        client.sock.sendall(b"half a line")
+        # Make sure the partial line reached the server before stopping.
+        deadline = time.monotonic() + WAIT
+        while server.stats.bytes_in < 13 and time.monotonic() < deadline:
+            threading.Event().wait(0.005)
+        started = time.monotonic()
+        server.stop(grace=0.3)
+        assert time.monotonic() - started < 5
+        with pytest.raises((sk.ClosedError, sk.BrokenError)):
+            client.recv()
+    assert not server.running
+
+
+def test_no_fd_leak(engine: str, stream_url: str) -> None:
+    def run_once() -> None:
+        with sk.Server([stream_url, "udp://127.0.0.1:0"], echo, codec=sk.Lines(), engine=engine).start() as s:
+            for _ in range(5):
+                with sk.connect(s.url, codec=sk.Lines(), timeout=WAIT) as client:
+                    assert client.request(b"x") == b"x"
+            with sk.DatagramClient(s.urls[1], codec=sk.Lines(), timeout=WAIT) as dgram:
+                assert dgram.request(b"d") == b"d"
+            with sk.connect(s.url, codec=sk.Lines(), timeout=WAIT) as client:
+                client.sock.sendall(b"x" * 5000 + b"\n" + b"partial")
+
+    run_once()  # warm up lazily opened descriptors
+    before = fd_count()
+    run_once()
+    assert fd_count() == before
+
+
+def test_a_client_that_never_reads_does_not_grow_server_memory(engine: str, stream_url: str) -> None:
+    high = 64 * 1024
+    limits = sk.Limits(write_buffer_high=high, write_buffer_low=16 * 1024, idle_timeout=30)
+    buffered: list[int] = []
+
+    def tracking_echo(message: bytes, conn: sk.Connection) -> bytes:
+        buffered.append(conn.write_buffer_size)
+        return message
+
+    with sk.Server(stream_url, tracking_echo, engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, timeout=1.0) as client:
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            chunk = b"z" * 65536
+            sent = 0
+            with pytest.raises(sk.Timeout):
+                for _ in range(2000):  # 128 MiB: far more than any kernel buffers
+                    client.send(chunk)
+                    sent += len(chunk)
+            stats = server.stats
+        assert sent < 2000 * len(chunk), "the server kept reading from a client that never reads"
+        # Output held in the server's memory never exceeds the mark by more than one read's replies.
+        assert max(buffered) <= high + 65536
+        assert stats.bytes_in - stats.bytes_out <= high + 2 * 65536
+
+
+@pytest.mark.parametrize("engine", THREADED)
+def test_blocking_handler(engine: str, stream_url: str) -> None:
+    @sk.blocking
+    def handle(conn: sk.Connection) -> None:
+        conn.send(b"welcome")
+        for message in conn:
+            conn.send(message[::-1])
+
+    with sk.Server(stream_url, handle, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.recv() == b"welcome"
+            assert client.request(b"abc") == b"cba"
+            assert client.request(b"xyz") == b"zyx"
+
+
+@pytest.mark.parametrize("engine", REACTORS)
+def test_blocking_handler_is_refused_on_event_loops(engine: str) -> None:
+    @sk.blocking
+    def handle(conn: sk.Connection) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="threads"):
+        sk.Server("tcp://127.0.0.1:0", handle, engine=engine)
+
+
+def test_blocking_handler_is_refused_for_datagrams() -> None:
+    @sk.blocking
+    def handle(conn: sk.Connection) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="datagram"):
+        sk.Server("udp://127.0.0.1:0", handle, engine="threads")
+
+
+def test_auto_engine_picks_threads_for_blocking_handlers() -> None:
+    @sk.blocking
+    def handle(conn: sk.Connection) -> None:
+        pass
+
+    assert sk.Server("tcp://127.0.0.1:0", handle).engine_name == "threads"
+    assert sk.Server("tcp://127.0.0.1:0", echo).engine_name == "reactor"
+
+
+def test_protocol_handler_callbacks(engine: str, stream_url: str) -> None:
+    closed: list[BaseException | None] = []
+    done = threading.Event()
+
+    class Greeter(sk.Protocol):
+        def on_connect(self, conn: sk.Connection) -> None:
+            conn.state["count"] = 0
+            conn.send(b"hello")
+
+        def on_message(self, conn: sk.Connection, message: Any) -> None:
+            conn.state["count"] += 1
+            if message == b"bye":
+                conn.send(b"bye after %d" % conn.state["count"])
+                conn.close()
+            else:
+                conn.send(message)
+
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            closed.append(error)
+            done.set()
+
+    with sk.Server(stream_url, Greeter, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.recv() == b"hello"
+            assert client.request(b"one") == b"one"
+            assert client.request(b"bye") == b"bye after 2"
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        assert done.wait(WAIT)
+    assert closed == [None]
+
+
+def test_protocol_on_close_gets_the_error(engine: str, stream_url: str) -> None:
+    errors: list[BaseException | None] = []
+    done = threading.Event()
+
+    class Strict(sk.Protocol):
+        def on_message(self, conn: sk.Connection, message: Any) -> None:
+            conn.send(message)
+
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            errors.append(error)
+            done.set()
+
+    limits = sk.Limits(max_message_size=10)
+    with sk.Server(stream_url, Strict, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.send(b"far too long for the limit")
+            assert done.wait(WAIT)
+    assert len(errors) == 1 and isinstance(errors[0], sk.LimitExceeded)
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # a chat needs two clients served at once
+def test_a_shared_protocol_instance_serves_a_chat(engine: str, stream_url: str) -> None:
+
+    class Room(sk.Protocol):
+        def __init__(self) -> None:
+            self.members: list[sk.Connection] = []
+            self.lock = threading.Lock()
+
+        def on_connect(self, conn: sk.Connection) -> None:
+            with self.lock:
+                self.members.append(conn)
+            conn.send(b"joined")
+
+        def on_message(self, conn: sk.Connection, message: Any) -> None:
+            with self.lock:
+                others = [m for m in self.members if m is not conn]
+            for other in others:
+                other.send(message)
+
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            with self.lock:
+                self.members.remove(conn)
+
+    with sk.Server(stream_url, Room(), codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as alice:
+            assert alice.recv() == b"joined"
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as bob:
+                assert bob.recv() == b"joined"
+                alice.send(b"hi bob")
+                assert bob.recv() == b"hi bob"
+                bob.send(b"hi alice")
+                assert alice.recv() == b"hi alice"
+
+
+def test_stats_count_traffic(engine: str, stream_url: str) -> None:
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            for _ in range(3):
+                assert client.request(b"12345") == b"12345"
+            live = server.stats
+        assert live.connections_open == 1
+        assert live.bytes_in == 18 and live.messages_in == 3
+    stats = server.stats
+    assert stats.connections_open == 0
+    assert stats.connections_total == 1
+    assert stats.bytes_in == stats.bytes_out == 18
+    assert stats.messages_in == stats.messages_out == 3
+
+
+def test_stop_from_inside_a_handler(engine: str, stream_url: str) -> None:
+    def handler(message: bytes, conn: sk.Connection) -> bytes:
+        server.stop(grace=WAIT)
+        return b"stopping"
+
+    server = sk.Server(stream_url, handler, codec=sk.Lines(), engine=engine)
+    with server.start(), sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+        assert client.request(b"stop please") == b"stopping"
+        with pytest.raises(sk.ClosedError):
+            client.recv()
+    assert server._done.wait(WAIT)
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # iterative never holds two connections at once
+def test_max_connections_per_ip(engine: str) -> None:
+    limits = sk.Limits(max_connections_per_ip=1)
+    with sk.Server(
+        "tcp://127.0.0.1:0", echo, codec=sk.Lines(), engine=engine, limits=limits
+    ).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as first:
+            assert first.request(b"1") == b"1"
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as second:
+                second.send(b"2")
+                with pytest.raises((sk.ClosedError, sk.BrokenError)):
+                    second.recv()
+            assert first.request(b"still") == b"still"
+        assert server.stats.connections_rejected == 1
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)
+def test_max_connections_makes_newcomers_wait(engine: str, stream_url: str) -> None:
+    """Over max_connections a client waits in the backlog; it is served once a slot frees."""
+    limits = sk.Limits(max_connections=2)
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        first = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
+        second = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
+        assert first.request(b"1") == b"1"
+        assert second.request(b"2") == b"2"
+        with sk.connect(server.url, codec=sk.Lines(), timeout=0.3) as third:
+            third.send(b"3")
+            with pytest.raises(sk.Timeout):
+                third.recv()  # not served while two connections are open
+            assert server.stats.connections_open == 2
+            first.close()
+            third.timeout = WAIT
+            assert third.recv() == b"3"
+        second.close()
+        assert server.stats.connections_rejected == 0
