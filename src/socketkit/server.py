@@ -79,6 +79,7 @@ class Server:
         self._listeners: list[Listener] = []
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
+        self._started = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._stopped = False
@@ -143,6 +144,7 @@ class Server:
             self._listeners = listeners
             engine = self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
             self._engine = engine
+        self._started.set()
         log.info(
             "serving %s (engine %s, codec %s, handler %s)",
             ", ".join(self.urls),
@@ -243,6 +245,13 @@ class Server:
         if getattr(current, "engine", None) is engine:
             return  # called from the server's own thread: it cannot wait for itself
         self._done.wait(grace + _STOP_MARGIN)
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until the endpoints are bound (useful with serve_forever in another thread).
+
+        Returns False if ``timeout`` passed first.
+        """
+        return self._started.wait(timeout)
 
     @property
     def running(self) -> bool:

@@ -1,0 +1,136 @@
+"""Endpoint URLs: parsing, binding, unix socket files, dual-stack."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+import socketkit as sk
+from socketkit.endpoints import DEFAULT_BACKLOG, bind, parse
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme", "host", "port", "path"),
+    [
+        ("tcp://127.0.0.1:8888", "tcp", "127.0.0.1", 8888, ""),
+        ("tcp://[::1]:0", "tcp", "::1", 0, ""),
+        ("tcp://*:80", "tcp", "", 80, ""),
+        ("tcp://:80", "tcp", "", 80, ""),
+        ("TCP://localhost:65535", "tcp", "localhost", 65535, ""),
+        ("udp://127.0.0.1:9999", "udp", "127.0.0.1", 9999, ""),
+        ("unix:///run/app.sock", "unix", "", 0, "/run/app.sock"),
+        ("unix://@abstract-name", "unix", "", 0, "\0abstract-name"),
+        ("unixgram:///tmp/dg.sock", "unixgram", "", 0, "/tmp/dg.sock"),
+    ],
+)
+def test_parse_good_urls(url: str, scheme: str, host: str, port: int, path: str) -> None:
+    endpoint = parse(url)
+    assert (endpoint.scheme, endpoint.host, endpoint.port, endpoint.path) == (scheme, host, port, path)
+    assert endpoint.backlog == DEFAULT_BACKLOG
+    assert parse(endpoint.url) == endpoint  # the URL round-trips
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("tcp://127.0.0.1", "no port"),
+        ("tcp://127.0.0.1:65536", "0 to 65535"),
+        ("tcp://127.0.0.1:-1", "0 to 65535"),
+        ("tcp://127.0.0.1:http", "0 to 65535"),
+        ("ftp://127.0.0.1:21", "unknown scheme"),
+        ("127.0.0.1:8888", "scheme://"),
+        ("unix://relative/path.sock", "absolute"),
+        ("unix:relative.sock", "scheme://"),
+        ("unix://@", "empty abstract"),
+        ("tcp://127.0.0.1:80/path", "unexpected path"),
+        ("tcp://user@127.0.0.1:80", "user info"),
+        ("tcp://127.0.0.1:80?colour=red", "unknown option"),
+        ("tcp://127.0.0.1:80?backlog=0", "backlog"),
+    ],
+)
+def test_parse_bad_urls_name_the_problem(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse(url)
+
+
+def test_backlog_option() -> None:
+    assert parse("tcp://127.0.0.1:0?backlog=16").backlog == 16
+
+
+def test_listeners_get_reuseaddr_and_a_resolved_url() -> None:
+    listener = bind(parse("tcp://127.0.0.1:0"))
+    try:
+        assert listener.sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        assert listener.url.startswith("tcp://127.0.0.1:") and not listener.url.endswith(":0")
+    finally:
+        listener.close()
+
+
+def test_all_interfaces_is_dual_stack() -> None:
+    if not socket.has_dualstack_ipv6():
+        pytest.fail("this machine has no dual-stack IPv6; the test environment must provide it")
+    with sk.Server("tcp://*:0", lambda m, c: m).start() as server:
+        port = server.addresses[0][1]
+        for host in ("127.0.0.1", "[::1]"):
+            with sk.connect(f"tcp://{host}:{port}", timeout=5) as client:
+                assert client.request(b"v4 and v6") == b"v4 and v6"
+
+
+def test_ipv6_endpoint() -> None:
+    with sk.Server("tcp://[::1]:0", lambda m, c: m).start() as server:
+        assert server.url.startswith("tcp://[::1]:")
+        with sk.connect(server.url, timeout=5) as client:
+            assert client.request(b"six") == b"six"
+
+
+def test_address_in_use_is_a_clear_bind_error() -> None:
+    with sk.Server("tcp://127.0.0.1:0", lambda m, c: m).start() as server:
+        with pytest.raises(sk.BindError, match="in use"):
+            sk.Server(server.url, lambda m, c: m).start()
+
+
+def test_stale_unix_socket_is_replaced(short_tmp: str) -> None:
+    path = os.path.join(short_tmp, "stale.sock")
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(path)
+    dead.close()  # the file stays behind, nobody listens
+    with sk.Server(f"unix://{path}", lambda m, c: m).start() as server:
+        with sk.connect(server.url, timeout=5) as client:
+            assert client.request(b"ok") == b"ok"
+    assert not os.path.exists(path), "the server removes its socket file when it stops"
+
+
+def test_live_unix_socket_is_not_replaced(short_tmp: str) -> None:
+    path = os.path.join(short_tmp, "live.sock")
+    with sk.Server(f"unix://{path}", lambda m, c: m).start():
+        with pytest.raises(sk.BindError, match="another process is listening"):
+            sk.Server(f"unix://{path}", lambda m, c: m).start()
+        assert os.path.exists(path)
+
+
+def test_a_path_that_is_not_a_socket_is_never_removed(short_tmp: str) -> None:
+    path = os.path.join(short_tmp, "precious.txt")
+    with open(path, "w") as f:
+        f.write("keep me")
+    with pytest.raises(sk.BindError, match="not a socket"):
+        sk.Server(f"unix://{path}", lambda m, c: m).start()
+    with open(path) as f:
+        assert f.read() == "keep me"
+
+
+def test_abstract_unix_socket() -> None:
+    name = f"socketkit-test-{os.getpid()}"
+    with sk.Server(f"unix://@{name}", lambda m, c: m).start() as server:
+        assert server.url == f"unix://@{name}"
+        with sk.connect(server.url, timeout=5) as client:
+            assert client.request(b"abstract") == b"abstract"
+
+
+def test_failed_bind_releases_what_was_bound(short_tmp: str) -> None:
+    with sk.Server("tcp://127.0.0.1:0", lambda m, c: m).start() as taken:
+        path = os.path.join(short_tmp, "first.sock")
+        with pytest.raises(sk.BindError):
+            sk.Server([f"unix://{path}", taken.url], lambda m, c: m).start()
+        assert not os.path.exists(path)

@@ -1,0 +1,203 @@
+"""Server API: construction errors, lifecycle, signals, and import hygiene."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import socketkit as sk
+from conftest import echo
+
+
+def test_unknown_engine_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown engine 'gevent': choose one of iterative, threads"):
+        sk.Server("tcp://127.0.0.1:0", echo, engine="gevent")
+
+
+@pytest.mark.parametrize("handler", [42, "echo", None])
+def test_non_handlers_are_refused(handler: object) -> None:
+    with pytest.raises(TypeError, match="handler must be"):
+        sk.Server("tcp://127.0.0.1:0", handler)
+
+
+def test_a_one_argument_function_is_pointed_at_blocking() -> None:
+    def handle(conn: sk.Connection) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"@socketkit\.blocking"):
+        sk.Server("tcp://127.0.0.1:0", handle)
+
+
+def test_a_class_that_is_not_a_protocol_is_refused() -> None:
+    class NotAProtocol:
+        pass
+
+    with pytest.raises(TypeError, match=r"must subclass socketkit\.Protocol"):
+        sk.Server("tcp://127.0.0.1:0", NotAProtocol)
+
+
+def test_bad_codec_and_limits_are_refused() -> None:
+    with pytest.raises(TypeError, match="codec"):
+        sk.Server("tcp://127.0.0.1:0", echo, codec="lines")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="idle_timeout"):
+        sk.Limits(idle_timeout=0)
+    with pytest.raises(ValueError, match="write_buffer_low"):
+        sk.Limits(write_buffer_high=10, write_buffer_low=20)
+    with pytest.raises(ValueError, match="max_connections"):
+        sk.Limits(max_connections=0)
+
+
+def test_every_limit_has_a_finite_default() -> None:
+    limits = sk.Limits()
+    for name, value in vars(limits).items():
+        assert 0 < value < float("inf") or (name == "grace" and value >= 0), name
+
+
+def test_stop_before_start_and_twice() -> None:
+    server = sk.Server("tcp://127.0.0.1:0", echo)
+    server.stop()
+    server.stop()
+    with pytest.raises(RuntimeError, match="stopped"):
+        server.start()
+
+
+def test_a_server_runs_once() -> None:
+    server = sk.Server("tcp://127.0.0.1:0", echo).start()
+    try:
+        with pytest.raises(RuntimeError, match="already started"):
+            server.start()
+    finally:
+        server.stop()
+    server.stop()  # after stop: harmless
+
+
+def test_context_manager_starts_and_stops() -> None:
+    with sk.Server("tcp://127.0.0.1:0", echo) as server:
+        assert server.running
+        with sk.connect(server.url, timeout=5) as client:
+            assert client.request(b"ctx") == b"ctx"
+    assert not server.running
+
+
+def test_serving_several_endpoints_at_once(short_tmp: str) -> None:
+    urls = ["tcp://127.0.0.1:0", "tcp://[::1]:0", f"unix://{short_tmp}/multi.sock", "udp://127.0.0.1:0"]
+    with sk.Server(urls, echo, codec=sk.Lines()).start() as server:
+        assert len(server.addresses) == 4
+        for url in server.urls[:3]:
+            with sk.connect(url, codec=sk.Lines(), timeout=5) as client:
+                assert client.request(url.encode()) == url.encode()
+        with sk.DatagramClient(server.urls[3], codec=sk.Lines(), timeout=5) as dgram:
+            assert dgram.request(b"udp") == b"udp"
+
+
+def test_import_socketkit_uses_only_the_standard_library() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        before = set(sys.modules)
+        import socketkit
+        new = {name.split(".")[0] for name in set(sys.modules) - before}
+        print(sorted(new - set(sys.stdlib_module_names) - {"socketkit"}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
+    assert out.stdout.strip() == "[]"
+
+
+SERVE_SCRIPT = textwrap.dedent(
+    """
+    import logging, sys, threading
+    import socketkit as sk
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    release = threading.Event()
+
+    def handler(message, conn):
+        if message == b"slow":
+            print("IN-FLIGHT", flush=True)
+            release.wait(float(sys.argv[2]))
+        return b"done " + message
+
+    server = sk.Server("tcp://127.0.0.1:0", handler, codec=sk.Lines(), engine=sys.argv[1],
+                       limits=sk.Limits(grace=30))
+    def announce():
+        if server.wait_started(10):
+            print(server.url, flush=True)
+    threading.Thread(target=announce, daemon=True).start()
+    server.serve_forever()
+    print("EXITED", server.stats.connections_open, flush=True)
+    """
+)
+
+
+def start_serving(engine: str, hold: float) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SCRIPT, engine, str(hold)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    assert url.startswith("tcp://"), proc.stderr.read() if proc.stderr else url
+    return proc, url
+
+
+@pytest.mark.parametrize("engine", ["threads", "epoll"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_drains_then_exits(engine: str, signum: int) -> None:
+    proc, url = start_serving(engine, hold=0.0)
+    try:
+        with sk.connect(url, codec=sk.Lines(), timeout=10) as client:
+            assert client.request(b"hi") == b"done hi"
+            proc.send_signal(signum)
+            with pytest.raises(sk.ClosedError):
+                client.recv()  # the idle connection is closed by the drain
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "EXITED 0" in out
+    assert "stopping" in err
+
+
+def test_second_sigint_forces() -> None:
+    proc, url = start_serving("threads", hold=60.0)
+    try:
+        assert proc.stdout is not None
+        with sk.connect(url, codec=sk.Lines(), timeout=10) as client:
+            client.send(b"slow")
+            assert proc.stdout.readline().strip() == "IN-FLIGHT"
+            proc.send_signal(signal.SIGINT)
+            assert proc.stderr is not None
+            for line in proc.stderr:  # wait until the first signal was handled
+                if "stopping" in line:
+                    break
+            started = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=15)
+            assert time.monotonic() - started < 10, "the second Ctrl-C did not force"
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "forcing" in err
+    assert "EXITED" in out
+
+
+def test_stop_from_another_thread_while_serving_forever() -> None:
+    server = sk.Server("tcp://127.0.0.1:0", echo)
+    runner = threading.Thread(target=server.serve_forever)
+    runner.start()
+    try:
+        assert server.wait_started(10)
+        with sk.connect(server.url, timeout=5) as client:
+            assert client.request(b"x") == b"x"
+    finally:
+        server.stop()
+        runner.join(10)
+    assert not runner.is_alive()
