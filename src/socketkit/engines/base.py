@@ -277,14 +277,16 @@ class DatagramConnection(Connection):
         self._counters = counters
 
     def send(self, message: Any) -> None:
-        if self.send_bytes(self.codec.encode(message)):
-            self._counters.messages_out += 1
+        data = self.codec.encode(message)
+        counters = self._counters
+        counters.messages_out += 1  # counted first, so stats never lag what the peer saw
+        if not self.send_bytes(data):
+            counters.messages_out -= 1
 
     def send_bytes(self, data: bytes) -> bool:
         """Send one datagram to the peer; False when it was dropped."""
         if not self.peer:
             log.debug("%s: datagram sender has no address; reply dropped", self.peer_url)
-            self._drop()
             return False
         counters = self._counters
         counters.bytes_out += len(data)  # counted first, so stats never lag what the peer saw
@@ -293,12 +295,8 @@ class DatagramConnection(Connection):
         except OSError as exc:  # a full buffer or a vanished peer: datagrams may be lost
             counters.bytes_out -= len(data)
             log.debug("%s: reply dropped: %s", self.peer_url, exc)
-            self._drop()
             return False
         return True
-
-    def _drop(self) -> None:
-        pass
 
     def close(self) -> None:
         self._closed = True
