@@ -161,7 +161,6 @@ class ThreadedConnection(Connection):
     def _read(self) -> bytes:
         engine = self._engine
         limits = engine.limits
-        sock = self._sock
         while True:
             if engine.stopping:
                 if self._watching_stop:
@@ -170,15 +169,8 @@ class ThreadedConnection(Connection):
                 if not self._decoder.buffered:
                     # Between messages while stopping: bytes that already
                     # arrived are served; otherwise this connection is done.
-                    try:
-                        data = sock.recv(RECV_SIZE)
-                    except BlockingIOError:
-                        return b""
-                    except OSError as exc:
-                        raise translate_oserror(exc, self.peer_url) from exc
-                    if data:
-                        self._last_active = time.monotonic()
-                    return data
+                    data = self._recv_nowait()
+                    return b"" if data is None else data
             now = time.monotonic()
             if self._decoder.buffered:
                 deadline = self._last_active + limits.idle_timeout
@@ -196,44 +188,49 @@ class ThreadedConnection(Connection):
             if deadline <= now:
                 raise expired
             if self._poll.poll(math.ceil((deadline - now) * 1000)):
-                try:
-                    data = sock.recv(RECV_SIZE)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise translate_oserror(exc, self.peer_url) from exc
-                if data:
-                    self._last_active = time.monotonic()
-                return data
+                data = self._recv_nowait()
+                if data is not None:
+                    return data
 
-    def _write(self, data: bytes) -> None:
-        """Send all of ``data``; caller holds the lock."""
-        sock = self._sock
+    def _recv_nowait(self) -> bytes | None:
+        """One non-blocking recv: the bytes (b"" at end of stream), or None if none are ready."""
         try:
-            sent = sock.send(data)
+            data = self._sock.recv(RECV_SIZE)
         except BlockingIOError:
-            sent = 0
+            return None
+        except OSError as exc:
+            raise translate_oserror(exc, self.peer_url) from exc
+        if data:
+            self._last_active = time.monotonic()
+        return data
+
+    def _send_nowait(self, data: bytes | memoryview) -> int:
+        """One non-blocking send: how many bytes the kernel took."""
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            return 0
         except OSError as exc:
             raise translate_oserror(exc, self.peer_url) from exc
         self.bytes_out += sent
+        return sent
+
+    def _write(self, data: bytes) -> None:
+        """Send all of ``data``, waiting up to idle_timeout for the peer to read; caller holds the lock."""
+        sent = self._send_nowait(data)
         if sent == len(data):
             return
         view = memoryview(data)[sent:]
         waiter = select.poll()
-        waiter.register(sock, _POLLOUT)
+        waiter.register(self._sock, _POLLOUT)
         timeout = self._engine.limits.idle_timeout
         while view:
             if not waiter.poll(math.ceil(timeout * 1000)):
                 raise WriteTimeout(f"peer did not read for {timeout:g}s")
-            try:
-                sent = sock.send(view)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise translate_oserror(exc, self.peer_url) from exc
-            self.bytes_out += sent
-            self._last_active = time.monotonic()
-            view = view[sent:]
+            sent = self._send_nowait(view)
+            if sent:
+                self._last_active = time.monotonic()
+                view = view[sent:]
 
 
 def serve_connection(engine: Engine, sock: socket.socket, addr: Any, scheme: str) -> None:

@@ -247,22 +247,26 @@ class Engine(ABC):
             self.report_close(conn, exc)
 
 
+#: Why a connection ended -> (stats kind, log level, message prefix); first match wins.
+_CLOSE_REASONS: tuple[tuple[type[BaseException], str, int, str], ...] = (
+    (LimitExceeded, "limit", logging.WARNING, "closed: "),
+    (RemoteProtocolError, "protocol", logging.WARNING, "closed: bad input: "),
+    (IdleTimeout, "idle_timeout", logging.INFO, "closed: "),
+    (ReadTimeout, "read_timeout", logging.INFO, "closed: "),
+    (WriteTimeout, "write_timeout", logging.INFO, "closed: "),
+    (Timeout, "timeout", logging.INFO, "closed: "),
+    (BrokenError, "reset", logging.DEBUG, "closed: "),
+)
+
+
 def classify(error: BaseException) -> tuple[str, int, str]:
-    """(stats kind, log level, text) for an error that ended a connection."""
-    if isinstance(error, LimitExceeded):
-        return "limit", logging.WARNING, f"closed: {error}"
-    if isinstance(error, RemoteProtocolError):
-        return "protocol", logging.WARNING, f"closed: bad input: {error}"
-    if isinstance(error, IdleTimeout):
-        return "idle_timeout", logging.INFO, f"closed: {error}"
-    if isinstance(error, ReadTimeout):
-        return "read_timeout", logging.INFO, f"closed: {error}"
-    if isinstance(error, WriteTimeout):
-        return "write_timeout", logging.INFO, f"closed: {error}"
-    if isinstance(error, Timeout):
-        return "timeout", logging.INFO, f"closed: {error}"
-    if isinstance(error, BrokenError):
-        return "reset", logging.DEBUG, f"closed: {error}"
+    """(stats kind, log level, text) for an error that ended a connection.
+
+    Anything not raised by socketkit itself is the handler's fault.
+    """
+    for cls, kind, level, prefix in _CLOSE_REASONS:
+        if isinstance(error, cls):
+            return kind, level, f"{prefix}{error}"
     return "handler", logging.ERROR, f"handler raised {type(error).__name__}: {error}"
 
 
