@@ -41,6 +41,14 @@ class Protocol:
     def on_close(self, conn: Connection, error: BaseException | None) -> None:
         """Called once when the connection ends; ``error`` is None on a clean close."""
 
+    def on_drain(self, conn: Connection) -> None:
+        """Called when the connection can take more output: once after ``on_connect``,
+        then whenever what was sent has drained below ``write_buffer_low``.
+
+        Override it to stream data under backpressure (send a chunk per call);
+        a call that sends nothing ends the calls until something else is sent.
+        """
+
 
 class BlockingHandler:
     """A function ``fn(conn)`` marked to run in its own thread; see :func:`blocking`."""
@@ -65,6 +73,9 @@ class Dispatch:
 
     __slots__ = ()
 
+    #: whether the handler produces output on its own (Protocol.on_drain overridden).
+    wants_drain = False
+
     def connected(self) -> None:
         """The connection was accepted."""
 
@@ -73,6 +84,9 @@ class Dispatch:
 
     def closed(self, error: BaseException | None) -> None:
         """The connection ended (``error`` None when clean)."""
+
+    def drained(self) -> None:
+        """The connection can take more output."""
 
 
 class _ReplyDispatch(Dispatch):
@@ -89,11 +103,15 @@ class _ReplyDispatch(Dispatch):
 
 
 class _ProtocolDispatch(Dispatch):
-    __slots__ = ("_conn", "_protocol")
+    __slots__ = ("_conn", "_protocol", "wants_drain")
 
     def __init__(self, protocol: Protocol, conn: Connection) -> None:
         self._protocol = protocol
         self._conn = conn
+        self.wants_drain = type(protocol).on_drain is not Protocol.on_drain
+
+    def drained(self) -> None:
+        self._protocol.on_drain(self._conn)
 
     def connected(self) -> None:
         self._protocol.on_connect(self._conn)

@@ -8,4 +8,27 @@ from .lines import Lines
 from .msgpack import Msgpack
 from .raw import Raw
 
-__all__ = ["Codec", "Decoder", "Json", "LengthPrefixed", "Lines", "Msgpack", "Raw"]
+__all__ = ["CODECS", "Codec", "Decoder", "Json", "LengthPrefixed", "Lines", "Msgpack", "Raw", "codec_by_name"]
+
+#: codecs by the names the CLI and configuration files use.
+CODECS: dict[str, type[Codec]] = {
+    "raw": Raw,
+    "lines": Lines,
+    "length": LengthPrefixed,
+    "json": Json,
+    "msgpack": Msgpack,
+}
+
+
+def codec_by_name(name: str) -> Codec:
+    """A codec with its defaults, by name.
+
+    Raises:
+        ValueError: no codec has that name.
+        ImportError: its optional dependency is missing (msgpack).
+    """
+    try:
+        cls = CODECS[name]
+    except KeyError:
+        raise ValueError(f"unknown codec {name!r}: choose one of {', '.join(CODECS)}") from None
+    return cls()

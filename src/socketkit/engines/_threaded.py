@@ -25,7 +25,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..connection import Connection
-from ..errors import ClosedError, IdleTimeout, ReadTimeout, WriteTimeout, translate_oserror
+from ..errors import (
+    ClosedError,
+    IdleTimeout,
+    LimitExceeded,
+    ReadTimeout,
+    SocketkitError,
+    WriteTimeout,
+    translate_oserror,
+)
+from ..handlers import Dispatch
 from ..stats import Counters
 from .base import RECV_SIZE, log
 
@@ -43,12 +52,14 @@ class ThreadedConnection(Connection):
 
     __slots__ = (
         "_cork",
+        "_cut_off",
         "_decoder",
         "_engine",
         "_eof",
         "_last_active",
         "_lock",
         "_message_started",
+        "_outbox",
         "_owner",
         "_pending",
         "_poll",
@@ -73,6 +84,8 @@ class ThreadedConnection(Connection):
         self._eof = False
         self._last_active = time.monotonic()
         self._message_started = 0.0
+        self._outbox = bytearray()  # what other threads sent that the kernel did not take yet
+        self._cut_off: BaseException | None = None
 
     # -- what handlers call ------------------------------------------------
 
@@ -80,14 +93,63 @@ class ThreadedConnection(Connection):
         data = self.codec.encode(message)
         if self._closed:
             raise ClosedError(f"{self.peer_url}: send on a closed connection")
+        if threading.get_ident() != self._owner:
+            self._send_from_elsewhere(data)
+            return
         cork = self._cork
-        if cork is not None and threading.get_ident() == self._owner:
+        if cork is not None:
             cork.append(data)
             self.messages_out += 1
             return
         with self._lock:
             self.messages_out += 1
             self._write(data)
+
+    @property
+    def write_buffer_size(self) -> int:
+        return len(self._outbox)
+
+    def _send_from_elsewhere(self, data: bytes) -> None:
+        """A send from another thread: never blocks; a peer that cannot keep up is cut off."""
+        with self._lock:
+            if self._cut_off is not None:
+                return
+            self.messages_out += 1
+            outbox = self._outbox
+            if outbox:
+                if len(outbox) >= self._engine.limits.write_buffer_high:
+                    self._cut(
+                        LimitExceeded(f"peer is not reading: {len(outbox)} bytes unsent (write_buffer_high)")
+                    )
+                    return
+                outbox += data
+                return
+            try:
+                sent = self._send_nowait(data)
+            except SocketkitError as exc:
+                self._cut(exc)
+                return
+            if sent < len(data):
+                outbox += memoryview(data)[sent:]
+                self._engine.flusher().watch(self, self._sock.fileno())
+
+    def flush_outbox(self) -> bool:
+        """Send what the outbox holds without blocking (flusher thread); True once empty."""
+        with self._lock:
+            outbox = self._outbox
+            if outbox and self._cut_off is None:
+                sent = self._send_nowait(outbox)
+                del outbox[:sent]
+            return not outbox or self._cut_off is not None
+
+    def _cut(self, error: BaseException) -> None:
+        """Close this connection from another thread; its owner reports ``error``."""
+        self._cut_off = error
+        self._outbox.clear()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)  # the owner's poll wakes and ends the connection
+        except OSError:
+            pass
 
     def close(self) -> None:
         if self._closed:
@@ -111,15 +173,21 @@ class ThreadedConnection(Connection):
 
     # -- what the engine calls -----------------------------------------------
 
-    def receive(self) -> list[Any]:
-        """Read once and decode.
+    def receive(self, wait: bool = True) -> list[Any]:
+        """Read once and decode; without ``wait``, only what has already arrived.
 
         Sets ``_eof`` at end of stream (peer closed, or stopping and idle).
         Raises the decoder's ProtocolError, a Timeout, or BrokenError.
         """
         decoder = self._decoder
         starting = not decoder.buffered
-        data = self._read()
+        if wait:
+            data = self._read()
+        else:
+            ready = self._recv_nowait()
+            if ready is None:
+                return []
+            data = ready
         messages = decoder.feed(data)
         if not data:
             self._eof = True
@@ -152,8 +220,18 @@ class ThreadedConnection(Connection):
         except OSError:
             pass
 
+    def produce(self, dispatch: Dispatch) -> bool:
+        """One on_drain call, its output written before returning; True if it sent anything."""
+        before = self.messages_out
+        self._cork = []
+        dispatch.drained()
+        self.flush_cork()
+        return self.messages_out != before
+
     def close_socket(self) -> None:
         self._closed = True
+        if self._outbox or self._cut_off is not None:
+            self._engine.flusher().unwatch(self._sock.fileno())
         self._sock.close()
 
     # -- I/O -----------------------------------------------------------------
@@ -204,7 +282,7 @@ class ThreadedConnection(Connection):
             self._last_active = time.monotonic()
         return data
 
-    def _send_nowait(self, data: bytes | memoryview) -> int:
+    def _send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """One non-blocking send: how many bytes the kernel took."""
         try:
             sent = self._sock.send(data)
@@ -217,6 +295,9 @@ class ThreadedConnection(Connection):
 
     def _write(self, data: bytes) -> None:
         """Send all of ``data``, waiting up to idle_timeout for the peer to read; caller holds the lock."""
+        if self._outbox:  # what other threads queued goes first
+            data = bytes(self._outbox) + data
+            self._outbox.clear()
         sent = self._send_nowait(data)
         if sent == len(data):
             return
@@ -257,8 +338,15 @@ def serve_connection(engine: Engine, sock: socket.socket, addr: Any, scheme: str
             conn._cork = []
             dispatch.connected()
             conn.flush_cork()
+            producing = dispatch.wants_drain
             while not conn._closed:
-                messages = conn.receive()
+                if producing and not engine.stopping:
+                    # A producer: write (blocking is the backpressure), then
+                    # look at input without waiting, to notice the peer leave.
+                    producing = conn.produce(dispatch)
+                    messages = conn.receive(wait=not producing)
+                else:
+                    messages = conn.receive()
                 if conn._eof:
                     break
                 if messages:
@@ -266,8 +354,11 @@ def serve_connection(engine: Engine, sock: socket.socket, addr: Any, scheme: str
                     for message in messages:
                         dispatch.message(message)
                     conn.flush_cork()
+                    producing = dispatch.wants_drain
+        if conn._cut_off is not None:
+            error = conn._cut_off
     except Exception as exc:
-        error = exc
+        error = conn._cut_off or exc
         reply = engine.reply_error(exc)
         if reply is not None:
             conn.send_error_reply(reply)

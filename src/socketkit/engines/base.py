@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..codecs import Codec
 from ..connection import Connection
@@ -40,6 +40,9 @@ from ..errors import (
 from ..handlers import Handler
 from ..limits import Limits
 from ..stats import Counters, StatsRecorder
+
+if TYPE_CHECKING:
+    from ._flusher import OutboxFlusher
 
 __all__ = ["Engine", "current", "log"]
 
@@ -85,6 +88,7 @@ class Engine(ABC):
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
             sock.setblocking(False)
+        self._flusher: OutboxFlusher | None = None
         self._per_ip: dict[str, int] = {}
         self._per_ip_lock = threading.Lock()
         self._accept_resume = 0.0
@@ -129,7 +133,19 @@ class Engine(ABC):
         """A descriptor that becomes readable, and stays so, once stop() was called."""
         return self._stop_r.fileno()
 
+    def flusher(self) -> OutboxFlusher:
+        """The thread that flushes queued cross-thread output (thread engines), made on first use."""
+        with self._per_ip_lock:
+            if self._flusher is None:
+                from ._flusher import OutboxFlusher  # noqa: PLC0415 - only thread engines need it
+
+                self._flusher = OutboxFlusher()
+            return self._flusher
+
     def close_wakers(self) -> None:
+        """Release the engine's own descriptors and threads (the end of serve())."""
+        if self._flusher is not None:
+            self._flusher.close()
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
             sock.close()
 

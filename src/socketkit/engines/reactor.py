@@ -54,6 +54,7 @@ __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine", "select
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 _BURST = 64  # accepts or datagrams handled per readiness event, so one listener cannot starve the rest
+_PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
 
 _SELECTORS: dict[str, str] = {
     "select": "SelectSelector",
@@ -230,20 +231,29 @@ class ReactorConnection(Connection):
         if self._finished:
             return
         out = self._out
-        if out and (writable or not self._writing):
-            try:
-                sent = self._sock.send(out)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._finish(translate_oserror(exc, self.peer_url))
+        limits = self._engine.limits
+        for _ in range(_PRODUCE_ROUNDS if self._dispatch.wants_drain else 1):
+            if out and (writable or not self._writing):
+                try:
+                    sent = self._sock.send(out)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._finish(translate_oserror(exc, self.peer_url))
+                    return
+                if sent:
+                    self.bytes_out += sent
+                    del out[:sent]
+                    self._last_active = self._engine.now
+            if not self._dispatch.wants_drain or self._closed or len(out) > limits.write_buffer_low:
+                break
+            if not self._produce():
+                break
+            if self._finished:
                 return
-            if sent:
-                self.bytes_out += sent
-                del out[:sent]
-                self._last_active = self._engine.now
+        else:  # still producing after every round: go on next loop iteration
+            self._engine.dirty.append(self)
         if out:
-            limits = self._engine.limits
             reading = self._reading
             if reading and len(out) > limits.write_buffer_high:
                 reading = False  # backpressure: stop reading until the peer catches up
@@ -254,6 +264,19 @@ class ReactorConnection(Connection):
             self._finish(None)
         elif self._writing or not self._reading:
             self._set_interest(True, False)
+
+    def _produce(self) -> bool:
+        """Ask the protocol for more output; True if it sent something."""
+        before = self.messages_out
+        self._in_dispatch = True
+        try:
+            self._dispatch.drained()
+        except Exception as exc:
+            self._finish(exc)
+            return False
+        finally:
+            self._in_dispatch = False
+        return self.messages_out != before
 
     def _set_interest(self, reading: bool, writing: bool) -> None:
         if reading == self._reading and writing == self._writing:
@@ -374,6 +397,8 @@ class ReactorEngine(Engine):
             if not self._accepting and not self.stopping and self.accept_paused:
                 resume = self.accept_resume_in
                 timeout = resume if timeout is None else min(timeout, resume)
+            if self.dirty:
+                timeout = 0  # producers have more to send: poll, do not wait
             events = selector.select(timeout)
             self.now = time.monotonic()
             for key, mask in events:
@@ -484,6 +509,9 @@ class ReactorEngine(Engine):
             dispatch.connected()
         except Exception as exc:
             conn._finish(exc)
+            return
+        if dispatch.wants_drain and not conn._finished:
+            self.dirty.append(conn)  # its first on_drain comes with the next flush
 
     def connection_finished(self, conn: ReactorConnection, addr: Any) -> None:
         self._connections.discard(conn)

@@ -1,0 +1,279 @@
+"""The client commands: connect, listen, send, probe, info."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .. import netinfo
+from ..client import DatagramClient
+from ..client import connect as connect_client
+from ..codecs import CODECS, Json, Msgpack, codec_by_name
+from ..endpoints import bind, connect_socket, parse
+from ..probe import parse_ports
+from ..probe import probe as probe_ports
+from ..relay import relay_datagrams, relay_stream
+from ..services.broker import Broker
+from .common import Failure, configure_logging, runtime_errors, target_url, usage_errors
+
+_WAIT = click.option(
+    "-w",
+    "--wait",
+    "timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Connect timeout, and how long to wait with nothing moving before giving up.",
+)
+_UDP = click.option("-u", "--udp", is_flag=True, help="Use UDP (host:port and tcp:// become udp://).")
+_CRLF = click.option("-C", "--crlf", is_flag=True, help="Send CRLF line endings.")
+_SEND_ONLY = click.option("--send-only", is_flag=True, help="Only send stdin; ignore what comes back.")
+_RECV_ONLY = click.option("--recv-only", is_flag=True, help="Only print what comes; do not read stdin.")
+
+
+@click.command()
+@click.argument("url", metavar="URL|HOST:PORT")
+@_UDP
+@_CRLF
+@_SEND_ONLY
+@_RECV_ONLY
+@_WAIT
+def connect(url: str, udp: bool, crlf: bool, send_only: bool, recv_only: bool, timeout: float | None) -> None:
+    """Like nc: stdin to the socket, the socket to stdout, until either side closes."""
+    with usage_errors():
+        endpoint = parse(target_url(url, udp))
+        if send_only and recv_only:
+            raise ValueError("--send-only and --recv-only exclude each other")
+    with runtime_errors():
+        sock = connect_socket(endpoint, timeout)
+        with sock:
+            if endpoint.is_stream:
+                relay_stream(
+                    sock,
+                    endpoint.url,
+                    crlf=crlf,
+                    send_only=send_only,
+                    recv_only=recv_only,
+                    idle_timeout=timeout,
+                )
+            else:
+                relay_datagrams(
+                    sock,
+                    endpoint.url,
+                    crlf=crlf,
+                    send_only=send_only,
+                    recv_only=recv_only,
+                    linger=timeout or 2.0,
+                )
+
+
+@click.command()
+@click.argument("url", metavar="URL|HOST:PORT")
+@click.option("-k", "--keep-open", is_flag=True, help="After a client leaves, wait for the next one.")
+@click.option("--broker", is_flag=True, help="Relay every line from one client to all the others.")
+@click.option(
+    "--exec",
+    "command",
+    metavar="CMD",
+    help="Run CMD for each client, its stdin and stdout attached to the connection. "
+    "Only when given; CMD is split like a shell would but no shell runs it.",
+)
+@_UDP
+@_CRLF
+@_SEND_ONLY
+@_RECV_ONLY
+@_WAIT
+def listen(
+    url: str,
+    keep_open: bool,
+    broker: bool,
+    command: str | None,
+    udp: bool,
+    crlf: bool,
+    send_only: bool,
+    recv_only: bool,
+    timeout: float | None,
+) -> None:
+    """Like nc -l: accept a connection and relay it to stdin and stdout."""
+    with usage_errors():
+        endpoint = parse(target_url(url, udp))
+        argv = shlex.split(command) if command else []
+        if command is not None and not argv:
+            raise ValueError("--exec needs a command")
+        if broker and (command or not endpoint.is_stream):
+            raise ValueError("--broker relays lines between stream clients; it takes no --exec or -u")
+    if broker:
+        from ..codecs import Lines  # noqa: PLC0415
+        from ..server import Server  # noqa: PLC0415
+
+        configure_logging("info", "text")
+        with runtime_errors():
+            Server(endpoint.url, Broker(), codec=Lines()).serve_forever()
+        return
+    with runtime_errors():
+        listener = bind(endpoint)
+    with runtime_errors(), listener.sock:
+        click.echo(f"socketkit: listening on {listener.url}", err=True)
+        if not endpoint.is_stream:
+            relay_datagrams(
+                listener.sock,
+                listener.url,
+                crlf=crlf,
+                send_only=send_only,
+                recv_only=recv_only,
+                linger=timeout or 2.0,
+            )
+            return
+        children: list[subprocess.Popen[bytes]] = []
+        while True:
+            conn, peer = listener.sock.accept()
+            name = f"{endpoint.scheme}://{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else listener.url
+            click.echo(f"socketkit: connection from {name}", err=True)
+            with conn:
+                if argv:
+                    children.append(subprocess.Popen(argv, stdin=conn.fileno(), stdout=conn.fileno()))
+                else:
+                    relay_stream(
+                        conn, name, crlf=crlf, send_only=send_only, recv_only=recv_only, idle_timeout=timeout
+                    )
+            children = [child for child in children if child.poll() is None]
+            if not keep_open:
+                for child in children:
+                    child.wait()
+                return
+
+
+@click.command()
+@click.argument("url", metavar="URL|HOST:PORT")
+@click.argument("message")
+@click.option(
+    "--codec",
+    type=click.Choice(list(CODECS)),
+    default="lines",
+    show_default=True,
+    help="How the message and the reply are framed; json and msgpack take MESSAGE as JSON.",
+)
+@_UDP
+@click.option(
+    "-w",
+    "--wait",
+    "timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the reply.",
+)
+def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
+    """Send one MESSAGE (- reads it from stdin) and print the reply."""
+    with usage_errors():
+        endpoint = parse(target_url(url, udp))
+        chosen = codec_by_name(codec)
+        raw = sys.stdin.buffer.read() if message == "-" else message.encode()
+        structured = isinstance(chosen, (Json, Msgpack))
+        payload: Any
+        if structured:
+            try:
+                payload = json.loads(raw)
+            except ValueError as exc:
+                raise ValueError(f"MESSAGE must be JSON with --codec {codec}: {exc}") from None
+        else:
+            payload = raw.rstrip(b"\r\n") if message == "-" and codec == "lines" else raw
+    with runtime_errors():
+        if endpoint.is_stream:
+            with connect_client(endpoint.url, codec=chosen, timeout=timeout) as client:
+                reply = client.request(payload)
+        else:
+            with DatagramClient(endpoint.url, codec=chosen, timeout=timeout) as datagrams:
+                reply = datagrams.request(payload)
+    if structured:
+        click.echo(json.dumps(reply, indent=2, ensure_ascii=False, default=repr))
+    else:
+        sys.stdout.buffer.write(reply + (b"\n" if codec == "lines" else b""))
+        sys.stdout.flush()
+
+
+@click.command()
+@click.argument("host")
+@click.argument("ports")
+@click.option(
+    "-w",
+    "--wait",
+    "timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for each port.",
+)
+def probe(host: str, ports: str, timeout: float) -> None:
+    """Like nc -z: which of PORTS (22,80,8000-8010) on HOST accept TCP connections.
+
+    Exits 0 only if every port is open.
+    """
+    with usage_errors():
+        port_list = parse_ports(ports)
+        try:
+            results = probe_ports(host, port_list, timeout)
+        except socket.gaierror as exc:
+            raise ValueError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    for port, state in results.items():
+        click.echo(f"{host}:{port} {state}")
+    if any(state != "open" for state in results.values()):
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@click.argument("host", required=False)
+@click.option("--service", metavar="NAME|PORT", help="Look up a service by name or port (tcp and udp).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def info(host: str | None, service: str | None, as_json: bool) -> None:
+    """The socket module's look-ups: names, addresses, reverse names, interfaces, services."""
+    with usage_errors():
+        services = netinfo.service_info(service) if service else None
+    details = netinfo.host_info(host)
+    if services is not None:
+        details["services"] = services
+    if as_json:
+        click.echo(json.dumps(details, indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]hostname[/] {details['hostname']}   [bold]fqdn[/] {details['fqdn']}")
+    table = Table(title=f"getaddrinfo({details['host']!r})")
+    for column in ("family", "type", "protocol", "address", "reverse name"):
+        table.add_column(column)
+    for row in details["addresses"]:
+        table.add_row(
+            row["family"],
+            row["type"],
+            str(row["protocol"]),
+            row["address"],
+            details["reverse"].get(row["address"], ""),
+        )
+    console.print(table)
+    if "addresses_error" in details:
+        console.print(f"[red]getaddrinfo failed:[/] {details['addresses_error']}")
+    interfaces = Table(title="interfaces (if_nameindex)")
+    interfaces.add_column("index", justify="right")
+    interfaces.add_column("name")
+    for row in details["interfaces"]:
+        interfaces.add_row(str(row["index"]), row["name"])
+    console.print(interfaces)
+    if services is not None:
+        table = Table(title="services")
+        for column in ("name", "port", "protocol"):
+            table.add_column(column)
+        for row in services:
+            table.add_row(row["name"], str(row["port"]), row["protocol"])
+        console.print(table)
+
+
+__all__ = ["Failure", "connect", "info", "listen", "probe", "send"]

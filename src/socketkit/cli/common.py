@@ -1,0 +1,85 @@
+"""What every command shares: turning user mistakes into one-line errors, URL
+shorthand, and logging set-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from ..errors import SocketkitError
+
+__all__ = ["Failure", "configure_logging", "runtime_errors", "target_url", "usage_errors"]
+
+
+class Failure(click.ClickException):
+    """A runtime failure: exit code 1, one line."""
+
+    exit_code = 1
+
+
+@contextmanager
+def usage_errors() -> Iterator[None]:
+    """ValueError/TypeError from building objects out of user input → usage error (exit 2)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@contextmanager
+def runtime_errors() -> Iterator[None]:
+    """socketkit's and the OS's errors while running → a runtime failure (exit 1)."""
+    try:
+        yield
+    except SocketkitError as exc:
+        raise Failure(str(exc)) from exc
+    except OSError as exc:
+        raise Failure(exc.strerror or str(exc)) from exc
+
+
+def target_url(target: str, udp: bool = False) -> str:
+    """A URL from what a netcat user types: a URL, ``host:port``, or a unix socket path."""
+    if "://" in target:
+        if udp and target.startswith("tcp://"):
+            return "udp://" + target[len("tcp://") :]
+        if udp and target.startswith("unix://"):
+            return "unixgram://" + target[len("unix://") :]
+        return target
+    if target.startswith("/"):
+        return f"{'unixgram' if udp else 'unix'}://{target}"
+    return f"{'udp' if udp else 'tcp'}://{target}"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, fmt: str, handler: logging.Handler | None = None) -> None:
+    """Send socketkit's log to stderr (or ``handler``) as text or JSON lines."""
+    logger = logging.getLogger("socketkit")
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        if fmt == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False

@@ -1,0 +1,203 @@
+"""HttpRequest: HTTP/1.x requests in, responses out; enough for a fast hello service.
+
+A sans-IO state machine: the head is found by its blank line, parsed, and a
+``Content-Length`` body, if any, is collected. It handles keep-alive and
+pipelining (several requests in one read decode in order). What it does not
+handle it refuses with the right status, and the server closes after sending
+it: 400 for a malformed request, 413 for a body over the limit, 431 for a head
+over the limit, 501 for ``Transfer-Encoding`` (chunked uploads), 505 for a
+version other than 1.0/1.1.
+
+Responses: :meth:`HttpRequest.encode` takes an :class:`HttpResponse`, or bytes
+that are already a full response (the fast path for fixed replies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+from ..errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
+from .base import Codec, Decoder, check_positive
+
+__all__ = ["HttpError", "HttpLimitExceeded", "HttpRequest", "HttpResponse", "Request"]
+
+_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+class HttpError(RemoteProtocolError):
+    """A request the codec refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status} {HTTPStatus(status).phrase}: {detail}")
+        self.status = status
+
+
+class HttpLimitExceeded(HttpError, LimitExceeded):
+    """A head or body over its limit (431 or 413)."""
+
+
+@dataclass(slots=True)
+class Request:
+    """One decoded HTTP request. Header names are lower-cased bytes."""
+
+    method: bytes
+    target: bytes
+    version: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = b""
+    keep_alive: bool = True
+
+    def header(self, name: bytes, default: bytes | None = None) -> bytes | None:
+        """The first value of header ``name`` (lower-case), or ``default``."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """A response to encode; Content-Length is added, and Connection: close when asked."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    close: bool = False
+    #: for HEAD: send the headers of ``body`` but not the body itself.
+    head_only: bool = False
+
+
+class _HttpDecoder(Decoder):
+    __slots__ = ("_buf", "_max_body", "_max_head", "_pending")
+
+    def __init__(self, max_head: int, max_body: int) -> None:
+        self._max_head = max_head
+        self._max_body = max_body
+        self._buf = bytearray()
+        self._pending: tuple[Request, int] | None = None  # a request waiting for its body
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) + (1 if self._pending else 0)
+
+    def feed(self, data: bytes) -> list[Any]:
+        buf = self._buf
+        if not data:
+            if buf or self._pending:
+                raise HttpError(400, "connection closed in the middle of a request")
+            return []
+        buf += data
+        out: list[Any] = []
+        while buf:
+            if self._pending is not None:
+                request, length = self._pending
+                if len(buf) < length:
+                    break
+                request.body = bytes(buf[:length])
+                del buf[:length]
+                self._pending = None
+                out.append(request)
+                continue
+            end = buf.find(b"\r\n\r\n")
+            skip = 4
+            if end < 0:
+                end = buf.find(b"\n\n")
+                skip = 2
+            if end < 0:
+                if len(buf) > self._max_head:
+                    raise HttpLimitExceeded(431, f"request head over {self._max_head} bytes")
+                break
+            if end > self._max_head:
+                raise HttpLimitExceeded(431, f"request head over {self._max_head} bytes")
+            head = bytes(buf[:end])
+            del buf[: end + skip]
+            request, length = _parse_head(head)
+            if length > self._max_body:
+                raise HttpLimitExceeded(413, f"body of {length} bytes over the limit of {self._max_body}")
+            if length:
+                self._pending = (request, length)
+            else:
+                out.append(request)
+        return out
+
+
+def _parse_head(head: bytes) -> tuple[Request, int]:
+    lines = head.split(b"\n")
+    parts = lines[0].rstrip(b"\r").split(b" ")
+    if len(parts) != 3:
+        raise HttpError(400, "malformed request line")
+    method, target, version = parts
+    if not method or not set(method) <= _TOKEN_CHARS or not target:
+        raise HttpError(400, "malformed request line")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        if version.startswith(b"HTTP/"):
+            raise HttpError(505, f"HTTP version {version.decode('latin-1')} is not supported")
+        raise HttpError(400, "malformed request line")
+    headers: list[tuple[bytes, bytes]] = []
+    length = 0
+    connection = b""
+    for line in lines[1:]:
+        name, colon, value = line.rstrip(b"\r").partition(b":")
+        if not colon or not name or not set(name) <= _TOKEN_CHARS:
+            raise HttpError(400, "malformed header line")
+        name = name.lower()
+        value = value.strip(b" \t")
+        headers.append((name, value))
+        if name == b"content-length":
+            if not value.isdigit() or (length and int(value) != length):
+                raise HttpError(400, "bad Content-Length")
+            length = int(value)
+        elif name == b"transfer-encoding":
+            raise HttpError(501, "Transfer-Encoding is not supported; send a Content-Length")
+        elif name == b"connection":
+            connection = value.lower()
+    keep_alive = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
+    return Request(method, target, version, headers, b"", keep_alive), length
+
+
+class HttpRequest(Codec):
+    """``HttpRequest(max_head=8192, max_body=1 MiB)``: server side of HTTP/1.0 and 1.1."""
+
+    name = "http"
+
+    def __init__(self, max_head: int = 8192, max_body: int = 1024 * 1024) -> None:
+        self.max_head = check_positive("max_head", max_head)
+        self.max_length = check_positive("max_body", max_body)
+
+    def decoder(self, max_length: int | None = None) -> Decoder:
+        return _HttpDecoder(self.max_head, self._limit(max_length))
+
+    def encode(self, message: Any) -> bytes:
+        if isinstance(message, bytes):
+            return message
+        if not isinstance(message, HttpResponse):
+            raise TypeError(f"HttpRequest sends HttpResponse or bytes, not {type(message).__name__}")
+        return render_response(message)
+
+    def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
+        raise RemoteProtocolError("HTTP is not served over datagrams")
+
+    def error_reply(self, error: Exception) -> bytes | None:
+        status = getattr(error, "status", 400)
+        text = f"{status} {HTTPStatus(status).phrase}\n".encode()
+        return render_response(HttpResponse(status, text, [("Content-Type", "text/plain")], close=True))
+
+    def __repr__(self) -> str:
+        return f"HttpRequest(max_head={self.max_head}, max_body={self.max_length})"
+
+
+def render_response(response: HttpResponse) -> bytes:
+    """The bytes of ``response``, with Content-Length (and Connection: close when closing)."""
+    try:
+        phrase = HTTPStatus(response.status).phrase
+    except ValueError:
+        raise LocalProtocolError(f"unknown HTTP status {response.status}") from None
+    lines = [f"HTTP/1.1 {response.status} {phrase}"]
+    lines += [f"{name}: {value}" for name, value in response.headers]
+    lines.append(f"Content-Length: {len(response.body)}")
+    if response.close:
+        lines.append("Connection: close")
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head if response.head_only else head + response.body

@@ -1,0 +1,148 @@
+"""Relays between a socket and a pair of file descriptors: the core of netcat.
+
+Stream relay: bytes from ``stdin`` go to the socket and bytes from the socket
+go to ``stdout``. At the end of stdin the socket's write side is shut
+(half-close) and the relay goes on until the peer closes, so ``echo hi |
+socketkit connect ...`` prints the reply before it exits. ``poll`` watches
+both sides, so stdin may be a terminal, a pipe or a regular file.
+
+Datagram relay: each read from stdin is one datagram; each datagram received
+is written to stdout. Since datagrams have no end, it stops once stdin has
+ended and nothing arrived for ``linger`` seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+from typing import Any
+
+from .errors import Timeout, translate_oserror
+
+__all__ = ["relay_datagrams", "relay_stream"]
+
+_CHUNK = 65536
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _to_crlf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def relay_stream(
+    sock: socket.socket,
+    name: str,
+    *,
+    stdin: int = 0,
+    stdout: int = 1,
+    crlf: bool = False,
+    send_only: bool = False,
+    recv_only: bool = False,
+    idle_timeout: float | None = None,
+) -> None:
+    """Relay until the peer closes (or, with ``send_only``, until stdin ends).
+
+    Raises:
+        Timeout: nothing moved for ``idle_timeout`` seconds.
+        BrokenError: the connection broke.
+    """
+    sock.settimeout(idle_timeout)  # bounds a send to a peer that does not read
+    poller = select.poll()
+    reading_stdin = not recv_only
+    if reading_stdin:
+        poller.register(stdin, select.POLLIN)
+    if not send_only:
+        poller.register(sock, select.POLLIN)
+    try:
+        while True:
+            if not reading_stdin and send_only:
+                return
+            events = poller.poll(None if idle_timeout is None else idle_timeout * 1000)
+            if not events:
+                raise Timeout(f"nothing from {name} or stdin for {idle_timeout:g}s")
+            for fd, _ in events:
+                if fd == stdin:
+                    data = os.read(stdin, _CHUNK)
+                    if data:
+                        sock.sendall(_to_crlf(data) if crlf else data)
+                        continue
+                    poller.unregister(stdin)
+                    reading_stdin = False
+                    sock.shutdown(socket.SHUT_WR)
+                else:
+                    data = sock.recv(_CHUNK)
+                    if not data:
+                        return
+                    _write_all(stdout, data)
+    except OSError as exc:
+        raise translate_oserror(exc, name) from exc
+
+
+def relay_datagrams(
+    sock: socket.socket,
+    name: str,
+    *,
+    peer: Any = None,
+    stdin: int = 0,
+    stdout: int = 1,
+    crlf: bool = False,
+    send_only: bool = False,
+    recv_only: bool = False,
+    linger: float = 2.0,
+) -> None:
+    """Relay datagrams. ``peer`` None: send to the socket's connected peer, or, for a
+    listening socket, to whoever sent the last datagram.
+
+    Raises:
+        ConnectError: the peer's port is closed (ICMP port unreachable).
+    """
+    poller = select.poll()
+    reading_stdin = not recv_only
+    if reading_stdin:
+        poller.register(stdin, select.POLLIN)
+    if not send_only:
+        poller.register(sock, select.POLLIN)
+    connected = peer is None and _is_connected(sock)
+    try:
+        while True:
+            if not reading_stdin and send_only:
+                return
+            wait = None if reading_stdin else linger * 1000
+            events = poller.poll(wait)
+            if not events:
+                return  # stdin ended and the peer went quiet
+            for fd, _ in events:
+                if fd == stdin:
+                    data = os.read(stdin, _CHUNK)
+                    if not data:
+                        poller.unregister(stdin)
+                        reading_stdin = False
+                        continue
+                    data = _to_crlf(data) if crlf else data
+                    if connected:
+                        sock.send(data)
+                    elif peer is not None:
+                        sock.sendto(data, peer)
+                else:
+                    data, sender = sock.recvfrom(_CHUNK)
+                    if not connected:
+                        peer = sender
+                    _write_all(stdout, data)
+    except OSError as exc:
+        raise translate_oserror(
+            exc, name, "connect" if isinstance(exc, ConnectionRefusedError) else ""
+        ) from exc
+
+
+def _is_connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
