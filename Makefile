@@ -11,9 +11,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,msgpack,cli]'
 	touch $@
 
-# socketkit's main job until the CLI lands: the example echo server on tcp://127.0.0.1:8888.
+# socketkit's main job: HTTP "Hello, world!" on 127.0.0.1:8888 (try: curl http://127.0.0.1:8888/).
 run: $(VENV)/.installed
-	$(PY) examples/echo_server.py
+	$(VENV)/bin/socketkit serve hello
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests examples

@@ -473,3 +473,15 @@ def test_max_connections_makes_newcomers_wait(engine: str, stream_url: str) -> N
             assert third.recv() == b"3"
         second.close()
         assert server.stats.connections_rejected == 0
+
+
+def test_good_requests_before_a_bad_one_are_answered(engine: str, stream_url: str) -> None:
+    """Pipelined: two good messages, then a bad one in the same read. The good ones get replies."""
+    with sk.Server(stream_url, echo, codec=sk.Json(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as client:
+            client.sock.sendall(b'{"n":1}\n{"n":2}\n{not json}\n')
+            assert client.recv() == {"n": 1}
+            assert client.recv() == {"n": 2}
+            assert "error" in client.recv()
+            with pytest.raises(sk.ClosedError):
+                client.recv()

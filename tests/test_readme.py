@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +36,114 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_the_run_command_serves_hello() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run:.*\n\t\$\(VENV\)/bin/socketkit serve hello$", makefile, re.M)
+
+
 def test_readme_shell_commands_name_real_files() -> None:
     for path in re.findall(r"\.venv/bin/python (\S+\.py)", README):
         assert (ROOT / path).is_file(), path
+
+
+# -- "Try it": every shell line runs as written (ports mapped to free ones) ---------------
+
+SH_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
+TRY_BLOCKS = [block for block in SH_BLOCKS if "socketkit " in block and "make run" not in block]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def split_block(block: str) -> tuple[str | None, list[str]]:
+    """(the terminal-1 server line or None, the client lines)."""
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    if "# terminal 1" not in lines:
+        return None, lines
+    server = lines[lines.index("# terminal 1") + 1]
+    clients = lines[lines.index("# terminal 2") + 1 :]
+    return server, clients
+
+
+#: what each client line in "Try it" prints (a substring of its stdout); None: it prints nothing.
+EXPECTED: dict[str, str | None] = {
+    "curl http": "Hello, world!",
+    "curl -I": "200 OK",
+    "wrk ": "Requests/sec",
+    "socketkit connect tcp://127.0.0.1:7007": "hello",
+    "socketkit connect -u": "hello",
+    "socat - TCP": "hello",
+    "send --codec raw": "ping",
+    "probe 127.0.0.1": "open",
+    "head -n 3": '!"#$%',
+    "send --codec json": '"hello": [',
+    "make this loud": "MAKE THIS LOUD",
+    "ncat 127.0.0.1 7000": None,  # the broker sends it to the other clients, not back
+    "hi, listener": None,  # it appears on the listener's stdout
+    "info localhost": "http",
+}
+
+
+def check_client(line: str, result: subprocess.CompletedProcess[bytes]) -> None:
+    assert result.returncode == 0, (line, result.stdout, result.stderr)
+    matches = [key for key in EXPECTED if key in line]
+    assert matches, f"README line {line!r} has no expected output in tests/test_readme.py"
+    expected = EXPECTED[matches[0]]
+    if expected is None:
+        assert result.stdout == b"", (line, result.stdout)
+    else:
+        assert expected.encode() in result.stdout, (line, result.stdout)
+
+
+def run_line(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("block", TRY_BLOCKS, ids=lambda b: b.split("\n")[1][:40])
+def test_try_it_block_runs(block: str) -> None:
+    server_line, client_lines = split_block(block)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if server_line is None:
+        for line in client_lines:
+            check_client(line, run_line(line, env))
+        return
+    if server_line.startswith("socketkit serve") and " -l " not in server_line:
+        server_line += " -l tcp://127.0.0.1:8888"  # the documented default, made explicit to remap it
+    ports = {port: str(free_port()) for port in re.findall(r"127\.0\.0\.1:(\d+)", server_line)}
+
+    def remap(line: str) -> str:
+        for old, new in ports.items():
+            line = re.sub(rf"(?<=[: ]){old}\b", new, line)
+        return line
+
+    server = subprocess.Popen(
+        ["bash", "-c", f"exec {remap(server_line)}"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        started = server.stderr.readline()
+        assert "serving" in started or "listening on" in started, started
+        for line in client_lines:
+            check_client(line, run_line(remap(line), env))
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGINT)
+        server_out, _ = server.communicate(timeout=30)
+    assert server.returncode == 0
+    if server_line.startswith("socketkit listen"):
+        assert "hi, listener" in server_out

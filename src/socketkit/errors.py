@@ -39,7 +39,18 @@ class SocketkitError(Exception):
 
 
 class ProtocolError(SocketkitError):
-    """A message could not be framed or parsed."""
+    """A message could not be framed or parsed.
+
+    ``messages`` holds what a decoder completed in the same ``feed`` before the
+    bad input: engines answer those first, then report the error (a pipelined
+    good request is not lost because a later one is bad).
+    """
+
+    messages: list[object]
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.messages = []
 
 
 class LocalProtocolError(ProtocolError):

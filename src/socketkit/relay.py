@@ -25,10 +25,17 @@ __all__ = ["relay_datagrams", "relay_stream"]
 _CHUNK = 65536
 
 
+class _OutputClosed(Exception):
+    """stdout went away (``... | head``): the relay ends quietly, it is not a network error."""
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BrokenPipeError:
+        raise _OutputClosed from None
 
 
 def _to_crlf(data: bytes) -> bytes:
@@ -80,6 +87,8 @@ def relay_stream(
                     if not data:
                         return
                     _write_all(stdout, data)
+    except _OutputClosed:
+        return
     except OSError as exc:
         raise translate_oserror(exc, name) from exc
 
@@ -134,6 +143,8 @@ def relay_datagrams(
                     if not connected:
                         peer = sender
                     _write_all(stdout, data)
+    except _OutputClosed:
+        return
     except OSError as exc:
         raise translate_oserror(
             exc, name, "connect" if isinstance(exc, ConnectionRefusedError) else ""

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="socketkit", standalone_mode=False)
+        result = cli.main(args=args, prog_name="socketkit", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.UsageError as exc:
@@ -55,4 +55,4 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0  # stdout closed early (e.g. piped into head): not an error
-    return 0
+    return result if isinstance(result, int) else 0  # click returns a command's Exit code here

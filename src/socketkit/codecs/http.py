@@ -90,6 +90,14 @@ class _HttpDecoder(Decoder):
             return []
         buf += data
         out: list[Any] = []
+        try:
+            self._parse(buf, out)
+        except HttpError as exc:
+            exc.messages = out
+            raise
+        return out
+
+    def _parse(self, buf: bytearray, out: list[Any]) -> None:
         while buf:
             if self._pending is not None:
                 request, length = self._pending
@@ -120,7 +128,6 @@ class _HttpDecoder(Decoder):
                 self._pending = (request, length)
             else:
                 out.append(request)
-        return out
 
 
 def _parse_head(head: bytes) -> tuple[Request, int]:

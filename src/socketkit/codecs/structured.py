@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
-from ..errors import LocalProtocolError, RemoteProtocolError
+from ..errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .base import Codec, Decoder
 
 __all__ = ["StructuredCodec"]
@@ -32,7 +32,14 @@ class _StructuredDecoder(Decoder):
 
     def feed(self, data: bytes) -> list[Any]:
         load = self._codec.load
-        return [load(frame) for frame in self._frames.feed(data)]
+        out: list[Any] = []
+        try:
+            for frame in self._frames.feed(data):
+                out.append(load(frame))
+        except ProtocolError as exc:
+            exc.messages = out + exc.messages
+            raise
+        return out
 
 
 class StructuredCodec(Codec):

@@ -29,6 +29,7 @@ from ..errors import (
     ClosedError,
     IdleTimeout,
     LimitExceeded,
+    ProtocolError,
     ReadTimeout,
     SocketkitError,
     WriteTimeout,
@@ -62,6 +63,7 @@ class ThreadedConnection(Connection):
         "_outbox",
         "_owner",
         "_pending",
+        "_pending_error",
         "_poll",
         "_sock",
         "_watching_stop",
@@ -86,6 +88,7 @@ class ThreadedConnection(Connection):
         self._message_started = 0.0
         self._outbox = bytearray()  # what other threads sent that the kernel did not take yet
         self._cut_off: BaseException | None = None
+        self._pending_error: ProtocolError | None = None  # raised after the messages before it
 
     # -- what handlers call ------------------------------------------------
 
@@ -179,6 +182,8 @@ class ThreadedConnection(Connection):
         Sets ``_eof`` at end of stream (peer closed, or stopping and idle).
         Raises the decoder's ProtocolError, a Timeout, or BrokenError.
         """
+        if self._pending_error is not None:
+            raise self._pending_error
         decoder = self._decoder
         starting = not decoder.buffered
         if wait:
@@ -188,7 +193,13 @@ class ThreadedConnection(Connection):
             if ready is None:
                 return []
             data = ready
-        messages = decoder.feed(data)
+        try:
+            messages = decoder.feed(data)
+        except ProtocolError as exc:
+            if not exc.messages:
+                raise
+            self._pending_error = exc  # answer what came before the bad input, then fail
+            messages = exc.messages
         if not data:
             self._eof = True
             return messages

@@ -175,11 +175,12 @@ class ReactorConnection(Connection):
         self._last_active = now = engine.now
         decoder = self._decoder
         starting = not decoder.buffered
+        bad_input: ProtocolError | None = None
         try:
             messages = decoder.feed(data)
         except ProtocolError as exc:
-            self._fail_input(exc)
-            return
+            bad_input = exc
+            messages = exc.messages  # complete before the bad part: they are answered first
         if decoder.buffered and (starting or messages):
             # A new message started: its read deadline may come before the idle one.
             self._message_started = now
@@ -198,8 +199,11 @@ class ReactorConnection(Connection):
                 self._finish(exc)
                 return
             self._in_dispatch = False
-            if self._out:
+            if bad_input is None and self._out:
                 self._flush(False)
+        if bad_input is not None:
+            self._fail_input(bad_input)
+            return
         if engine.stopping and not decoder.buffered and len(data) < RECV_SIZE:
             self.close()  # stopping: the in-flight request is answered; done
 
