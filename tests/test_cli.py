@@ -410,3 +410,57 @@ def test_info() -> None:
     assert any(i["name"] == "lo" for i in details["interfaces"])
     table = run([*SK, "info", "--service", "22"])
     assert table.returncode == 0 and b"ssh" in table.stdout
+
+
+def test_cli_runner_in_process() -> None:
+    """The same commands through click's CliRunner (no subprocess)."""
+    from click.testing import CliRunner
+
+    from socketkit.cli import cli
+
+    runner = CliRunner()
+    version = runner.invoke(cli, ["--version"])
+    assert version.exit_code == 0 and "socketkit, version" in version.output
+    details = runner.invoke(cli, ["info", "127.0.0.1", "--json"])
+    assert details.exit_code == 0 and json.loads(details.output)["addresses"][0]["address"] == "127.0.0.1"
+    with sk.Server("tcp://127.0.0.1:0", lambda m, c: m + b"!", codec=sk.Lines()).start() as server:
+        sent = runner.invoke(cli, ["send", server.url, "hey"])
+        assert sent.exit_code == 0 and sent.output == "hey!\n"
+        probed = runner.invoke(cli, ["probe", "127.0.0.1", str(server.addresses[0][1])])
+        assert probed.exit_code == 0 and probed.output.endswith(" open\n")
+
+
+def test_listen_udp_answers_the_last_sender() -> None:
+    proc = subprocess.Popen(
+        [*SK, "listen", "-u", "127.0.0.1:0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None and proc.stdin is not None
+        url = re.search(r"listening on (\S+)", proc.stderr.readline().decode())
+        assert url and url.group(1).startswith("udp://")
+        with sk.DatagramClient(url.group(1), timeout=WAIT) as client:
+            client.send(b"ping\n")
+            assert proc.stdout.readline() == b"ping\n"
+            proc.stdin.write(b"pong\n")
+            proc.stdin.flush()
+            assert client.recv() == b"pong\n"
+    finally:
+        proc.kill()
+        proc.communicate(timeout=WAIT)
+
+
+def test_udp_chargen_and_discard_with_socat() -> None:
+    socat = tool("socat")
+    with cli_server("chargen", "-l", "udp://127.0.0.1:0") as (_, urls):
+        host, port = host_port(urls[0])
+        line = run([socat, "-t1", "-", f"UDP:{host}:{port}"], "x\n").stdout
+        assert line.startswith(b' !"#$%') and line.endswith(b"\r\n") and len(line) == 74
+    with cli_server("discard", "-l", "udp://127.0.0.1:0") as (proc, urls):
+        host, port = host_port(urls[0])
+        assert run([socat, "-t0.5", "-", f"UDP:{host}:{port}"], "nothing back\n").stdout == b""
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=WAIT)
+    assert "1 message(s) in, 0 out" in err

@@ -201,3 +201,35 @@ def test_stop_from_another_thread_while_serving_forever() -> None:
         server.stop()
         runner.join(10)
     assert not runner.is_alive()
+
+
+THREAD_SIGNAL_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys, threading
+    import socketkit as sk
+
+    server = sk.Server("tcp://127.0.0.1:0", lambda m, c: m, engine=sys.argv[1])
+
+    def signal_from_another_thread():
+        server.wait_started(10)
+        # The kernel may pick any thread for a process signal; force the worst case.
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    threading.Thread(target=signal_from_another_thread).start()
+    server.serve_forever()
+    print("EXITED", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("engine", ["iterative", "threads", "epoll"])
+def test_a_signal_delivered_to_another_thread_still_stops_serve_forever(engine: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", THREAD_SIGNAL_SCRIPT, engine],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "EXITED" in result.stdout

@@ -60,12 +60,8 @@ def relay_stream(
         BrokenError: the connection broke.
     """
     sock.settimeout(idle_timeout)  # bounds a send to a peer that does not read
-    poller = select.poll()
+    poller = _watch(sock, stdin, send_only, recv_only)
     reading_stdin = not recv_only
-    if reading_stdin:
-        poller.register(stdin, select.POLLIN)
-    if not send_only:
-        poller.register(sock, select.POLLIN)
     try:
         while True:
             if not reading_stdin and send_only:
@@ -111,12 +107,8 @@ def relay_datagrams(
     Raises:
         ConnectError: the peer's port is closed (ICMP port unreachable).
     """
-    poller = select.poll()
+    poller = _watch(sock, stdin, send_only, recv_only)
     reading_stdin = not recv_only
-    if reading_stdin:
-        poller.register(stdin, select.POLLIN)
-    if not send_only:
-        poller.register(sock, select.POLLIN)
     connected = peer is None and _is_connected(sock)
     try:
         while True:
@@ -149,6 +141,16 @@ def relay_datagrams(
         raise translate_oserror(
             exc, name, "connect" if isinstance(exc, ConnectionRefusedError) else ""
         ) from exc
+
+
+def _watch(sock: socket.socket, stdin: int, send_only: bool, recv_only: bool) -> select.poll:
+    """A poll object watching stdin (unless recv_only) and the socket (unless send_only)."""
+    poller = select.poll()
+    if not recv_only:
+        poller.register(stdin, select.POLLIN)
+    if not send_only:
+        poller.register(sock, select.POLLIN)
+    return poller
 
 
 def _is_connected(sock: socket.socket) -> bool:

@@ -28,6 +28,7 @@ from .stats import Stats, StatsRecorder
 __all__ = ["Server"]
 
 _STOP_MARGIN = 5.0  # seconds stop() waits beyond the grace period for the engine to return
+_WAKEUP_FD = -1  # key, in the saved signal state, of the previous signal.set_wakeup_fd
 
 
 class Server:
@@ -182,7 +183,10 @@ class Server:
             self._serve(engine)
         finally:
             for signum, previous in restore.items():
-                signal.signal(signum, previous)
+                if signum == _WAKEUP_FD:
+                    signal.set_wakeup_fd(previous)
+                else:
+                    signal.signal(signum, previous)
         if self._failure is not None:
             raise self._failure
 
@@ -223,6 +227,10 @@ class Server:
         restore: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
             restore[signum] = signal.signal(signum, on_signal)
+        # The kernel may deliver the signal to any thread; CPython then only sets
+        # a flag, and the handler runs when the main thread next wakes. The
+        # wake-up fd (as asyncio uses it) makes the engine's loop wake at once.
+        restore[_WAKEUP_FD] = signal.set_wakeup_fd(engine.wakeup_fileno, warn_on_full_buffer=False)
         return restore
 
     def stop(self, grace: float | None = None) -> None:

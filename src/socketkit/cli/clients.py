@@ -7,7 +7,8 @@ import shlex
 import socket
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -24,15 +25,24 @@ from ..relay import relay_datagrams, relay_stream
 from ..services.broker import Broker
 from .common import Failure, configure_logging, runtime_errors, target_url, usage_errors
 
-_WAIT = click.option(
-    "-w",
-    "--wait",
-    "timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="SECONDS",
-    help="Connect timeout, and how long to wait with nothing moving before giving up.",
-)
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def _wait_option(default: float | None, meaning: str) -> Callable[[Command], Command]:
+    """-w/--wait SECONDS, which each command reads its own way."""
+    return click.option(
+        "-w",
+        "--wait",
+        "timeout",
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=default is not None,
+        metavar="SECONDS",
+        help=meaning,
+    )
+
+
+_WAIT = _wait_option(None, "Connect timeout, and how long to wait with nothing moving before giving up.")
 _UDP = click.option("-u", "--udp", is_flag=True, help="Use UDP (host:port and tcp:// become udp://).")
 _CRLF = click.option("-C", "--crlf", is_flag=True, help="Send CRLF line endings.")
 _SEND_ONLY = click.option("--send-only", is_flag=True, help="Only send stdin; ignore what comes back.")
@@ -162,16 +172,7 @@ def listen(
     help="How the message and the reply are framed; json and msgpack take MESSAGE as JSON.",
 )
 @_UDP
-@click.option(
-    "-w",
-    "--wait",
-    "timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for the reply.",
-)
+@_wait_option(10.0, "How long to wait for the reply.")
 def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
     """Send one MESSAGE (- reads it from stdin) and print the reply."""
     with usage_errors():
@@ -204,16 +205,7 @@ def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
 @click.command()
 @click.argument("host")
 @click.argument("ports")
-@click.option(
-    "-w",
-    "--wait",
-    "timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=2.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for each port.",
-)
+@_wait_option(2.0, "How long to wait for each port.")
 def probe(host: str, ports: str, timeout: float) -> None:
     """Like nc -z: which of PORTS (22,80,8000-8010) on HOST accept TCP connections.
 

@@ -129,6 +129,11 @@ class Engine(ABC):
             pass
 
     @property
+    def wakeup_fileno(self) -> int:
+        """A descriptor whose write wakes the engine's loop (for signal.set_wakeup_fd)."""
+        return self._wake_w.fileno()
+
+    @property
     def stop_fd(self) -> int:
         """A descriptor that becomes readable, and stays so, once stop() was called."""
         return self._stop_r.fileno()

@@ -37,10 +37,14 @@ class IterativeEngine(Engine):
                 listener.sock.setblocking(False)
                 selector.register(listener.sock, selectors.EVENT_READ, listener)
             selector.register(self._stop_r, selectors.EVENT_READ, None)
+            selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
             while not self.stopping:
                 timeout = self.accept_resume_in if self.accept_paused else None
                 for key, _ in selector.select(timeout):
                     listener = key.data
+                    if listener is self._wake_r:  # a signal or a nudge: the loop re-checks stopping
+                        self._drain_wake()
+                        continue
                     if listener is None or self.stopping:
                         break
                     scheme = listener.endpoint.scheme
