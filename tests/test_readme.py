@@ -141,9 +141,15 @@ def test_try_it_block_runs(block: str) -> None:
         for line in client_lines:
             check_client(line, run_line(remap(line), env))
     finally:
-        if server.poll() is None:
+        # `listen` ends by itself once its client leaves; a server is stopped with Ctrl-C.
+        if server.poll() is None and not server_line.startswith("socketkit listen"):
             server.send_signal(signal.SIGINT)
-        server_out, _ = server.communicate(timeout=30)
+        try:
+            server_out, _ = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.communicate()
+            raise
     assert server.returncode == 0
     if server_line.startswith("socketkit listen"):
         assert "hi, listener" in server_out

@@ -50,8 +50,9 @@ class OutboxFlusher:
     def unwatch(self, fd: int) -> None:
         """Forget ``fd``; call before closing its socket (its number may be reused)."""
         with self._lock:
-            if self._watched.pop(fd, None) is not None:
-                self._poll.unregister(fd)
+            if self._watched.pop(fd, None) is None:
+                return
+            self._poll.unregister(fd)
         self._wake()
 
     def close(self) -> None:

@@ -241,8 +241,9 @@ class ThreadedConnection(Connection):
 
     def close_socket(self) -> None:
         self._closed = True
-        if self._outbox or self._cut_off is not None:
-            self._engine.flusher().unwatch(self._sock.fileno())
+        flusher = self._engine.existing_flusher
+        if flusher is not None:  # before the close: the descriptor's number may be reused
+            flusher.unwatch(self._sock.fileno())
         self._sock.close()
 
     # -- I/O -----------------------------------------------------------------

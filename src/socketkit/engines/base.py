@@ -147,6 +147,11 @@ class Engine(ABC):
                 self._flusher = OutboxFlusher()
             return self._flusher
 
+    @property
+    def existing_flusher(self) -> OutboxFlusher | None:
+        """The flusher if one was made, without making one."""
+        return self._flusher
+
     def close_wakers(self) -> None:
         """Release the engine's own descriptors and threads (the end of serve())."""
         if self._flusher is not None:
