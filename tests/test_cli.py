@@ -260,6 +260,8 @@ def test_serve_a_users_handler(tmp_path: Path) -> None:
         "class Greeter(sk.Protocol):\n"
         "    def on_connect(self, conn):\n"
         "        conn.send(b'hi')\n"
+        "def page(request, conn):\n"
+        "    return sk.HttpResponse(200, b'you asked for ' + request.target)\n"
     )
     with cli_server("myhandlers:shout", "--codec", "lines", "-l", "tcp://127.0.0.1:0", cwd=tmp_path) as (
         _,
@@ -273,6 +275,12 @@ def test_serve_a_users_handler(tmp_path: Path) -> None:
     ):
         with sk.connect(urls[0], codec=sk.Lines(), timeout=WAIT) as client:
             assert client.recv() == b"hi"
+    with cli_server("myhandlers:page", "--codec", "http", "-l", "tcp://127.0.0.1:0", cwd=tmp_path) as (
+        _,
+        urls,
+    ):
+        page = run([tool("curl"), "-s", http(urls[0]) + "docs"])
+        assert page.stdout == b"you asked for /docs"
     result = subprocess.run(
         [*SK, "serve", "myhandlers:missing"], cwd=tmp_path, capture_output=True, timeout=WAIT, check=False
     )

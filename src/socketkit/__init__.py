@@ -6,7 +6,7 @@ public API.
 """
 
 from .client import Client, DatagramClient, connect
-from .codecs import Codec, Decoder, Json, LengthPrefixed, Lines, Msgpack, Raw
+from .codecs import Codec, Decoder, HttpRequest, HttpResponse, Json, LengthPrefixed, Lines, Msgpack, Raw
 from .connection import Connection
 from .errors import (
     BindError,
@@ -39,6 +39,8 @@ __all__ = [
     "Connection",
     "DatagramClient",
     "Decoder",
+    "HttpRequest",
+    "HttpResponse",
     "Json",
     "LengthPrefixed",
     "LimitExceeded",

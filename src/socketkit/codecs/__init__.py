@@ -2,13 +2,26 @@
 selectors, ssl or threading (a test checks it)."""
 
 from .base import Codec, Decoder
+from .http import HttpRequest, HttpResponse
 from .json import Json
 from .length import LengthPrefixed
 from .lines import Lines
 from .msgpack import Msgpack
 from .raw import Raw
 
-__all__ = ["CODECS", "Codec", "Decoder", "Json", "LengthPrefixed", "Lines", "Msgpack", "Raw", "codec_by_name"]
+__all__ = [
+    "CODECS",
+    "Codec",
+    "Decoder",
+    "HttpRequest",
+    "HttpResponse",
+    "Json",
+    "LengthPrefixed",
+    "Lines",
+    "Msgpack",
+    "Raw",
+    "codec_by_name",
+]
 
 #: codecs by the names the CLI and configuration files use.
 CODECS: dict[str, type[Codec]] = {
@@ -17,6 +30,7 @@ CODECS: dict[str, type[Codec]] = {
     "length": LengthPrefixed,
     "json": Json,
     "msgpack": Msgpack,
+    "http": HttpRequest,
 }
 
 

@@ -224,13 +224,6 @@ class ThreadedConnection(Connection):
         except OSError:
             pass
 
-    def shutdown(self) -> None:
-        """Make every pending and future I/O on the socket fail at once (forced stop)."""
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
     def produce(self, dispatch: Dispatch) -> bool:
         """One on_drain call, its output written before returning; True if it sent anything."""
         before = self.messages_out
