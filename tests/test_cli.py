@@ -102,6 +102,7 @@ def run(
         (["connect", "ftp://x:1"], "unknown scheme"),
         (["connect", "127.0.0.1:1", "--send-only", "--recv-only"], "exclude each other"),
         (["send", "127.0.0.1:1", "{bad", "--codec", "json"], "must be JSON"),
+        (["send", "127.0.0.1:1", "two\nlines"], "cannot be sent with --codec lines"),
         (["probe", "127.0.0.1", "80,x"], "bad port"),
         (["probe", "127.0.0.1", "0-5"], "1 to 65535"),
         (["probe", "no-such-host.invalid", "80"], "cannot resolve host"),

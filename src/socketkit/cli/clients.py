@@ -19,6 +19,7 @@ from ..client import DatagramClient
 from ..client import connect as connect_client
 from ..codecs import CODECS, Json, Msgpack, codec_by_name
 from ..endpoints import bind, connect_socket, parse
+from ..errors import ProtocolError
 from ..probe import parse_ports
 from ..probe import probe as probe_ports
 from ..relay import relay_datagrams, relay_stream
@@ -188,6 +189,10 @@ def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
                 raise ValueError(f"MESSAGE must be JSON with --codec {codec}: {exc}") from None
         else:
             payload = raw.rstrip(b"\r\n") if message == "-" and codec == "lines" else raw
+        try:
+            chosen.encode(payload)  # a message the codec cannot frame is the user's to fix
+        except ProtocolError as exc:
+            raise ValueError(f"MESSAGE cannot be sent with --codec {codec}: {exc}") from None
     with runtime_errors():
         if endpoint.is_stream:
             with connect_client(endpoint.url, codec=chosen, timeout=timeout) as client:
