@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,msgpack,cli]'
+	$(PY) -m pip install --quiet -e '.[dev,msgpack,cli,plot]'
 	touch $@
 
 # socketkit's main job: HTTP "Hello, world!" on 127.0.0.1:8888 (try: curl http://127.0.0.1:8888/).

@@ -73,6 +73,7 @@ EXPECTED: dict[str, str | None] = {
     "curl http": "Hello, world!",
     "curl -I": "200 OK",
     "wrk ": "Requests/sec",
+    "socketkit bench": "requests/s",
     "socketkit connect tcp://127.0.0.1:7007": "hello",
     "socketkit connect -u": "hello",
     "socat - TCP": "hello",

@@ -13,6 +13,7 @@ import sys
 import click
 
 from .. import __version__
+from .bench import bench
 from .clients import connect, info, listen, probe, send
 from .serve import serve
 
@@ -26,7 +27,7 @@ def cli(debug: bool) -> None:
     """socketkit: TCP, UDP and unix-socket servers and a netcat-class client."""
 
 
-for command in (serve, connect, listen, send, probe, info):
+for command in (serve, connect, listen, send, probe, info, bench):
     cli.add_command(command)
 
 

@@ -1,0 +1,106 @@
+"""What a connection sends, and how it recognises a complete reply.
+
+Request mode frames a payload of ``size`` bytes with a socketkit codec and
+counts the codec's decoded messages as replies. HTTP mode sends a GET and
+parses just enough of each response (status line, Content-Length) to know
+where it ends.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..codecs import Codec, Json, Msgpack, codec_by_name
+from ..errors import RemoteProtocolError
+
+__all__ = ["ReplyParser", "Workload", "make_workload"]
+
+_MAX_HEAD = 65536
+
+
+class ReplyParser(Protocol):
+    def feed(self, data: bytes) -> list[int]:
+        """Status of each reply completed by ``data`` (200 for non-HTTP replies)."""
+        ...
+
+
+class _CodecReplies:
+    __slots__ = ("_decoder",)
+
+    def __init__(self, codec: Codec) -> None:
+        self._decoder = codec.decoder()
+
+    def feed(self, data: bytes) -> list[int]:
+        return [200] * len(self._decoder.feed(data))
+
+
+class _HttpReplies:
+    __slots__ = ("_buf", "_need", "_status")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._need = -1  # body bytes still to come, or -1 while reading a head
+        self._status = 0
+
+    def feed(self, data: bytes) -> list[int]:
+        buf = self._buf
+        buf += data
+        done: list[int] = []
+        while True:
+            if self._need < 0:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > _MAX_HEAD:
+                        raise RemoteProtocolError("response head too long")
+                    return done
+                head = bytes(buf[:end]).lower()
+                del buf[: end + 4]
+                try:
+                    self._status = int(head[9:12])
+                except ValueError:
+                    raise RemoteProtocolError(f"not an HTTP response: {head[:40]!r}") from None
+                marker = head.find(b"\r\ncontent-length:")
+                if marker < 0:
+                    raise RemoteProtocolError("response without Content-Length")
+                value = head[marker + 17 :].split(b"\r\n", 1)[0].strip()
+                self._need = int(value) if value.isdigit() else -2
+                if self._need == -2:
+                    raise RemoteProtocolError("bad Content-Length in response")
+            if len(buf) < self._need:
+                return done
+            del buf[: self._need]
+            self._need = -1
+            done.append(self._status)
+
+
+class Workload:
+    """The request bytes and a fresh reply parser per connection."""
+
+    def __init__(self, request: bytes, http: bool, codec: Codec | None) -> None:
+        self.request = request
+        self.http = http
+        self._codec = codec
+
+    def parser(self) -> ReplyParser:
+        if self.http:
+            return _HttpReplies()
+        assert self._codec is not None
+        return _CodecReplies(self._codec)
+
+
+def make_workload(mode: str, codec_name: str, size: int, host: str, path: str) -> Workload:
+    """The workload for a mode.
+
+    Raises:
+        ValueError: an unknown codec, or one that cannot carry the payload.
+    """
+    if mode == "http" or (mode == "connect" and codec_name == "http"):
+        connection = "close" if mode == "connect" else "keep-alive"
+        request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: {connection}\r\n\r\n".encode()
+        return Workload(request, http=True, codec=None)
+    codec = codec_by_name(codec_name)
+    if isinstance(codec, (Json, Msgpack)):
+        payload: object = {"data": "x" * max(0, size - 11)}  # about size bytes once encoded
+    else:
+        payload = b"x" * size
+    return Workload(codec.encode(payload), http=False, codec=codec)
