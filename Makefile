@@ -16,8 +16,8 @@ run: $(VENV)/.installed
 	$(VENV)/bin/socketkit serve hello
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff format --check src tests examples bench
 	$(VENV)/bin/mypy --strict src
 
 test: lint

@@ -50,6 +50,12 @@ _SERVICES_HELP = "\n".join(f"  {name:8} {summary}" for name, (_, summary) in SER
 )
 @click.option("--max-connections", type=click.IntRange(min=1), default=None, help="Connections at once.")
 @click.option(
+    "--max-connections-per-ip",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Connections at once from one IP address.",
+)
+@click.option(
     "--idle-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
@@ -75,6 +81,7 @@ def serve(
     engine: str,
     codec: str | None,
     max_connections: int | None,
+    max_connections_per_ip: int | None,
     idle_timeout: float | None,
     max_message_size: int | None,
     grace: float | None,
@@ -100,6 +107,7 @@ def serve(
             chosen = codec_by_name(codec or "raw")
         overrides: dict[str, Any] = {
             "max_connections": max_connections,
+            "max_connections_per_ip": max_connections_per_ip,
             "idle_timeout": idle_timeout,
             "max_message_size": max_message_size,
             "grace": grace,

@@ -1,0 +1,44 @@
+"""The comparison harness runs end to end (a smoke test on the standard-library peers;
+the full suite, with uvloop, gevent, Twisted and trio, is run by hand: see README)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_harness_quick_run(tmp_path: Path) -> None:
+    servers = "socketkit epoll,socketkit threads,bare selectors,asyncio protocol,socketserver threads"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--cases",
+            "a,b,c1k,d",
+            "--servers",
+            servers,
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "results.json").read_text())
+    for case, rows in report["results"].items():
+        for name, row in rows.items():
+            assert "failed" not in row, (case, name, row)
+            if case == "d":
+                assert row["rss_kb_per_connection"] > 0
+            else:
+                assert row["requests"] > 0 and row["user_us"] + row["sys_us"] > 0
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| socketkit epoll |" in markdown and "(d) RSS per idle connection" in markdown
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
