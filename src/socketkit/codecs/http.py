@@ -23,7 +23,8 @@ from .base import Codec, Decoder, check_positive
 
 __all__ = ["HttpError", "HttpLimitExceeded", "HttpRequest", "HttpResponse", "Request"]
 
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+#: RFC 9110 token characters; ``name.translate(None, _TOKEN)`` leaves only the others (C speed).
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 class HttpError(RemoteProtocolError):
@@ -136,7 +137,7 @@ def _parse_head(head: bytes) -> tuple[Request, int]:
     if len(parts) != 3:
         raise HttpError(400, "malformed request line")
     method, target, version = parts
-    if not method or not set(method) <= _TOKEN_CHARS or not target:
+    if not method or method.translate(None, _TOKEN) or not target:
         raise HttpError(400, "malformed request line")
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         if version.startswith(b"HTTP/"):
@@ -147,7 +148,7 @@ def _parse_head(head: bytes) -> tuple[Request, int]:
     connection = b""
     for line in lines[1:]:
         name, colon, value = line.rstrip(b"\r").partition(b":")
-        if not colon or not name or not set(name) <= _TOKEN_CHARS:
+        if not colon or not name or name.translate(None, _TOKEN):
             raise HttpError(400, "malformed header line")
         name = name.lower()
         value = value.strip(b" \t")

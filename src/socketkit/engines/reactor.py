@@ -149,7 +149,10 @@ class ReactorConnection(Connection):
             self._finish(LimitExceeded(f"peer is not reading: {len(out)} bytes unsent (write_buffer_high)"))
             return
         self.messages_out += 1
-        if not out:
+        if not out and not self._in_dispatch:
+            # Sent from elsewhere (another connection, on_connect, a queued call):
+            # flush at the end of this loop iteration. A connection's own replies
+            # are flushed once, right after its dispatch.
             self._engine.dirty.append(self)
         out += data
 
