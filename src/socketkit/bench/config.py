@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..endpoints import Endpoint, parse
 
@@ -71,7 +71,6 @@ class BenchConfig:
 
     def share(self, index: int) -> BenchConfig:
         """The part of this run that worker ``index`` of ``processes`` does."""
-        from dataclasses import replace  # noqa: PLC0415
 
         def part(total: int) -> int:
             return total // self.processes + (1 if index < total % self.processes else 0)

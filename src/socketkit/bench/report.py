@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import selectors
 import subprocess
 import sys
 import time
@@ -99,8 +100,6 @@ def run_bench(config: BenchConfig, progress: Callable[[Progress], None] | None =
 
 
 def _run_workers(config: BenchConfig, progress: Callable[[Progress], None] | None) -> list[WorkerResult]:
-    import selectors  # noqa: PLC0415
-
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "socketkit.bench.worker", json.dumps(dataclasses.asdict(config.share(i)))],

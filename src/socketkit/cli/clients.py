@@ -17,12 +17,13 @@ from rich.table import Table
 from .. import netinfo
 from ..client import DatagramClient
 from ..client import connect as connect_client
-from ..codecs import CODECS, Json, Msgpack, codec_by_name
-from ..endpoints import bind, connect_socket, parse
+from ..codecs import CODECS, Json, Lines, Msgpack, codec_by_name
+from ..endpoints import bind, connect_socket, format_url, parse
 from ..errors import ProtocolError
 from ..probe import parse_ports
 from ..probe import probe as probe_ports
 from ..relay import relay_datagrams, relay_stream
+from ..server import Server
 from ..services.broker import Broker
 from .common import Failure, configure_logging, runtime_errors, target_url, usage_errors
 
@@ -122,9 +123,6 @@ def listen(
         if broker and (command or not endpoint.is_stream):
             raise ValueError("--broker relays lines between stream clients; it takes no --exec or -u")
     if broker:
-        from ..codecs import Lines  # noqa: PLC0415
-        from ..server import Server  # noqa: PLC0415
-
         configure_logging("info", "text")
         with runtime_errors():
             Server(endpoint.url, Broker(), codec=Lines()).serve_forever()
@@ -146,7 +144,7 @@ def listen(
         children: list[subprocess.Popen[bytes]] = []
         while True:
             conn, peer = listener.sock.accept()
-            name = f"{endpoint.scheme}://{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else listener.url
+            name = format_url(endpoint.scheme, peer) if isinstance(peer, tuple) else listener.url
             click.echo(f"socketkit: connection from {name}", err=True)
             with conn:
                 if argv:

@@ -98,10 +98,6 @@ def serve(
             if codec is not None and not built_in.codec_selectable:
                 raise ValueError(f"{service} has a fixed wire format; leave out --codec")
             chosen = codec_by_name(codec) if codec is not None else built_in.codec
-            if not built_in.datagrams:
-                datagram = [u for u in urls if u.startswith(("udp:", "unixgram:"))]
-                if datagram:
-                    raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")
         else:
             handler = load_handler(service)
             chosen = codec_by_name(codec or "raw")
@@ -114,6 +110,8 @@ def serve(
         }
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         server = Server(list(urls) or [DEFAULT_URL], handler, codec=chosen, engine=engine, limits=limits)
+        if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
+            raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")
     console = Console(stderr=True)
     log_handler: logging.Handler | None = None
     if stats and log_format == "text":

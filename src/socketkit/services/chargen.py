@@ -17,9 +17,6 @@ from . import Service
 
 PRINTABLE = bytes(range(32, 127))  # the 95 printable ASCII characters
 LINE_LENGTH = 72
-#: one full cycle of the pattern: 95 lines, after which it repeats.
-CYCLE = b"".join((PRINTABLE * 2)[start : start + LINE_LENGTH] + b"\r\n" for start in range(len(PRINTABLE)))
-CHUNK_LINES = 190  # two cycles (about 14 KB) per send
 
 
 def line(n: int) -> bytes:
@@ -28,12 +25,18 @@ def line(n: int) -> bytes:
     return (PRINTABLE * 2)[start : start + LINE_LENGTH] + b"\r\n"
 
 
+#: one full cycle of the pattern: 95 lines, after which it repeats.
+CYCLE = b"".join(line(n) for n in range(len(PRINTABLE)))
+#: what each on_drain sends: two cycles (about 14 KB), built once.
+CHUNK = CYCLE * 2
+
+
 class Chargen(Protocol):
     def __init__(self) -> None:
         self._datagram_line = 0
 
     def on_drain(self, conn: Connection) -> None:
-        conn.send(CYCLE * (CHUNK_LINES // len(PRINTABLE)))
+        conn.send(CHUNK)
 
     def on_message(self, conn: Connection, message: Any) -> None:
         if conn.peer_url.startswith(("udp", "unixgram")):
