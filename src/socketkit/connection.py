@@ -30,18 +30,47 @@ class Connection(Counters):
         peer_url: the peer as a URL-like string, for logs ("tcp://127.0.0.1:50312").
         codec: the codec that frames this connection's messages.
         state: a dict for the handler's own per-connection data.
+
+    ``local``, ``peer_url`` and ``state`` are made on first use: a server
+    holding ten thousand idle connections should not pay for them up front.
     """
 
-    __slots__ = ("_closed", "codec", "local", "peer", "peer_url", "state")
+    __slots__ = ("_closed", "_local", "_peer_url", "_scheme", "_state", "codec", "peer")
 
     def __init__(self, codec: Codec, peer: Any, local: Any, scheme: str) -> None:
-        super().__init__()
+        self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
         self.codec = codec
         self.peer = peer
-        self.local = local
-        self.peer_url = format_url(scheme, peer)
-        self.state: dict[str, Any] = {}
+        self._local = local  # None: ask the socket when first wanted
+        self._scheme = scheme
+        self._peer_url: str | None = None
+        self._state: dict[str, Any] | None = None
         self._closed = False
+
+    @property
+    def peer_url(self) -> str:
+        url = self._peer_url
+        if url is None:
+            url = self._peer_url = format_url(self._scheme, self.peer)
+        return url
+
+    @property
+    def local(self) -> Any:
+        local = self._local
+        if local is None:
+            local = self._local = self._find_local()
+        return local
+
+    def _find_local(self) -> Any:
+        """Our address, when it was not known at accept time (None if it cannot be had)."""
+        return None
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
 
     @property
     def closed(self) -> bool:

@@ -25,6 +25,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import BindError, translate_oserror
@@ -173,7 +174,13 @@ class Listener:
     def __init__(self, sock: socket.socket, endpoint: Endpoint) -> None:
         self.sock = sock
         self.endpoint = endpoint
-        self.url = format_url(endpoint.scheme, sock.getsockname())
+        address = sock.getsockname()
+        self.url = format_url(endpoint.scheme, address)
+        #: the local address of every connection accepted here, when the bind
+        #: address says it (not a wildcard): no getsockname() per connection.
+        self.accepted_local: Any = None
+        if endpoint.is_stream and not (isinstance(address, tuple) and address[0] in ("0.0.0.0", "::")):
+            self.accepted_local = address
         self._inode: int | None = None
         if endpoint.is_unix and not endpoint.path.startswith("\0"):
             self._inode = os.stat(endpoint.path).st_ino

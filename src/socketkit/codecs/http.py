@@ -14,6 +14,7 @@ that are already a full response (the fast path for fixed replies).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -25,6 +26,10 @@ __all__ = ["HttpError", "HttpLimitExceeded", "HttpRequest", "HttpResponse", "Req
 
 #: RFC 9110 token characters; ``name.translate(None, _TOKEN)`` leaves only the others (C speed).
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"))
+_VERSIONS = frozenset((b"HTTP/1.1", b"HTTP/1.0"))
+#: Header lines after the request line: a token, a colon, a value without CR or LF.
+_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r\n)*")
 
 
 class HttpError(RemoteProtocolError):
@@ -39,16 +44,41 @@ class HttpLimitExceeded(HttpError, LimitExceeded):
     """A head or body over its limit (431 or 413)."""
 
 
-@dataclass(slots=True)
 class Request:
-    """One decoded HTTP request. Header names are lower-cased bytes."""
+    """One decoded HTTP request. Header names are lower-cased bytes.
 
-    method: bytes
-    target: bytes
-    version: bytes
-    headers: list[tuple[bytes, bytes]]
-    body: bytes = b""
-    keep_alive: bool = True
+    The head is validated when the request is decoded, but split into
+    ``headers`` only when they are first read: a server that answers from the
+    method and target alone never pays for it.
+    """
+
+    __slots__ = ("_head", "_headers", "body", "keep_alive", "method", "target", "version")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        body: bytes = b"",
+        keep_alive: bool = True,
+        head: bytes = b"",
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self._headers = headers
+        self._head = head  # request line and header lines, each ending in CRLF
+        self.body = body
+        self.keep_alive = keep_alive
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """(name, value) pairs in arrival order; names lower-cased, values stripped."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = _split_headers(self._head)
+        return headers
 
     def header(self, name: bytes, default: bytes | None = None) -> bytes | None:
         """The first value of header ``name`` (lower-case), or ``default``."""
@@ -56,6 +86,22 @@ class Request:
             if key == name:
                 return value
         return default
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.method, self.target, self.version, self.headers, self.body, self.keep_alive)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Request):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        return (
+            f"Request(method={self.method!r}, target={self.target!r}, version={self.version!r}, "
+            f"headers={self.headers!r}, body={self.body!r}, keep_alive={self.keep_alive!r})"
+        )
 
 
 @dataclass(slots=True)
@@ -89,6 +135,17 @@ class _HttpDecoder(Decoder):
             if buf or self._pending:
                 raise HttpError(400, "connection closed in the middle of a request")
             return []
+        if not buf and self._pending is None:
+            # The common case: one whole request head, nothing after it.
+            end = data.find(b"\r\n\r\n")
+            if 0 <= end == len(data) - 4 and end <= self._max_head:
+                request, length = _parse_head(data[: end + 2])
+                if not length:
+                    return [request]
+                if length > self._max_body:
+                    raise HttpLimitExceeded(413, f"body of {length} bytes over the limit of {self._max_body}")
+                self._pending = (request, length)
+                return []
         buf += data
         out: list[Any] = []
         try:
@@ -110,17 +167,17 @@ class _HttpDecoder(Decoder):
                 out.append(request)
                 continue
             end = buf.find(b"\r\n\r\n")
-            skip = 4
+            keep, skip = 2, 4  # the head keeps its last line's end; the blank line is dropped
             if end < 0:
                 end = buf.find(b"\n\n")
-                skip = 2
+                keep, skip = 1, 2
             if end < 0:
                 if len(buf) > self._max_head:
                     raise HttpLimitExceeded(431, f"request head over {self._max_head} bytes")
                 break
             if end > self._max_head:
                 raise HttpLimitExceeded(431, f"request head over {self._max_head} bytes")
-            head = bytes(buf[:end])
+            head = bytes(buf[: end + keep])
             del buf[: end + skip]
             request, length = _parse_head(head)
             if length > self._max_body:
@@ -132,27 +189,42 @@ class _HttpDecoder(Decoder):
 
 
 def _parse_head(head: bytes) -> tuple[Request, int]:
-    lines = head.split(b"\n")
-    parts = lines[0].rstrip(b"\r").split(b" ")
+    """The request in ``head`` (request line and header lines, each ending in a line break)
+    and its body length."""
+    try:
+        return _parse_crlf_head(head)
+    except HttpError:
+        if b"\n" not in head.replace(b"\r\n", b""):
+            raise
+    # Bare LF line endings (tolerated, as RFC 9112 allows): normalise, then parse.
+    return _parse_crlf_head(head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+
+
+def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
+    line_end = head.find(b"\r\n")
+    if line_end < 0:
+        line_end = len(head)
+    parts = head[:line_end].split(b" ")
     if len(parts) != 3:
         raise HttpError(400, "malformed request line")
     method, target, version = parts
-    if not method or method.translate(None, _TOKEN) or not target:
+    if (method not in _METHODS and (not method or method.translate(None, _TOKEN))) or not target:
         raise HttpError(400, "malformed request line")
-    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+    if version not in _VERSIONS:
         if version.startswith(b"HTTP/"):
             raise HttpError(505, f"HTTP version {version.decode('latin-1')} is not supported")
         raise HttpError(400, "malformed request line")
-    headers: list[tuple[bytes, bytes]] = []
+    if _HEADER_LINES.fullmatch(head, line_end + 2) is None:
+        raise HttpError(400, "malformed header line")
+    keep_alive = version == b"HTTP/1.1"
     length = 0
+    lower = head.lower()
+    if lower.find(b"\nc") < 0 and lower.find(b"\nt") < 0:
+        # No Content-Length, Transfer-Encoding or Connection (find beats ``in`` here).
+        return Request(method, target, version, None, b"", keep_alive, head), 0
+    headers = _split_headers(head)
     connection = b""
-    for line in lines[1:]:
-        name, colon, value = line.rstrip(b"\r").partition(b":")
-        if not colon or not name or name.translate(None, _TOKEN):
-            raise HttpError(400, "malformed header line")
-        name = name.lower()
-        value = value.strip(b" \t")
-        headers.append((name, value))
+    for name, value in headers:
         if name == b"content-length":
             if not value.isdigit() or (length and int(value) != length):
                 raise HttpError(400, "bad Content-Length")
@@ -161,8 +233,18 @@ def _parse_head(head: bytes) -> tuple[Request, int]:
             raise HttpError(501, "Transfer-Encoding is not supported; send a Content-Length")
         elif name == b"connection":
             connection = value.lower()
-    keep_alive = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
-    return Request(method, target, version, headers, b"", keep_alive), length
+    if connection:
+        keep_alive = b"close" not in connection if keep_alive else b"keep-alive" in connection
+    return Request(method, target, version, headers, b"", keep_alive, head), length
+
+
+def _split_headers(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The header lines of a validated CRLF head as (lower-cased name, stripped value)."""
+    headers = []
+    for line in head.split(b"\r\n")[1:-1]:
+        name, _, value = line.partition(b":")
+        headers.append((name.lower(), value.strip(b" \t")))
+    return headers
 
 
 class HttpRequest(Codec):

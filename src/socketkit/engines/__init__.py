@@ -44,7 +44,7 @@ def engine_class(name: str) -> type[Engine]:
     cls: type[Engine] = getattr(importlib.import_module(module_name), attr)
     selector_name = getattr(cls, "selector_name", None)
     if selector_name is not None:
-        from .reactor import selector_class  # noqa: PLC0415
+        from ._poller import poller_class  # noqa: PLC0415
 
-        selector_class(selector_name)  # raises ValueError when the OS lacks it
+        poller_class(selector_name)  # raises ValueError when the OS lacks it
     return cls

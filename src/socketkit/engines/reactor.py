@@ -13,6 +13,10 @@ The select/poll/epoll chapter of the tutorials, built to the rules of DESIGN §4
   up, so memory per connection stays bounded;
 - **deadlines**: one heap entry per connection, checked lazily: an entry that
   comes due is pushed back to the connection's real deadline unless it passed;
+  entries of closed connections are dropped when they outnumber the live ones;
+- **lean per connection**: descriptors map straight to their handlers (no
+  ``selectors`` keys, see ``_poller``), and a connection holds no more than
+  its socket, decoder, dispatcher and output buffer until it is used;
 - **shutdown**: connections waiting in the backlog and bytes already received
   are served; idle connections close at once, busy ones after their replies
   flush, the rest at the grace deadline.
@@ -25,8 +29,6 @@ handlers are refused; use the threads or pool engine for those). ``send`` and
 from __future__ import annotations
 
 import heapq
-import itertools
-import selectors
 import socket
 import threading
 import time
@@ -47,68 +49,63 @@ from ..errors import (
 )
 from ..handlers import Dispatch
 from ..stats import Counters
+from ._poller import ERROR, READ, WRITE, Poller, poller_class
 from .base import RECV_SIZE, Engine, log
 
-__all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine", "selector_class"]
+__all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 
-_READ = selectors.EVENT_READ
-_WRITE = selectors.EVENT_WRITE
+_READABLE = READ | ERROR  # an error or hang-up is found by the next recv or send
+_WRITABLE = WRITE | ERROR
+_get_ident = threading.get_ident
 _BURST = 64  # accepts or datagrams handled per readiness event, so one listener cannot starve the rest
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
-
-_SELECTORS: dict[str, str] = {
-    "select": "SelectSelector",
-    "poll": "PollSelector",
-    "epoll": "EpollSelector",
-    "auto": "DefaultSelector",
-}
-
-
-def selector_class(name: str) -> type[selectors.BaseSelector]:
-    """The selector class for ``name``; ValueError when this OS lacks it."""
-    attr = _SELECTORS[name]
-    cls: type[selectors.BaseSelector] | None = getattr(selectors, attr, None)
-    if cls is None:
-        raise ValueError(
-            f"engine {name!r} is not available on this system: use 'reactor' (the best available)"
-        )
-    return cls
 
 
 class ReactorConnection(Connection):
     """A connection served by the reactor's loop."""
 
     __slots__ = (
-        "_addr",
         "_decoder",
         "_dispatch",
         "_engine",
+        "_fd",
         "_finished",
         "_in_dispatch",
         "_last_active",
         "_message_started",
         "_out",
+        "_partial",
         "_reading",
         "_sock",
         "_timer_at",
         "_writing",
     )
 
-    def __init__(self, sock: socket.socket, addr: Any, engine: ReactorEngine, scheme: str) -> None:
-        super().__init__(engine.codec, addr, sock.getsockname(), scheme)
+    def __init__(self, sock: socket.socket, addr: Any, engine: ReactorEngine, listener: Listener) -> None:
+        super().__init__(engine.codec, addr, listener.accepted_local, listener.endpoint.scheme)
         self._sock = sock
-        self._addr = addr
+        self._fd = sock.fileno()
         self._engine = engine
         self._decoder = engine.codec.decoder(engine.limits.max_message_size)
-        self._dispatch: Dispatch = Dispatch()
+        self._dispatch: Dispatch = _NO_DISPATCH
         self._out = bytearray()
         self._reading = True
         self._writing = False
         self._in_dispatch = False
         self._finished = False
+        self._partial = False  # a message is half received
         self._last_active = engine.now
         self._message_started = 0.0
         self._timer_at = 0.0  # when this connection's live timer entry comes due
+
+    def __lt__(self, other: object) -> bool:
+        return False  # timer entries with equal deadlines: any order will do
+
+    def _find_local(self) -> Any:
+        try:
+            return self._sock.getsockname()
+        except OSError:
+            return None
 
     @property
     def write_buffer_size(self) -> int:
@@ -120,28 +117,31 @@ class ReactorConnection(Connection):
         data = self.codec.encode(message)
         if self._closed:
             raise ClosedError(f"{self.peer_url}: send on a closed connection")
-        engine = self._engine
-        if threading.get_ident() != engine.loop_thread:
-            engine.call_soon_threadsafe(lambda: self._send_bytes(data))
+        if _get_ident() != self._engine.loop_thread:
+            self._engine.call_soon_threadsafe(lambda: self._send_bytes(data))
+            return
+        if self._in_dispatch:  # a reply: flushed once the dispatch is done
+            self.messages_out += 1
+            self._out += data
             return
         self._send_bytes(data)
 
     def close(self) -> None:
-        engine = self._engine
-        if threading.get_ident() != engine.loop_thread:
-            engine.call_soon_threadsafe(self.close)
+        if _get_ident() != self._engine.loop_thread:
+            self._engine.call_soon_threadsafe(self.close)
             return
         if self._closed:
             return
         self._closed = True
-        if self._out:  # flush what was sent, then close
-            self._set_interest(False, True)
-        else:
-            self._finish(None)
+        if not self._in_dispatch:  # in a dispatch, the flush after it sends and finishes
+            self._flush(False)
 
     # -- loop side -----------------------------------------------------------------
 
     def _send_bytes(self, data: bytes) -> None:
+        """A send from outside this connection's own dispatch (another
+        connection, on_connect, a queued call): flushed at the end of this loop
+        iteration."""
         if self._finished:
             return
         out = self._out
@@ -150,16 +150,13 @@ class ReactorConnection(Connection):
             return
         self.messages_out += 1
         if not out and not self._in_dispatch:
-            # Sent from elsewhere (another connection, on_connect, a queued call):
-            # flush at the end of this loop iteration. A connection's own replies
-            # are flushed once, right after its dispatch.
             self._engine.dirty.append(self)
         out += data
 
     def on_event(self, mask: int) -> None:
-        if mask & _WRITE:
+        if mask & _WRITABLE and self._out:
             self._flush(True)
-        if mask & _READ and self._reading and not self._finished:
+        if mask & _READABLE and self._reading and not self._finished:
             self._on_readable()
 
     def _on_readable(self) -> None:
@@ -175,40 +172,44 @@ class ReactorConnection(Connection):
             return
         engine = self._engine
         self.bytes_in += len(data)
-        self._last_active = now = engine.now
+        self._last_active = engine.now
         decoder = self._decoder
-        starting = not decoder.buffered
-        bad_input: ProtocolError | None = None
         try:
             messages = decoder.feed(data)
         except ProtocolError as exc:
-            bad_input = exc
-            messages = exc.messages  # complete before the bad part: they are answered first
-        if decoder.buffered and (starting or messages):
-            # A new message started: its read deadline may come before the idle one.
-            self._message_started = now
-            deadline = now + engine.limits.read_timeout
-            if deadline < self._timer_at:
-                engine.schedule(self, deadline)
-        if messages:
-            self.messages_in += len(messages)
-            dispatch = self._dispatch
-            self._in_dispatch = True
-            try:
-                for message in messages:
-                    dispatch.message(message)
-            except Exception as exc:
-                self._in_dispatch = False
-                self._finish(exc)
-                return
-            self._in_dispatch = False
-            if bad_input is None and self._out:
-                self._flush(False)
-        if bad_input is not None:
-            self._fail_input(bad_input)
+            if exc.messages and not self._dispatch_all(exc.messages):
+                return  # the handler failed first
+            self._fail_input(exc)
             return
-        if engine.stopping and not decoder.buffered and len(data) < RECV_SIZE:
+        if decoder.buffered:
+            if not self._partial or messages:
+                # A new message started: its read deadline may come before the idle one.
+                self._partial = True
+                self._message_started = engine.now
+                deadline = engine.now + engine.limits.read_timeout
+                if deadline < self._timer_at:
+                    engine.schedule(self, deadline)
+        else:
+            self._partial = False
+        if messages and self._dispatch_all(messages) and (self._out or self._closed):
+            self._flush(False)
+        if engine.stopping and not self._partial and len(data) < RECV_SIZE:
             self.close()  # stopping: the in-flight request is answered; done
+
+    def _dispatch_all(self, messages: list[Any]) -> bool:
+        """Hand ``messages`` to the handler; False if it raised (the connection is then finished)."""
+        self.messages_in += len(messages)
+        handle = self._dispatch.message
+        self._in_dispatch = True
+        try:
+            for message in messages:
+                handle(message)
+        except Exception as exc:
+            self._in_dispatch = False
+            self._finish(exc)
+            return False
+        self._in_dispatch = False
+        return True
 
     def _on_eof(self) -> None:
         try:
@@ -230,7 +231,7 @@ class ReactorConnection(Connection):
         self._finish(error)
 
     def _flush(self, writable: bool) -> None:
-        """Send buffered output, then update read/write interest.
+        """Send buffered output, let a producer add more, then update read/write interest.
 
         Without ``writable`` the send is tried only when the connection is not
         already waiting for the kernel buffer to drain.
@@ -238,30 +239,18 @@ class ReactorConnection(Connection):
         if self._finished:
             return
         out = self._out
+        if out and (writable or not self._writing) and not self._write_out(out):
+            return
         limits = self._engine.limits
-        for _ in range(_PRODUCE_ROUNDS if self._dispatch.wants_drain else 1):
-            if out and (writable or not self._writing):
-                try:
-                    sent = self._sock.send(out)
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    self._finish(translate_oserror(exc, self.peer_url))
-                    return
-                if sent:
-                    self.bytes_out += sent
-                    del out[:sent]
-                    self._last_active = self._engine.now
-            if not self._dispatch.wants_drain or self._closed or len(out) > limits.write_buffer_low:
-                break
-            if not self._produce():
-                break
-            if self._finished:
-                return
-        else:  # still producing after every round: go on next loop iteration
-            self._engine.dirty.append(self)
+        if (
+            self._dispatch.wants_drain
+            and not self._closed
+            and len(out) <= limits.write_buffer_low
+            and not self._produce_rounds(out)
+        ):
+            return
         if out:
-            reading = self._reading
+            reading = self._reading and not self._closed
             if reading and len(out) > limits.write_buffer_high:
                 reading = False  # backpressure: stop reading until the peer catches up
             elif not reading and not self._closed and len(out) <= limits.write_buffer_low:
@@ -272,6 +261,36 @@ class ReactorConnection(Connection):
         elif self._writing or not self._reading:
             self._set_interest(True, False)
 
+    def _write_out(self, out: bytearray) -> bool:
+        """One send of ``out``; False when the connection failed (and is finished)."""
+        try:
+            sent = self._sock.send(out)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            self._finish(translate_oserror(exc, self.peer_url))
+            return False
+        self.bytes_out += sent
+        if sent == len(out):
+            out.clear()
+        else:
+            del out[:sent]
+        self._last_active = self._engine.now
+        return True
+
+    def _produce_rounds(self, out: bytearray) -> bool:
+        """Call on_drain while the output stays low; False if the connection finished."""
+        low = self._engine.limits.write_buffer_low
+        for _ in range(_PRODUCE_ROUNDS):
+            if not self._produce():
+                return not self._finished
+            if self._finished or (out and not self._write_out(out)):
+                return False
+            if self._closed or len(out) > low:
+                return True
+        self._engine.dirty.append(self)  # still producing: go on next loop iteration
+        return True
+
     def _produce(self) -> bool:
         """Ask the protocol for more output; True if it sent something."""
         before = self.messages_out
@@ -279,10 +298,10 @@ class ReactorConnection(Connection):
         try:
             self._dispatch.drained()
         except Exception as exc:
+            self._in_dispatch = False
             self._finish(exc)
             return False
-        finally:
-            self._in_dispatch = False
+        self._in_dispatch = False
         return self.messages_out != before
 
     def _set_interest(self, reading: bool, writing: bool) -> None:
@@ -290,14 +309,12 @@ class ReactorConnection(Connection):
             return
         self._reading = reading
         self._writing = writing
-        events = (_READ if reading else 0) | (_WRITE if writing else 0)
-        if events:
-            self._engine.selector.modify(self._sock, events, self.on_event)
+        self._engine.poller.modify(self._fd, (READ if reading else 0) | (WRITE if writing else 0))
 
     def deadline(self) -> float:
         limits = self._engine.limits
         deadline = self._last_active + limits.idle_timeout
-        if self._decoder.buffered:
+        if self._partial:
             deadline = min(deadline, self._message_started + limits.read_timeout)
         return deadline
 
@@ -306,7 +323,7 @@ class ReactorConnection(Connection):
         error: Exception
         if self._out and not self._reading:
             error = WriteTimeout(f"peer did not read for {limits.idle_timeout:g}s")
-        elif self._decoder.buffered and self._message_started + limits.read_timeout <= self._engine.now:
+        elif self._partial and self._message_started + limits.read_timeout <= self._engine.now:
             error = ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
         else:
             error = IdleTimeout(f"idle for {limits.idle_timeout:g}s")
@@ -314,10 +331,10 @@ class ReactorConnection(Connection):
 
     def stop_check(self) -> None:
         """On stop: serve bytes already received; close if then idle."""
-        if self._finished or self._decoder.buffered or self._out:
+        if self._finished or self._partial or self._out:
             return
         self._on_readable()
-        if not self._closed and not self._decoder.buffered and not self._out:
+        if not self._closed and not self._partial and not self._out:
             self.close()
 
     def _finish(self, error: BaseException | None) -> None:
@@ -326,12 +343,9 @@ class ReactorConnection(Connection):
         self._finished = True
         self._closed = True
         engine = self._engine
-        try:
-            engine.selector.unregister(self._sock)
-        except (KeyError, ValueError):
-            pass
+        engine.forget(self._fd)
         # Count and log before the peer can see the close, so stats never lag it.
-        engine.connection_finished(self, self._addr)
+        engine.connection_finished(self)
         engine.report_close(self, error)
         self._sock.close()
         self._out = bytearray()
@@ -342,35 +356,38 @@ class ReactorConnection(Connection):
             log.error("%s: on_close raised %s: %s", self.peer_url, type(exc).__name__, exc, exc_info=exc)
 
 
+_NO_DISPATCH = Dispatch()
+
+
 class ReactorEngine(Engine):
-    """The single-threaded event loop; the selector is chosen by ``selector_name``."""
+    """The single-threaded event loop; the poller is chosen by ``selector_name``."""
 
     name: ClassVar[str] = "reactor"
     selector_name: ClassVar[str] = "auto"
 
     def serve(self) -> None:
-        self.selector = selector_class(self.selector_name)()
+        self.poller: Poller = poller_class(self.selector_name)()
         self.loop_thread = threading.get_ident()
         self.now = time.monotonic()
         self.dirty: list[ReactorConnection] = []
-        self._connections: set[ReactorConnection] = set()
-        self._timers: list[tuple[float, int, ReactorConnection]] = []
-        self._sequence = itertools.count()
+        self._handlers: dict[int, Any] = {}  # fd -> what handles its events (on_event(mask))
+        self._open = 0  # connections open
+        self._timers: list[tuple[float, ReactorConnection]] = []
         self._calls: deque[Callable[[], None]] = deque()
         self._accepting = False
         self._datagram_counters: list[Counters] = []
         self._drained = False
         try:
-            self.selector.register(self._wake_r, _READ, self._on_wake)
+            self._watch(self._wake_r.fileno(), _Waker(self))
             self._register_listeners()
             self._set_accepting(True)
             self._run()
         finally:
-            for conn in list(self._connections):
+            for conn in self._live_connections():
                 conn._finish(ClosedError("server stopped"))
             for counters in self._datagram_counters:
                 self.stats.untrack(counters, connection=False)
-            self.selector.close()
+            self.poller.close()
             self.close_listeners()
             self.close_wakers()
 
@@ -379,21 +396,38 @@ class ReactorEngine(Engine):
         self._calls.append(fn)
         self.wake()
 
+    def _watch(self, fd: int, handler: Any, events: int = READ) -> None:
+        self.poller.register(fd, events)
+        self._handlers[fd] = handler
+
+    def _unwatch(self, fd: int) -> None:
+        """Stop watching ``fd``, which stays open."""
+        del self._handlers[fd]
+        self.poller.unregister(fd)
+
+    def forget(self, fd: int) -> None:
+        """Stop watching ``fd``, which is about to be closed."""
+        if self._handlers.pop(fd, None) is not None:
+            self.poller.forget(fd)
+
+    def _live_connections(self) -> list[ReactorConnection]:
+        return [h for h in list(self._handlers.values()) if isinstance(h, ReactorConnection)]
+
     # -- the loop --------------------------------------------------------------------
 
     def _run(self) -> None:
-        selector = self.selector
+        poll = self.poller.poll
+        handlers = self._handlers
         timers = self._timers
+        monotonic = time.monotonic
         while True:
             if self.stopping:
                 if not self._drained:
                     self._begin_drain()
-                if not self._connections:
+                if not self._open:
                     return
                 if self.now >= self.deadline:
-                    log.warning(
-                        "grace period over: closing %d connection(s) still open", len(self._connections)
-                    )
+                    log.warning("grace period over: closing %d connection(s) still open", self._open)
                     return
             timeout: float | None = None
             if timers:
@@ -406,10 +440,12 @@ class ReactorEngine(Engine):
                 timeout = resume if timeout is None else min(timeout, resume)
             if self.dirty:
                 timeout = 0  # producers have more to send: poll, do not wait
-            events = selector.select(timeout)
-            self.now = time.monotonic()
-            for key, mask in events:
-                key.data(mask)
+            events = poll(timeout)
+            self.now = monotonic()
+            for fd, mask in events:
+                handler = handlers.get(fd)
+                if handler is not None:  # an earlier handler in this batch may have closed it
+                    handler.on_event(mask)
             if self._calls:
                 self._run_calls()
             if self.dirty:
@@ -421,9 +457,6 @@ class ReactorEngine(Engine):
                 self._run_timers()
             if not self._accepting and not self.stopping:
                 self._set_accepting(True)
-
-    def _on_wake(self, mask: int) -> None:
-        self._drain_wake()
 
     def _run_calls(self) -> None:
         calls = self._calls
@@ -438,7 +471,7 @@ class ReactorEngine(Engine):
         timers = self._timers
         now = self.now
         while timers and timers[0][0] <= now:
-            due, _, conn = heapq.heappop(timers)
+            due, conn = heapq.heappop(timers)
             if conn._finished or due != conn._timer_at:
                 continue  # closed, or superseded by an earlier entry
             deadline = conn.deadline()
@@ -450,7 +483,12 @@ class ReactorEngine(Engine):
     def schedule(self, conn: ReactorConnection, deadline: float) -> None:
         """(Re)arm ``conn``'s timer; entries that come due early are pushed back lazily."""
         conn._timer_at = deadline
-        heapq.heappush(self._timers, (deadline, next(self._sequence), conn))
+        timers = self._timers
+        heapq.heappush(timers, (deadline, conn))
+        if len(timers) > 2 * self._open + 64:
+            # Mostly entries of closed connections (churn): keep the live ones only.
+            timers[:] = [(c._timer_at, c) for c in self._live_connections()]
+            heapq.heapify(timers)
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -462,12 +500,10 @@ class ReactorEngine(Engine):
                 self.stats.track(counters, connection=False)
                 self._datagram_counters.append(counters)
                 handle = self.handler.datagram_handler()
-                self.selector.register(
-                    listener.sock, _READ, _DatagramReader(self, listener, handle, counters)
-                )
+                self._watch(listener.fileno(), _DatagramReader(self, listener, handle, counters))
 
     def _set_accepting(self, accepting: bool) -> None:
-        if accepting and (self.accept_paused or len(self._connections) >= self.limits.max_connections):
+        if accepting and (self.accept_paused or self._open >= self.limits.max_connections):
             return
         if accepting == self._accepting:
             return
@@ -475,13 +511,13 @@ class ReactorEngine(Engine):
         for listener in self.listeners:
             if listener.endpoint.is_stream:
                 if accepting:
-                    self.selector.register(listener.sock, _READ, _Acceptor(self, listener))
+                    self._watch(listener.fileno(), _Acceptor(self, listener))
                 else:
-                    self.selector.unregister(listener.sock)
+                    self._unwatch(listener.fileno())
 
     def accept_burst(self, listener: Listener) -> None:
         for _ in range(_BURST):
-            if len(self._connections) >= self.limits.max_connections:
+            if self._open >= self.limits.max_connections:
                 self._set_accepting(False)
                 return
             accepted = self.accept(listener)
@@ -489,26 +525,20 @@ class ReactorEngine(Engine):
                 if self.accept_paused:
                     self._set_accepting(False)
                 return
-            self._add_connection(*accepted, listener.endpoint.scheme)
+            self._add_connection(accepted[0], accepted[1], listener)
 
-    def _add_connection(self, sock: socket.socket, addr: Any, scheme: str) -> None:
+    def _add_connection(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
         sock.setblocking(False)
+        conn = ReactorConnection(sock, addr, self, listener)
         try:
-            conn = ReactorConnection(sock, addr, self, scheme)
-        except OSError as exc:
-            log.debug("connection from %r lost at once: %s", addr, exc)
-            sock.close()
-            self.release(addr)
-            return
-        try:
-            self.selector.register(sock, _READ, conn.on_event)
+            self._watch(conn._fd, conn)
         except ValueError as exc:  # select() cannot watch descriptors >= FD_SETSIZE
             log.error("%s: cannot watch this socket (%s); use the poll or epoll engine", conn.peer_url, exc)
             self.stats.rejected()
             sock.close()
             self.release(addr)
             return
-        self._connections.add(conn)
+        self._open += 1
         self.stats.track(conn)
         self.schedule(conn, conn.deadline())
         conn._dispatch = dispatch = self.handler.dispatch(conn)
@@ -520,10 +550,10 @@ class ReactorEngine(Engine):
         if dispatch.wants_drain and not conn._finished:
             self.dirty.append(conn)  # its first on_drain comes with the next flush
 
-    def connection_finished(self, conn: ReactorConnection, addr: Any) -> None:
-        self._connections.discard(conn)
+    def connection_finished(self, conn: ReactorConnection) -> None:
+        self._open -= 1
         self.stats.untrack(conn)
-        self.release(addr)
+        self.release(conn.peer)
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -532,25 +562,36 @@ class ReactorEngine(Engine):
         self._drained = True
         for listener in self.listeners:
             if listener.endpoint.is_stream:
-                while len(self._connections) < self.limits.max_connections:
+                while self._open < self.limits.max_connections:
                     accepted = self.accept(listener)
                     if accepted is None:
                         break
-                    self._add_connection(*accepted, listener.endpoint.scheme)
+                    self._add_connection(accepted[0], accepted[1], listener)
             else:
-                key = self.selector.get_key(listener.sock)
-                key.data(_READ)
+                self._handlers[listener.fileno()].on_event(READ)
         self._set_accepting(False)
         for listener in self.listeners:
             if not listener.endpoint.is_stream:
-                self.selector.unregister(listener.sock)
+                self._unwatch(listener.fileno())
         self.close_listeners()
-        for conn in list(self._connections):
+        for conn in self._live_connections():
             conn.stop_check()
 
 
+class _Waker:
+    """Handler of the wake socket: drain it; the loop then runs its queued calls."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: ReactorEngine) -> None:
+        self.engine = engine
+
+    def on_event(self, mask: int) -> None:
+        self.engine._drain_wake()
+
+
 class _Acceptor:
-    """Selector callback: accept a burst of connections from one listener."""
+    """Handler of a listener: accept a burst of connections."""
 
     __slots__ = ("engine", "listener")
 
@@ -558,12 +599,12 @@ class _Acceptor:
         self.engine = engine
         self.listener = listener
 
-    def __call__(self, mask: int) -> None:
+    def on_event(self, mask: int) -> None:
         self.engine.accept_burst(self.listener)
 
 
 class _DatagramReader:
-    """Selector callback: answer the datagrams waiting on one socket."""
+    """Handler of a datagram socket: answer the datagrams waiting on it."""
 
     __slots__ = ("counters", "engine", "handle", "listener")
 
@@ -573,7 +614,7 @@ class _DatagramReader:
         self.handle = handle
         self.counters = counters
 
-    def __call__(self, mask: int) -> None:
+    def on_event(self, mask: int) -> None:
         sock = self.listener.sock
         scheme = self.listener.endpoint.scheme
         engine = self.engine
