@@ -30,6 +30,25 @@ def test_echo_round_trip(engine: str, stream_url: str) -> None:
             assert client.request(b"x" * 60000) == b"x" * 60000
 
 
+@pytest.mark.parametrize("bind_host", ["127.0.0.1", "*"])
+def test_connection_knows_both_ends(engine: str, bind_host: str) -> None:
+    """conn.local, conn.peer and conn.peer_url, whether or not the bind address names the host."""
+
+    def whoami(message: bytes, conn: sk.Connection) -> bytes:
+        conn.state["seen"] = conn.state.get("seen", 0) + 1
+        return f"{conn.local[0]} {conn.local[1]} {conn.peer[1]} {conn.peer_url} {conn.state['seen']}".encode()
+
+    with sk.Server(f"tcp://{bind_host}:0", whoami, codec=sk.Lines(), engine=engine).start() as server:
+        port = server.addresses[0][1]
+        with sk.connect(f"tcp://127.0.0.1:{port}", codec=sk.Lines(), timeout=WAIT) as client:
+            client_port = client.sock.getsockname()[1]
+            local_host, local_port, peer_port, peer_url, seen = client.request(b"?").decode().split()
+            assert client.request(b"?").decode().endswith(" 2")
+    assert local_host in ("127.0.0.1", "::ffff:127.0.0.1")
+    assert (int(local_port), int(peer_port), seen) == (port, client_port, "1")
+    assert peer_url.startswith("tcp://") and peer_url.endswith(f":{client_port}")
+
+
 def test_datagram_round_trip(engine: str, datagram_url: str) -> None:
     with sk.Server(datagram_url, echo, codec=sk.Lines(), engine=engine).start() as server:
         with sk.DatagramClient(server.url, codec=sk.Lines(), timeout=WAIT) as client:

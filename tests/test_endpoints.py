@@ -68,6 +68,26 @@ def test_listeners_get_reuseaddr_and_a_resolved_url() -> None:
         listener.close()
 
 
+@pytest.mark.parametrize("url", ["tcp://127.0.0.1:0", "tcp://[::1]:0", "tcp://*:0"])
+def test_accepted_tcp_connections_have_nodelay(url: str) -> None:
+    """Nagle off for every accepted connection: inherited from the listener, or set at accept."""
+    listener = bind(parse(url))
+    try:
+        host = "::1" if "::" in listener.url or "*" in url else "127.0.0.1"
+        with socket.create_connection((host, listener.url.rsplit(":", 1)[1]), timeout=5):
+            sock, addr = listener.accept()
+            with sock:
+                if listener.set_nodelay:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Engine.accept does
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                assert sock.gettimeout() is None  # accepted sockets start in blocking mode
+                assert addr[0] in ("127.0.0.1", "::1")
+                if "*" not in url:
+                    assert listener.accepted_local == sock.getsockname()
+    finally:
+        listener.close()
+
+
 def test_all_interfaces_is_dual_stack() -> None:
     if not socket.has_dualstack_ipv6():
         pytest.fail("this machine has no dual-stack IPv6; the test environment must provide it")

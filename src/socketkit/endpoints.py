@@ -24,6 +24,8 @@ import contextlib
 import os
 import socket
 import stat
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -181,9 +183,25 @@ class Listener:
         self.accepted_local: Any = None
         if endpoint.is_stream and not (isinstance(address, tuple) and address[0] in ("0.0.0.0", "::")):
             self.accepted_local = address
+        self._family, self._type, self._proto = int(sock.family), int(sock.type), sock.proto
+        #: whether accepted TCP connections still need TCP_NODELAY set (they
+        #: inherit it from a listener that has it on Linux).
+        self.set_nodelay = False
+        if endpoint.is_stream and not endpoint.is_unix:
+            inherited = sys.platform.startswith("linux")
+            self.set_nodelay = not (inherited and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        self._accept: Callable[[], tuple[int, Any]] = getattr(sock, "_accept")  # noqa: B009 - not in typeshed
         self._inode: int | None = None
         if endpoint.is_unix and not endpoint.path.startswith("\0"):
             self._inode = os.stat(endpoint.path).st_ino
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        """``sock.accept()`` without its per-call enum conversions (a hot path under churn).
+
+        The new socket is in blocking mode, whatever the listener's mode.
+        """
+        fd, addr = self._accept()
+        return socket.socket(self._family, self._type, self._proto, fd), addr
 
     @property
     def address(self) -> object:
@@ -237,9 +255,13 @@ def _bind_inet(endpoint: Endpoint) -> socket.socket:
         address = ("::" if family == socket.AF_INET6 else "0.0.0.0", endpoint.port)
     dualstack = not host and family == socket.AF_INET6
     if endpoint.is_stream:
-        return socket.create_server(
+        sock = socket.create_server(
             address, family=family, backlog=endpoint.backlog, dualstack_ipv6=dualstack
         )
+        # Request/reply traffic must not wait for Nagle's algorithm. Linux
+        # passes the option on to accepted connections: no call per accept.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:

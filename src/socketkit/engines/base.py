@@ -174,7 +174,7 @@ class Engine(ABC):
         Other errors propagate.
         """
         try:
-            sock, addr = listener.sock.accept()
+            sock, addr = listener.accept()
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -189,10 +189,11 @@ class Engine(ABC):
                 return None
             raise
         if isinstance(addr, tuple):
-            try:  # request/reply traffic must not wait for Nagle's algorithm
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+            if listener.set_nodelay:  # request/reply traffic must not wait for Nagle's algorithm
+                try:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
             ip = addr[0]
             with self._per_ip_lock:
                 count = self._per_ip.get(ip, 0)

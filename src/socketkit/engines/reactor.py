@@ -17,6 +17,10 @@ The select/poll/epoll chapter of the tutorials, built to the rules of DESIGN §4
 - **lean per connection**: descriptors map straight to their handlers (no
   ``selectors`` keys, see ``_poller``), and a connection holds no more than
   its socket, decoder, dispatcher and output buffer until it is used;
+- **few system calls per connection**: accepted sockets stay in blocking mode
+  and every ``recv``/``send`` passes ``MSG_DONTWAIT`` (no ``fcntl`` per
+  accept), TCP_NODELAY is inherited from the listener on Linux, and a closed
+  descriptor leaves the epoll set by itself;
 - **shutdown**: connections waiting in the backlog and bytes already received
   are served; idle connections close at once, busy ones after their replies
   flush, the rest at the grace deadline.
@@ -56,6 +60,7 @@ __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 
 _READABLE = READ | ERROR  # an error or hang-up is found by the next recv or send
 _WRITABLE = WRITE | ERROR
+_DONTWAIT = socket.MSG_DONTWAIT  # connection sockets stay in blocking mode: no fcntl per accept
 _get_ident = threading.get_ident
 _BURST = 64  # accepts or datagrams handled per readiness event, so one listener cannot starve the rest
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
@@ -161,7 +166,7 @@ class ReactorConnection(Connection):
 
     def _on_readable(self) -> None:
         try:
-            data = self._sock.recv(RECV_SIZE)
+            data = self._sock.recv(RECV_SIZE, _DONTWAIT)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -225,7 +230,7 @@ class ReactorConnection(Connection):
         if reply is not None:
             self._out += reply
             try:
-                self._sock.send(self._out)
+                self._sock.send(self._out, _DONTWAIT)
             except OSError:
                 pass
         self._finish(error)
@@ -264,7 +269,7 @@ class ReactorConnection(Connection):
     def _write_out(self, out: bytearray) -> bool:
         """One send of ``out``; False when the connection failed (and is finished)."""
         try:
-            sent = self._sock.send(out)
+            sent = self._sock.send(out, _DONTWAIT)
         except BlockingIOError:
             return True
         except OSError as exc:
@@ -528,7 +533,8 @@ class ReactorEngine(Engine):
             self._add_connection(accepted[0], accepted[1], listener)
 
     def _add_connection(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
-        sock.setblocking(False)
+        if sock.gettimeout() is not None:  # socket.setdefaulttimeout() was used: undo it
+            sock.settimeout(None)
         conn = ReactorConnection(sock, addr, self, listener)
         try:
             self._watch(conn._fd, conn)
