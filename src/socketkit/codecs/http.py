@@ -139,7 +139,10 @@ class _HttpDecoder(Decoder):
             # The common case: one whole request head, nothing after it.
             end = data.find(b"\r\n\r\n")
             if 0 <= end == len(data) - 4 and end <= self._max_head:
-                request, length = _parse_head(data[: end + 2])
+                try:
+                    request, length = _parse_crlf_head(data[: end + 2])
+                except HttpError:
+                    request, length = _parse_head(data[: end + 2])  # bare LFs, or a real error
                 if not length:
                     return [request]
                 if length > self._max_body:

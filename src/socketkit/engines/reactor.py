@@ -159,12 +159,11 @@ class ReactorConnection(Connection):
         out += data
 
     def on_event(self, mask: int) -> None:
+        """Readiness from the poller. The read path is the hot path: kept in one frame."""
         if mask & _WRITABLE and self._out:
             self._flush(True)
-        if mask & _READABLE and self._reading and not self._finished:
-            self._on_readable()
-
-    def _on_readable(self) -> None:
+        if not (mask & _READABLE and self._reading) or self._finished:
+            return
         try:
             data = self._sock.recv(RECV_SIZE, _DONTWAIT)
         except BlockingIOError:
@@ -179,42 +178,42 @@ class ReactorConnection(Connection):
         self.bytes_in += len(data)
         self._last_active = engine.now
         decoder = self._decoder
+        bad_input: ProtocolError | None = None
         try:
             messages = decoder.feed(data)
         except ProtocolError as exc:
-            if exc.messages and not self._dispatch_all(exc.messages):
-                return  # the handler failed first
-            self._fail_input(exc)
-            return
-        if decoder.buffered:
-            if not self._partial or messages:
-                # A new message started: its read deadline may come before the idle one.
-                self._partial = True
-                self._message_started = engine.now
-                deadline = engine.now + engine.limits.read_timeout
-                if deadline < self._timer_at:
-                    engine.schedule(self, deadline)
+            bad_input = exc
+            messages = exc.messages  # complete before the bad part: they are answered first
         else:
-            self._partial = False
-        if messages and self._dispatch_all(messages) and (self._out or self._closed):
+            if decoder.buffered:
+                if not self._partial or messages:
+                    # A new message started: its read deadline may come before the idle one.
+                    self._partial = True
+                    self._message_started = engine.now
+                    deadline = engine.now + engine.limits.read_timeout
+                    if deadline < self._timer_at:
+                        engine.schedule(self, deadline)
+            else:
+                self._partial = False
+        if messages:
+            self.messages_in += len(messages)
+            handle = self._dispatch.message
+            self._in_dispatch = True
+            try:
+                for message in messages:
+                    handle(message)
+            except Exception as exc:
+                self._in_dispatch = False
+                self._finish(exc)
+                return
+            self._in_dispatch = False
+        if bad_input is not None:
+            self._fail_input(bad_input)
+            return
+        if self._out or self._closed:
             self._flush(False)
         if engine.stopping and not self._partial and len(data) < RECV_SIZE:
             self.close()  # stopping: the in-flight request is answered; done
-
-    def _dispatch_all(self, messages: list[Any]) -> bool:
-        """Hand ``messages`` to the handler; False if it raised (the connection is then finished)."""
-        self.messages_in += len(messages)
-        handle = self._dispatch.message
-        self._in_dispatch = True
-        try:
-            for message in messages:
-                handle(message)
-        except Exception as exc:
-            self._in_dispatch = False
-            self._finish(exc)
-            return False
-        self._in_dispatch = False
-        return True
 
     def _on_eof(self) -> None:
         try:
@@ -244,16 +243,34 @@ class ReactorConnection(Connection):
         if self._finished:
             return
         out = self._out
-        if out and (writable or not self._writing) and not self._write_out(out):
-            return
+        dispatch = self._dispatch
         limits = self._engine.limits
-        if (
-            self._dispatch.wants_drain
-            and not self._closed
-            and len(out) <= limits.write_buffer_low
-            and not self._produce_rounds(out)
-        ):
-            return
+        for _ in range(_PRODUCE_ROUNDS if dispatch.wants_drain else 1):
+            if out and (writable or not self._writing):
+                try:
+                    sent = self._sock.send(out, _DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._finish(translate_oserror(exc, self.peer_url))
+                    return
+                if sent:
+                    self.bytes_out += sent
+                    if sent == len(out):
+                        out.clear()
+                    else:
+                        del out[:sent]
+                    self._last_active = self._engine.now
+            if not dispatch.wants_drain or self._closed or len(out) > limits.write_buffer_low:
+                break
+            if not self._produce():
+                if self._finished:
+                    return
+                break
+            if self._finished:
+                return
+        else:  # still producing after every round: go on next loop iteration
+            self._engine.dirty.append(self)
         if out:
             reading = self._reading and not self._closed
             if reading and len(out) > limits.write_buffer_high:
@@ -265,36 +282,6 @@ class ReactorConnection(Connection):
             self._finish(None)
         elif self._writing or not self._reading:
             self._set_interest(True, False)
-
-    def _write_out(self, out: bytearray) -> bool:
-        """One send of ``out``; False when the connection failed (and is finished)."""
-        try:
-            sent = self._sock.send(out, _DONTWAIT)
-        except BlockingIOError:
-            return True
-        except OSError as exc:
-            self._finish(translate_oserror(exc, self.peer_url))
-            return False
-        self.bytes_out += sent
-        if sent == len(out):
-            out.clear()
-        else:
-            del out[:sent]
-        self._last_active = self._engine.now
-        return True
-
-    def _produce_rounds(self, out: bytearray) -> bool:
-        """Call on_drain while the output stays low; False if the connection finished."""
-        low = self._engine.limits.write_buffer_low
-        for _ in range(_PRODUCE_ROUNDS):
-            if not self._produce():
-                return not self._finished
-            if self._finished or (out and not self._write_out(out)):
-                return False
-            if self._closed or len(out) > low:
-                return True
-        self._engine.dirty.append(self)  # still producing: go on next loop iteration
-        return True
 
     def _produce(self) -> bool:
         """Ask the protocol for more output; True if it sent something."""
@@ -338,7 +325,7 @@ class ReactorConnection(Connection):
         """On stop: serve bytes already received; close if then idle."""
         if self._finished or self._partial or self._out:
             return
-        self._on_readable()
+        self.on_event(READ)
         if not self._closed and not self._partial and not self._out:
             self.close()
 

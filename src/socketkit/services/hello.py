@@ -18,22 +18,22 @@ from ..handlers import Protocol
 from . import Service
 
 BODY = b"Hello, world!\n"
+_time = time.time
 
 
 class _Replies:
     """The prebuilt responses, rebuilt when the second changes."""
 
-    __slots__ = ("get", "get_close", "head", "head_close", "second")
+    __slots__ = ("expires", "get", "get_close", "head", "head_close")
 
     def __init__(self) -> None:
-        self.second = -1
+        self.expires = 0.0
         self.refresh()
 
     def refresh(self) -> None:
+        """Rebuild the replies for this second; they expire when it ends."""
         now = int(time.time())
-        if now == self.second:
-            return
-        self.second = now
+        self.expires = now + 1.0
         headers = [
             ("Date", email.utils.formatdate(now, usegmt=True)),
             ("Server", "socketkit"),
@@ -56,7 +56,8 @@ class Hello(Protocol):
 
     def on_message(self, conn: Connection, message: Request) -> None:
         replies = self._replies
-        replies.refresh()
+        if _time() >= replies.expires:
+            replies.refresh()
         method = message.method
         if method == b"GET":
             conn.send(replies.get if message.keep_alive else replies.get_close)
