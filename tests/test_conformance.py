@@ -300,6 +300,22 @@ def test_a_client_that_never_reads_does_not_grow_server_memory(engine: str, stre
         assert stats.bytes_in - stats.bytes_out <= high + 2 * 65536
 
 
+def test_a_client_that_never_reads_is_cut_off_at_idle_timeout(engine: str, stream_url: str) -> None:
+    """The server's send waits for a peer that does not read for idle_timeout, no longer."""
+    limits = sk.Limits(write_buffer_high=64 * 1024, write_buffer_low=16 * 1024, idle_timeout=0.5)
+    with sk.Server(stream_url, echo, engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, timeout=0.5) as client:
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            with pytest.raises((sk.Timeout, sk.BrokenError)):
+                for _ in range(2000):
+                    client.send(b"w" * 65536)
+            deadline = time.monotonic() + WAIT
+            while not server.stats.errors.get("write_timeout") and time.monotonic() < deadline:
+                threading.Event().wait(0.01)
+            assert server.stats.errors.get("write_timeout") == 1
+            assert server.stats.connections_open == 0
+
+
 @pytest.mark.parametrize("engine", THREADED)
 def test_blocking_handler(engine: str, stream_url: str) -> None:
     @sk.blocking

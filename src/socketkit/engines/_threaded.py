@@ -1,23 +1,28 @@
 """Thread-owned connections: what the iterative and threads engines run.
 
-Why non-blocking sockets and ``poll`` here rather than blocking ``recv``: a
-socket with a timeout already costs CPython a ``poll`` before every ``recv``,
-so polling ourselves costs nothing extra and lets each wait also watch the
-engine's stop socket. That is how ``stop()`` wakes a thread parked in a read
-without a polling interval, and how idle, read and shutdown deadlines are all
-enforced by the one wait.
+Why blocking sockets with kernel timeouts: the tutorials' ``recv`` in a loop
+is the cheapest wait there is, one system call per message. A socket with a
+Python timeout costs CPython a ``poll`` before every ``recv``; instead the
+socket stays in blocking mode and the kernel enforces the deadlines
+(``SO_RCVTIMEO`` for idle and read timeouts, ``SO_SNDTIMEO`` for a peer that
+does not read). ``stop()`` reaches a thread parked between messages by
+shutting down the reading side of its socket (:meth:`ThreadedConnection.wake`):
+data that already arrived is still read and answered, then ``recv`` returns
+end of stream. A thread in the middle of a message is left to finish it until
+the grace deadline, when its socket is shut down altogether.
 
 Writes from the owning thread during a batch of messages are corked and go out
 as one ``send`` when the batch is done (pipelined requests get one write);
-writes from other threads, and from blocking handlers, go out at once, under a
-lock, waiting for the peer to read for at most ``idle_timeout``.
+writes from other threads never block (``MSG_DONTWAIT``; what the kernel does
+not take waits in an outbox for the flusher thread); blocking handlers' writes
+wait for the peer to read for at most ``idle_timeout``.
 """
 
 from __future__ import annotations
 
-import math
 import select
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -25,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..connection import Connection
+from ..endpoints import Listener
 from ..errors import (
     ClosedError,
     IdleTimeout,
@@ -44,12 +50,18 @@ if TYPE_CHECKING:
 
 __all__ = ["ThreadedConnection", "serve_connection", "serve_datagrams"]
 
-_POLLIN = select.POLLIN
-_POLLOUT = select.POLLOUT
+_DONTWAIT = socket.MSG_DONTWAIT
+_TIMEOUT_SLACK = 0.05  # seconds a kernel read timeout may be longer than the deadline it serves
+
+
+def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO (at least 1 µs: zero means "never")."""
+    micros = max(1, round(seconds * 1_000_000))
+    return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
 
 
 class ThreadedConnection(Connection):
-    """A connection owned by one thread, over a non-blocking socket."""
+    """A connection owned by one thread, over a blocking socket with kernel timeouts."""
 
     __slots__ = (
         "_cork",
@@ -62,33 +74,43 @@ class ThreadedConnection(Connection):
         "_message_started",
         "_outbox",
         "_owner",
+        "_parked",
+        "_partial",
         "_pending",
         "_pending_error",
-        "_poll",
+        "_rcvtimeo",
         "_sock",
-        "_watching_stop",
     )
 
-    def __init__(self, sock: socket.socket, peer: Any, engine: Engine, scheme: str) -> None:
-        super().__init__(engine.codec, peer, sock.getsockname(), scheme)
-        sock.setblocking(False)
+    def __init__(self, sock: socket.socket, peer: Any, engine: Engine, listener: Listener) -> None:
+        super().__init__(engine.codec, peer, listener.accepted_local, listener.endpoint.scheme)
+        if sock.gettimeout() is not None:  # socket.setdefaulttimeout() was used: undo it
+            sock.settimeout(None)
         self._sock = sock
         self._engine = engine
+        limits = engine.limits
+        self._rcvtimeo = min(limits.idle_timeout, limits.read_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self._rcvtimeo))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(limits.idle_timeout))
         self._decoder = engine.codec.decoder(engine.limits.max_message_size)
-        self._poll = select.poll()
-        self._poll.register(sock, _POLLIN)
-        self._poll.register(engine.stop_fd, _POLLIN)
-        self._watching_stop = True
         self._lock = threading.Lock()
         self._cork: list[bytes] | None = None
         self._owner = threading.get_ident()
-        self._pending: deque[Any] = deque()
+        self._pending: deque[Any] | None = None  # messages decoded, not yet taken by recv()
         self._eof = False
+        self._parked = False  # waiting between messages: stop() may end the wait
+        self._partial = False  # a message is half received
         self._last_active = time.monotonic()
         self._message_started = 0.0
         self._outbox = bytearray()  # what other threads sent that the kernel did not take yet
         self._cut_off: BaseException | None = None
         self._pending_error: ProtocolError | None = None  # raised after the messages before it
+
+    def _find_local(self) -> Any:
+        try:
+            return self._sock.getsockname()
+        except OSError:
+            return None
 
     # -- what handlers call ------------------------------------------------
 
@@ -168,6 +190,8 @@ class ThreadedConnection(Connection):
         if threading.get_ident() != self._owner:
             raise RuntimeError("recv() must be called from the thread that serves the connection")
         pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
         while not pending:
             if self._eof or self._closed:
                 raise ClosedError(f"{self.peer_url}: connection closed")
@@ -185,7 +209,7 @@ class ThreadedConnection(Connection):
         if self._pending_error is not None:
             raise self._pending_error
         decoder = self._decoder
-        starting = not decoder.buffered
+        starting = not self._partial
         if wait:
             data = self._read()
         else:
@@ -204,8 +228,12 @@ class ThreadedConnection(Connection):
             self._eof = True
             return messages
         self.bytes_in += len(data)
-        if decoder.buffered and (starting or messages):
-            self._message_started = self._last_active  # a new message started with this read
+        if decoder.buffered:
+            if starting or messages:
+                self._message_started = self._last_active  # a new message started with this read
+            self._partial = True
+        else:
+            self._partial = False
         self.messages_in += len(messages)
         return messages
 
@@ -220,7 +248,7 @@ class ThreadedConnection(Connection):
     def send_error_reply(self, data: bytes) -> None:
         """Best effort: tell the peer why it is being closed, without waiting."""
         try:
-            self._sock.send(data)
+            self._sock.send(data, _DONTWAIT)
         except OSError:
             pass
 
@@ -241,44 +269,83 @@ class ThreadedConnection(Connection):
 
     # -- I/O -----------------------------------------------------------------
 
+    def wake(self) -> None:
+        """From stop(): end the wait of a thread parked between messages. Signal-safe."""
+        if self._parked:
+            try:
+                self._sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    def abort(self) -> None:
+        """The grace deadline passed: end this connection's I/O at once (any thread)."""
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _read(self) -> bytes:
+        """The next bytes from the peer (b"" at end of stream), within the deadlines."""
         engine = self._engine
-        limits = engine.limits
         while True:
-            if engine.stopping:
-                if self._watching_stop:
-                    self._poll.unregister(engine.stop_fd)
-                    self._watching_stop = False
-                if not self._decoder.buffered:
+            if not self._partial:
+                self._parked = True  # from here stop() shuts our reading down...
+                if engine.stopping:  # ...or we see that it was called
+                    self._parked = False
                     # Between messages while stopping: bytes that already
                     # arrived are served; otherwise this connection is done.
                     data = self._recv_nowait()
                     return b"" if data is None else data
-            now = time.monotonic()
-            if self._decoder.buffered:
-                deadline = self._last_active + limits.idle_timeout
-                read_deadline = self._message_started + limits.read_timeout
-                expired: Exception = IdleTimeout(f"idle for {limits.idle_timeout:g}s")
-                if read_deadline < deadline:
-                    deadline = read_deadline
-                    expired = ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
-            else:
-                deadline = self._last_active + limits.idle_timeout
-                expired = IdleTimeout(f"idle for {limits.idle_timeout:g}s")
-            if engine.stopping and engine.deadline < deadline:
-                deadline = engine.deadline
-                expired = ClosedError("server stopped before the message was finished")
-            if deadline <= now:
-                raise expired
-            if self._poll.poll(math.ceil((deadline - now) * 1000)):
-                data = self._recv_nowait()
-                if data is not None:
-                    return data
+            wait = self._deadline() - time.monotonic()
+            if wait <= 0:
+                self._parked = False
+                raise self._expired()
+            wanted = min(wait, self._base_timeout())
+            if abs(wanted - self._rcvtimeo) > _TIMEOUT_SLACK:
+                self._set_rcvtimeo(wanted)
+            try:
+                data = self._sock.recv(RECV_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO ran out: the loop sees whether a deadline passed
+                continue
+            except OSError as exc:
+                raise translate_oserror(exc, self.peer_url) from exc
+            finally:
+                self._parked = False
+            if data:
+                self._last_active = time.monotonic()
+            elif self._partial and engine.stopping:
+                raise ClosedError("server stopped before the message was finished")
+            return data
+
+    def _base_timeout(self) -> float:
+        """The kernel read timeout between messages: the shorter of the two limits."""
+        limits = self._engine.limits
+        return min(limits.idle_timeout, limits.read_timeout)
+
+    def _deadline(self) -> float:
+        limits = self._engine.limits
+        deadline = self._last_active + limits.idle_timeout
+        if self._partial:
+            deadline = min(deadline, self._message_started + limits.read_timeout)
+        return deadline
+
+    def _expired(self) -> Exception:
+        limits = self._engine.limits
+        if (
+            self._partial
+            and self._message_started + limits.read_timeout <= self._last_active + limits.idle_timeout
+        ):
+            return ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
+        return IdleTimeout(f"idle for {limits.idle_timeout:g}s")
+
+    def _set_rcvtimeo(self, seconds: float) -> None:
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+        self._rcvtimeo = seconds
 
     def _recv_nowait(self) -> bytes | None:
         """One non-blocking recv: the bytes (b"" at end of stream), or None if none are ready."""
         try:
-            data = self._sock.recv(RECV_SIZE)
+            data = self._sock.recv(RECV_SIZE, _DONTWAIT)
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -290,7 +357,7 @@ class ThreadedConnection(Connection):
     def _send_nowait(self, data: bytes | bytearray | memoryview) -> int:
         """One non-blocking send: how many bytes the kernel took."""
         try:
-            sent = self._sock.send(data)
+            sent = self._sock.send(data, _DONTWAIT)
         except BlockingIOError:
             return 0
         except OSError as exc:
@@ -303,33 +370,40 @@ class ThreadedConnection(Connection):
         if self._outbox:  # what other threads queued goes first
             data = bytes(self._outbox) + data
             self._outbox.clear()
-        sent = self._send_nowait(data)
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
-        waiter = select.poll()
-        waiter.register(self._sock, _POLLOUT)
-        timeout = self._engine.limits.idle_timeout
+        view: bytes | memoryview = data
         while view:
-            if not waiter.poll(math.ceil(timeout * 1000)):
-                raise WriteTimeout(f"peer did not read for {timeout:g}s")
-            sent = self._send_nowait(view)
-            if sent:
-                self._last_active = time.monotonic()
-                view = view[sent:]
+            try:
+                sent = self._sock.send(view)  # blocking, bounded by SO_SNDTIMEO
+            except BlockingIOError:
+                raise WriteTimeout(f"peer did not read for {self._engine.limits.idle_timeout:g}s") from None
+            except OSError as exc:
+                raise translate_oserror(exc, self.peer_url) from exc
+            self.bytes_out += sent
+            if sent == len(view):
+                return
+            self._last_active = time.monotonic()
+            view = memoryview(view)[sent:]
 
 
-def serve_connection(engine: Engine, sock: socket.socket, addr: Any, scheme: str) -> None:
+def serve_connection(engine: Engine, sock: socket.socket, addr: Any, listener: Listener) -> None:
     """Serve one accepted connection in the calling thread until it ends.
 
     The server owns the socket: it is closed here whatever the handler did.
     """
     try:
-        conn = ThreadedConnection(sock, addr, engine, scheme)
+        conn = ThreadedConnection(sock, addr, engine, listener)
     except OSError as exc:  # the peer vanished before we could look at it
         log.debug("connection from %r lost at once: %s", addr, exc)
         sock.close()
         return
+    engine.adopt(conn)
+    try:
+        _serve(engine, conn)
+    finally:
+        engine.disown(conn)
+
+
+def _serve(engine: Engine, conn: ThreadedConnection) -> None:
     handler = engine.handler
     stats = engine.stats
     stats.track(conn)
@@ -396,8 +470,8 @@ def serve_datagrams(
     """
     sock.setblocking(False)
     poll = select.poll()
-    poll.register(sock, _POLLIN)
-    poll.register(engine.stop_fd, _POLLIN)
+    poll.register(sock, select.POLLIN)
+    poll.register(engine.stop_fd, select.POLLIN)
     while True:
         try:
             data, addr = sock.recvfrom(RECV_SIZE)

@@ -43,6 +43,7 @@ from ..stats import Counters, StatsRecorder
 
 if TYPE_CHECKING:
     from ._flusher import OutboxFlusher
+    from ._threaded import ThreadedConnection
 
 __all__ = ["Engine", "current", "log"]
 
@@ -89,6 +90,8 @@ class Engine(ABC):
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
             sock.setblocking(False)
         self._flusher: OutboxFlusher | None = None
+        #: connections served by threads (thread engines), for stop() to wake
+        self._threaded: dict[ThreadedConnection, None] = {}
         self._per_ip: dict[str, int] = {}
         self._per_ip_lock = threading.Lock()
         self._accept_resume = 0.0
@@ -109,6 +112,17 @@ class Engine(ABC):
         self.stopping = True
         self._nudge(self._stop_w)
         self._nudge(self._wake_w)
+        for conn in list(self._threaded):  # one C call: safe against other threads' changes
+            conn.wake()
+
+    def adopt(self, conn: ThreadedConnection) -> None:
+        """A thread starts serving ``conn``: stop() will wake it when it waits between messages."""
+        self._threaded[conn] = None
+        if self.stopping:  # stop() came first: the connection sees the flag itself
+            conn.wake()
+
+    def disown(self, conn: ThreadedConnection) -> None:
+        self._threaded.pop(conn, None)
 
     def wake(self) -> None:
         """Make the engine's loop run an iteration now (thread-safe)."""

@@ -5,12 +5,17 @@ are answered between connections. Other clients wait in the listen backlog
 while one is served, so this engine suits tests, debugging and strictly
 sequential protocols; ``idle_timeout`` bounds how long one client can hold it.
 Unlike the tutorial loop it never blocks where ``stop()`` cannot reach it:
-every wait also watches the engine's stop socket.
+the accept wait watches the engine's stop socket, stop() wakes a connection
+waiting between messages, and a small keeper thread cuts off a connection
+still in the middle of a message at the grace deadline.
 """
 
 from __future__ import annotations
 
+import select
 import selectors
+import threading
+import time
 from typing import ClassVar
 
 from ..endpoints import Listener
@@ -28,6 +33,29 @@ class IterativeEngine(Engine):
     supports_blocking: ClassVar[bool] = True
 
     def serve(self) -> None:
+        served = threading.Event()
+        keeper = threading.Thread(
+            target=self._keep_grace, args=(served,), name="socketkit-grace", daemon=True
+        )
+        keeper.start()
+        try:
+            self._serve()
+        finally:
+            served.set()
+            self.stop(0.0)  # the keeper waits for the stop socket: wake it if serve() failed
+            keeper.join()
+            self.close_wakers()
+
+    def _keep_grace(self, served: threading.Event) -> None:
+        """After stop(), cut off the connection still being served at the grace deadline."""
+        select.select([self._stop_r], [], [])  # readable for good once stop() was called
+        while not served.wait(max(0.0, self.deadline - time.monotonic())):
+            if time.monotonic() >= self.deadline:
+                for conn in list(self._threaded):
+                    conn.abort()
+                return
+
+    def _serve(self) -> None:
         selector = selectors.DefaultSelector()
         datagram_handle = self.handler.datagram_handler() if not self.handler.is_blocking else None
         counters = Counters()
@@ -74,7 +102,6 @@ class IterativeEngine(Engine):
             selector.close()
             self.stats.untrack(counters, connection=False)
             self.close_listeners()
-            self.close_wakers()
 
     def _serve_one(self, listener: Listener) -> bool:
         accepted = self.accept(listener)
@@ -82,7 +109,7 @@ class IterativeEngine(Engine):
             return False
         sock, addr = accepted
         try:
-            serve_connection(self, sock, addr, listener.endpoint.scheme)
+            serve_connection(self, sock, addr, listener)
         finally:
             self.release(addr)
         return True

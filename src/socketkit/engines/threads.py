@@ -83,7 +83,7 @@ class ThreadsEngine(Engine):
             sock, addr = accepted
             thread = threading.Thread(
                 target=self._run,
-                args=(sock, addr, listener.endpoint.scheme),
+                args=(sock, addr, listener),
                 daemon=True,
                 name=f"socketkit-conn-{addr!r}",
             )
@@ -91,10 +91,10 @@ class ThreadsEngine(Engine):
                 self._threads[thread] = sock
             thread.start()
 
-    def _run(self, sock: socket.socket, addr: Any, scheme: str) -> None:
+    def _run(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
         current.engine = self
         try:
-            serve_connection(self, sock, addr, scheme)
+            serve_connection(self, sock, addr, listener)
         finally:
             self.release(addr)
             with self._lock:
