@@ -520,3 +520,31 @@ def test_good_requests_before_a_bad_one_are_answered(engine: str, stream_url: st
             assert "error" in client.recv()
             with pytest.raises(sk.ClosedError):
                 client.recv()
+
+
+def test_threads_engine_leaves_a_stuck_handler_behind_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """A handler stuck in its own code past the grace deadline cannot be killed: stop() returns, and logs it."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(message: bytes, conn: sk.Connection) -> bytes:
+        entered.set()
+        release.wait(WAIT * 3)
+        return message
+
+    server = sk.Server("tcp://127.0.0.1:0", stuck, codec=sk.Lines(), engine="threads").start()
+    try:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.send(b"hang")
+            assert entered.wait(WAIT)
+            with caplog.at_level(logging.WARNING, logger="socketkit"):
+                started = time.monotonic()
+                server.stop(grace=0.1)
+                elapsed = time.monotonic() - started
+            assert not server.running
+            assert elapsed < WAIT
+            messages = [r.getMessage() for r in caplog.records]
+            assert any("grace period over" in m for m in messages)
+            assert any("1 handler thread(s) still running" in m for m in messages)
+    finally:
+        release.set()

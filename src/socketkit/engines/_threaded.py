@@ -79,6 +79,7 @@ class ThreadedConnection(Connection):
         "_pending",
         "_pending_error",
         "_rcvtimeo",
+        "_sndtimeo",
         "_sock",
     )
 
@@ -88,10 +89,10 @@ class ThreadedConnection(Connection):
             sock.settimeout(None)
         self._sock = sock
         self._engine = engine
-        limits = engine.limits
-        self._rcvtimeo = min(limits.idle_timeout, limits.read_timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(self._rcvtimeo))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(limits.idle_timeout))
+        # The kernel timeouts are set on first need: a connection whose request
+        # is already there and whose reply fits the send buffer needs neither.
+        self._rcvtimeo = 0.0  # SO_RCVTIMEO now (0: not set)
+        self._sndtimeo = False  # whether SO_SNDTIMEO is set
         self._decoder = engine.codec.decoder(engine.limits.max_message_size)
         self._lock = threading.Lock()
         self._cork: list[bytes] | None = None
@@ -301,11 +302,16 @@ class ThreadedConnection(Connection):
                 self._parked = False
                 raise self._expired()
             wanted = min(wait, self._base_timeout())
-            if abs(wanted - self._rcvtimeo) > _TIMEOUT_SLACK:
+            flags = 0
+            if not self._rcvtimeo:
+                flags = _DONTWAIT  # the first read often finds its data there: no timeout needed yet
+            elif abs(wanted - self._rcvtimeo) > _TIMEOUT_SLACK:
                 self._set_rcvtimeo(wanted)
             try:
-                data = self._sock.recv(RECV_SIZE)
-            except BlockingIOError:  # SO_RCVTIMEO ran out: the loop sees whether a deadline passed
+                data = self._sock.recv(RECV_SIZE, flags)
+            except BlockingIOError:  # none yet, or SO_RCVTIMEO ran out: the loop looks at the deadlines
+                if not self._rcvtimeo:
+                    self._set_rcvtimeo(wanted)
                 continue
             except OSError as exc:
                 raise translate_oserror(exc, self.peer_url) from exc
@@ -339,7 +345,10 @@ class ThreadedConnection(Connection):
         return IdleTimeout(f"idle for {limits.idle_timeout:g}s")
 
     def _set_rcvtimeo(self, seconds: float) -> None:
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+        except OSError as exc:
+            raise translate_oserror(exc, self.peer_url) from exc
         self._rcvtimeo = seconds
 
     def _recv_nowait(self) -> bytes | None:
@@ -371,18 +380,32 @@ class ThreadedConnection(Connection):
             data = bytes(self._outbox) + data
             self._outbox.clear()
         view: bytes | memoryview = data
+        flags = 0 if self._sndtimeo else _DONTWAIT  # most replies fit the send buffer at once
         while view:
             try:
-                sent = self._sock.send(view)  # blocking, bounded by SO_SNDTIMEO
+                sent = self._sock.send(view, flags)  # blocking: bounded by SO_SNDTIMEO
             except BlockingIOError:
-                raise WriteTimeout(f"peer did not read for {self._engine.limits.idle_timeout:g}s") from None
+                if not flags:
+                    raise WriteTimeout(
+                        f"peer did not read for {self._engine.limits.idle_timeout:g}s"
+                    ) from None
+                sent = 0
             except OSError as exc:
                 raise translate_oserror(exc, self.peer_url) from exc
             self.bytes_out += sent
             if sent == len(view):
                 return
-            self._last_active = time.monotonic()
-            view = memoryview(view)[sent:]
+            if sent:
+                self._last_active = time.monotonic()
+                view = memoryview(view)[sent:]
+            if flags:  # the peer is behind: wait for it, up to idle_timeout
+                timeout = _timeval(self._engine.limits.idle_timeout)
+                try:
+                    self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
+                except OSError as exc:
+                    raise translate_oserror(exc, self.peer_url) from exc
+                self._sndtimeo = True
+                flags = 0
 
 
 def serve_connection(engine: Engine, sock: socket.socket, addr: Any, listener: Listener) -> None:

@@ -3,16 +3,23 @@
 The threaded server of the tutorials, with the parts they leave out: the
 number of threads is bounded (at ``max_connections`` the engine stops
 accepting, so newcomers wait in the kernel's listen backlog rather than being
-refused, and accepting resumes the moment a connection closes); every thread's
-waits watch the stop socket, so shutdown drains instead of abandoning threads
-mid-request; and at the grace deadline the remaining sockets are shut down so
-their threads' I/O fails at once.
+refused, and accepting resumes the moment a connection closes); stop() wakes
+threads waiting between messages, so shutdown drains instead of abandoning
+threads mid-request; and at the grace deadline the remaining sockets are shut
+down so their threads' I/O fails at once.
 
-Datagram listeners get one thread each, answering datagrams in order.
+Why bare ``_thread`` threads rather than ``threading.Thread``: a Thread object
+costs about 2.5 KB per connection, and ``Thread.start()`` waits for the new
+thread to signal that it runs, a context switch per accepted connection. The
+engine needs neither names nor ``join()``: it tracks its connections itself
+and waits for them on its wake socket.
+
+Datagram listeners get one (``threading``) thread each, answering datagrams in order.
 """
 
 from __future__ import annotations
 
+import _thread
 import selectors
 import socket
 import threading
@@ -36,7 +43,7 @@ class ThreadsEngine(Engine):
     supports_blocking: ClassVar[bool] = True
 
     def serve(self) -> None:
-        self._threads: dict[threading.Thread, socket.socket] = {}  # thread -> its socket
+        self._live: dict[socket.socket, None] = {}  # the sockets of connections being served
         self._lock = threading.Lock()
         datagram_threads = self._start_datagram_threads()
         streams = [listener for listener in self.listeners if listener.endpoint.is_stream]
@@ -47,7 +54,7 @@ class ThreadsEngine(Engine):
                 listener.sock.setblocking(False)
             registered = False
             while not self.stopping:
-                want = not self.accept_paused and len(self._threads) < self.limits.max_connections
+                want = not self.accept_paused and len(self._live) < self.limits.max_connections
                 if want != registered:
                     for listener in streams:
                         if want:
@@ -76,53 +83,60 @@ class ThreadsEngine(Engine):
             self.close_wakers()
 
     def _accept_burst(self, listener: Listener) -> None:
-        while len(self._threads) < self.limits.max_connections:
+        while len(self._live) < self.limits.max_connections:
             accepted = self.accept(listener)
             if accepted is None:
                 return
             sock, addr = accepted
-            thread = threading.Thread(
-                target=self._run,
-                args=(sock, addr, listener),
-                daemon=True,
-                name=f"socketkit-conn-{addr!r}",
-            )
             with self._lock:
-                self._threads[thread] = sock
-            thread.start()
+                self._live[sock] = None
+            try:
+                _thread.start_new_thread(self._run, (sock, addr, listener))
+            except RuntimeError as exc:  # out of threads: this connection cannot be served
+                log.error("cannot start a thread for %r: %s", addr, exc)
+                self.stats.error("accept")
+                with self._lock:
+                    del self._live[sock]
+                sock.close()
+                self.release(addr)
+                return
 
     def _run(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
         current.engine = self
         try:
             serve_connection(self, sock, addr, listener)
+        except BaseException as exc:  # never expected: serve_connection reports its own errors
+            log.error("connection thread for %r failed: %s", addr, exc, exc_info=exc)
         finally:
             self.release(addr)
             with self._lock:
-                self._threads.pop(threading.current_thread(), None)
-            self.wake()
+                was_full = len(self._live) >= self.limits.max_connections
+                self._live.pop(sock, None)
+            if was_full or self.stopping:  # the accept loop waits for this one
+                self.wake()
 
     def _drain_connections(self, selector: selectors.BaseSelector) -> None:
         """Wait for connection threads until they finish or the deadline passes."""
-        while self._threads:
-            remaining = self.deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            for key, _ in selector.select(remaining):
-                if key.data is None:
-                    self._drain_wake()
+        self._wait_for_connections(selector, self.deadline)
         with self._lock:
-            left = dict(self._threads)
+            left = list(self._live)
         if not left:
             return
         log.warning("grace period over: closing %d connection(s) still open", len(left))
-        for sock in left.values():
+        for sock in left:
             _shutdown(sock)
-        give_up = time.monotonic() + _JOIN_AFTER_DEADLINE
-        for thread in left:
-            thread.join(max(0.0, give_up - time.monotonic()))
-        stuck = [t for t in left if t.is_alive()]
-        if stuck:
-            log.error("%d handler thread(s) still running after their sockets were closed", len(stuck))
+        self._wait_for_connections(selector, time.monotonic() + _JOIN_AFTER_DEADLINE)
+        if self._live:
+            log.error("%d handler thread(s) still running after their sockets were closed", len(self._live))
+
+    def _wait_for_connections(self, selector: selectors.BaseSelector, until: float) -> None:
+        while self._live:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            for key, _ in selector.select(remaining):
+                if key.data is None:
+                    self._drain_wake()
 
     def _start_datagram_threads(self) -> list[threading.Thread]:
         threads = []
