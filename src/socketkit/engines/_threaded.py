@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["ThreadedConnection", "serve_connection", "serve_datagrams"]
 
 _DONTWAIT = socket.MSG_DONTWAIT
-_PARKED_RECV_SIZE = 1024  # bytes read at once between messages, while messages stay this small
+_PARKED_RECV_SIZE = 1024  # bytes read at once between messages, until the peer sends more
 _TIMEOUT_SLACK = 0.05  # seconds a kernel read timeout may be longer than the deadline it serves
 
 
@@ -102,7 +102,7 @@ class ThreadedConnection(Connection):
         self._pending: deque[Any] | None = None  # messages decoded, not yet taken by recv()
         self._eof = False
         self._parked = False  # waiting between messages: stop() may end the wait
-        self._big_reads = False  # messages come in more than _PARKED_RECV_SIZE at once
+        self._big_reads = False  # the peer sent _PARKED_RECV_SIZE or more at once
         self._partial = False  # a message is half received
         self._last_active = time.monotonic()
         self._message_started = 0.0
@@ -300,18 +300,24 @@ class ThreadedConnection(Connection):
                     # arrived are served; otherwise this connection is done.
                     data = self._recv_nowait()
                     return b"" if data is None else data
-            wait = self._deadline() - time.monotonic()
+            limits = engine.limits
+            deadline = self._last_active + limits.idle_timeout
+            if self._partial:
+                deadline = min(deadline, self._message_started + limits.read_timeout)
+            wait = deadline - time.monotonic()
             if wait <= 0:
                 self._parked = False
                 raise self._expired()
-            wanted = min(wait, self._base_timeout())
+            # The kernel's timeout: the time left, but no more than the shorter
+            # limit, so a message that starts later still meets its read deadline.
+            wanted = min(wait, limits.idle_timeout, limits.read_timeout)
             flags = 0
             if not self._rcvtimeo:
                 flags = _DONTWAIT  # the first read often finds its data there: no timeout needed yet
             elif abs(wanted - self._rcvtimeo) > _TIMEOUT_SLACK:
                 self._set_rcvtimeo(wanted)
-            # A small read between small messages: an idle thread then holds a
-            # small buffer (measured: 3 KB less memory per idle connection).
+            # Small reads until the peer sends more at once: an idle thread then
+            # holds a small buffer (measured: 3 KB less memory per idle connection).
             size = RECV_SIZE if self._partial or self._big_reads else _PARKED_RECV_SIZE
             try:
                 data = self._sock.recv(size, flags)
@@ -323,25 +329,13 @@ class ThreadedConnection(Connection):
                 raise translate_oserror(exc, self.peer_url) from exc
             finally:
                 self._parked = False
-            if not self._partial:
-                self._big_reads = len(data) >= _PARKED_RECV_SIZE
+            if len(data) >= _PARKED_RECV_SIZE:  # this peer sends more than that: read big from now on
+                self._big_reads = True
             if data:
                 self._last_active = time.monotonic()
             elif self._partial and engine.stopping:
                 raise ClosedError("server stopped before the message was finished")
             return data
-
-    def _base_timeout(self) -> float:
-        """The kernel read timeout between messages: the shorter of the two limits."""
-        limits = self._engine.limits
-        return min(limits.idle_timeout, limits.read_timeout)
-
-    def _deadline(self) -> float:
-        limits = self._engine.limits
-        deadline = self._last_active + limits.idle_timeout
-        if self._partial:
-            deadline = min(deadline, self._message_started + limits.read_timeout)
-        return deadline
 
     def _expired(self) -> Exception:
         limits = self._engine.limits
