@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from socketkit import errors
-from socketkit.codecs.http import HttpError, HttpRequest, HttpResponse
+from socketkit.codecs.http import HttpError, HttpRequest, HttpResponse, Request
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 POST = b"POST /submit HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
@@ -45,6 +45,56 @@ def test_keep_alive_rules() -> None:
 
 def test_bare_lf_line_endings_are_tolerated() -> None:
     assert decode(b"GET / HTTP/1.1\nHost: x\n\n")[0].target == b"/"
+    mixed = decode(b"GET /m HTTP/1.1\nHost: x\r\nConnection: close\r\n\r\n")[0]
+    assert (mixed.target, mixed.header(b"host"), mixed.keep_alive) == (b"/m", b"x", False)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_headers_are_split_on_first_use_with_names_lower_cased(chunk: int | None) -> None:
+    head = b"GET /h HTTP/1.1\r\nHost: example.com\r\nX-Token:  a b \t\r\nAccept: */*\r\n\r\n"
+    [request] = decode(head, chunk)
+    assert request.headers == [(b"host", b"example.com"), (b"x-token", b"a b"), (b"accept", b"*/*")]
+    assert request.header(b"x-token") == b"a b"
+    assert request.header(b"missing", b"default") == b"default"
+
+
+def test_connection_header_in_any_case_and_list() -> None:
+    assert not decode(b"GET / HTTP/1.1\r\nCONNECTION: Upgrade, Close\r\n\r\n")[0].keep_alive
+    assert decode(b"GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n")[0].keep_alive
+    assert decode(b"GET / HTTP/1.1\r\nCache-Control: close\r\n\r\n")[0].keep_alive
+
+
+def test_a_body_sent_with_its_head_in_one_read() -> None:
+    [request] = decode(POST)
+    assert (request.body, request.header(b"content-length")) == (b"hello", b"5")
+    decoder = HttpRequest().decoder()
+    assert decoder.feed(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n") == []  # head alone first
+    assert decoder.buffered
+    [late] = decoder.feed(b"abc")
+    assert late.body == b"abc" and not decoder.buffered
+
+
+def test_requests_compare_and_print_by_their_fields() -> None:
+    [a] = decode(GET)
+    [b] = decode(GET)
+    assert a == Request(b"GET", b"/", b"HTTP/1.1", [(b"host", b"x")]) == b
+    assert a != decode(GET.replace(b"/ ", b"/other "))[0]
+    assert "target=b'/'" in repr(a) and "(b'host', b'x')" in repr(a)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",  # space before the colon
+        b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",  # a bare CR in a value
+        b"GET / HTTP/1.1\r\n folded: x\r\n\r\n",  # obsolete line folding
+        b"G@T / HTTP/1.1\r\n\r\n",  # not a token
+    ],
+)
+def test_malformed_heads_are_400(data: bytes) -> None:
+    with pytest.raises(HttpError) as info:
+        decode(data)
+    assert info.value.status == 400
 
 
 @pytest.mark.parametrize(

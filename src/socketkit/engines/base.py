@@ -93,6 +93,8 @@ class Engine(ABC):
         #: connections served by threads (thread engines), for stop() to wake
         self._threaded: dict[ThreadedConnection, None] = {}
         self._per_ip: dict[str, int] = {}
+        # One address cannot exceed the per-IP limit when the total limit is lower: skip the count.
+        self._count_per_ip = limits.max_connections_per_ip < limits.max_connections
         self._per_ip_lock = threading.Lock()
         self._accept_resume = 0.0
 
@@ -202,12 +204,14 @@ class Engine(ABC):
             if exc.errno in _TRANSIENT_ERRNOS:
                 return None
             raise
-        if isinstance(addr, tuple):
+        if isinstance(addr, tuple):  # TCP
             if listener.set_nodelay:  # request/reply traffic must not wait for Nagle's algorithm
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
+            if not self._count_per_ip:
+                return sock, addr
             ip = addr[0]
             with self._per_ip_lock:
                 count = self._per_ip.get(ip, 0)
@@ -222,7 +226,7 @@ class Engine(ABC):
 
     def release(self, addr: Any) -> None:
         """Forget a closed connection for the per-IP count."""
-        if isinstance(addr, tuple):
+        if self._count_per_ip and isinstance(addr, tuple):
             ip = addr[0]
             with self._per_ip_lock:
                 count = self._per_ip.get(ip, 1) - 1

@@ -48,7 +48,9 @@ class IterativeEngine(Engine):
 
     def _keep_grace(self, served: threading.Event) -> None:
         """After stop(), cut off the connection still being served at the grace deadline."""
-        select.select([self._stop_r], [], [])  # readable for good once stop() was called
+        stopped = select.poll()  # poll, not select: the descriptor may be above FD_SETSIZE
+        stopped.register(self._stop_r, select.POLLIN)
+        stopped.poll()  # readable for good once stop() was called
         while not served.wait(max(0.0, self.deadline - time.monotonic())):
             if time.monotonic() >= self.deadline:
                 for conn in list(self._threaded):

@@ -413,25 +413,14 @@ class ReactorEngine(Engine):
         timers = self._timers
         monotonic = time.monotonic
         while True:
-            if self.stopping:
-                if not self._drained:
-                    self._begin_drain()
-                if not self._open:
+            if self.stopping or self.dirty or not self._accepting:
+                done, timeout = self._next_wait()
+                if done:
                     return
-                if self.now >= self.deadline:
-                    log.warning("grace period over: closing %d connection(s) still open", self._open)
-                    return
-            timeout: float | None = None
-            if timers:
-                timeout = max(0.0, timers[0][0] - self.now)
-            if self.stopping:
-                remaining = max(0.0, self.deadline - self.now)
-                timeout = remaining if timeout is None else min(timeout, remaining)
-            if not self._accepting and not self.stopping and self.accept_paused:
-                resume = self.accept_resume_in
-                timeout = resume if timeout is None else min(timeout, resume)
-            if self.dirty:
-                timeout = 0  # producers have more to send: poll, do not wait
+            elif timers:  # the steady state: wait for events or the next deadline
+                timeout = max(timers[0][0] - self.now, 0.0)  # never negative: epoll reads that as forever
+            else:
+                timeout = None
             events = poll(timeout)
             self.now = monotonic()
             for fd, mask in events:
@@ -449,6 +438,29 @@ class ReactorEngine(Engine):
                 self._run_timers()
             if not self._accepting and not self.stopping:
                 self._set_accepting(True)
+
+    def _next_wait(self) -> tuple[bool, float | None]:
+        """Outside the steady state: (whether the loop is done, how long to wait)."""
+        if self.stopping:
+            if not self._drained:
+                self._begin_drain()
+            if not self._open:
+                return True, None
+            if self.now >= self.deadline:
+                log.warning("grace period over: closing %d connection(s) still open", self._open)
+                return True, None
+        timeout: float | None = None
+        if self._timers:
+            timeout = max(0.0, self._timers[0][0] - self.now)
+        if self.stopping:
+            remaining = max(0.0, self.deadline - self.now)
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        if not self._accepting and not self.stopping and self.accept_paused:
+            resume = self.accept_resume_in
+            timeout = resume if timeout is None else min(timeout, resume)
+        if self.dirty:
+            timeout = 0  # producers have more to send: poll, do not wait
+        return False, timeout
 
     def _run_calls(self) -> None:
         calls = self._calls
