@@ -3,7 +3,9 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint clean
+NATIVE := build/native
+
+.PHONY: run test lint native clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +18,18 @@ run: $(VENV)/.installed
 	$(VENV)/bin/socketkit serve hello
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests examples bench
-	$(VENV)/bin/ruff format --check src tests examples bench
+	$(VENV)/bin/ruff check src tests examples bench tools
+	$(VENV)/bin/ruff format --check src tests examples bench tools
 	$(VENV)/bin/mypy --strict src
 
-test: lint
+# The hot path compiled with mypyc, beside the source (see tools/build_native.py).
+native: $(VENV)/.installed
+	$(PY) tools/build_native.py --out $(NATIVE)
+
+# The suite runs on the pure-Python source, then on the native build.
+test: lint native
 	$(VENV)/bin/pytest
+	SOCKETKIT_NATIVE=1 PYTHONPATH=$(NATIVE) $(VENV)/bin/pytest -p no:cacheprovider --deselect tests/test_bench_harness.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NATIVE) .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ._mypyc import mypyc_attr
 from .codecs import Codec
 from .endpoints import format_url
 from .errors import ClosedError
@@ -21,6 +22,7 @@ from .stats import Counters
 __all__ = ["Connection"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # thread engines' connections subclass it
 class Connection(Counters):
     """One peer of a server, as its handler sees it.
 

@@ -106,6 +106,9 @@ class ReactorConnection(Connection):
     def __lt__(self, other: object) -> bool:
         return False  # timer entries with equal deadlines: any order will do
 
+    def __hash__(self) -> int:  # by identity; said outright, as mypyc drops it for a class with __lt__
+        return id(self)
+
     def _find_local(self) -> Any:
         try:
             return self._sock.getsockname()
