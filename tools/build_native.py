@@ -35,6 +35,9 @@ NATIVE_MODULES = (
     "socketkit/engines/_poller.py",
     "socketkit/engines/reactor.py",
     "socketkit/services/hello.py",
+    "socketkit/engines/base.py",
+    "socketkit/engines/_threaded.py",
+    "socketkit/engines/threads.py",
 )
 
 

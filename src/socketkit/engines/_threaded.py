@@ -320,15 +320,18 @@ class ThreadedConnection(Connection):
             # holds a small buffer (measured: 3 KB less memory per idle connection).
             size = RECV_SIZE if self._partial or self._big_reads else _PARKED_RECV_SIZE
             try:
-                data = self._sock.recv(size, flags)
-            except BlockingIOError:  # none yet, or SO_RCVTIMEO ran out: the loop looks at the deadlines
+                received: bytes | None = self._sock.recv(size, flags)
+            except BlockingIOError:
+                received = None
+            except OSError as exc:
+                self._parked = False
+                raise translate_oserror(exc, self.peer_url) from exc
+            self._parked = False
+            if received is None:  # none yet, or SO_RCVTIMEO ran out: the loop looks at the deadlines
                 if not self._rcvtimeo:
                     self._set_rcvtimeo(wanted)
                 continue
-            except OSError as exc:
-                raise translate_oserror(exc, self.peer_url) from exc
-            finally:
-                self._parked = False
+            data = received
             if len(data) >= _PARKED_RECV_SIZE:  # this peer sends more than that: read big from now on
                 self._big_reads = True
             if data:
