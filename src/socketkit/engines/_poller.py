@@ -55,20 +55,28 @@ class Poller(ABC):
         """Release the poller's own resources."""
 
 
-class EpollPoller(Poller):
+class _KernelPoller(Poller):
+    """epoll and poll: the select module's objects, with the interface above."""
+
+    def __init__(self, impl: select.epoll | select.poll) -> None:
+        self._impl = impl
+
+    def register(self, fd: int, events: int) -> None:
+        self._impl.register(fd, events)
+
+    def modify(self, fd: int, events: int) -> None:
+        self._impl.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        self._impl.unregister(fd)
+
+
+class EpollPoller(_KernelPoller):
     name: ClassVar[str] = "epoll"
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
-
-    def register(self, fd: int, events: int) -> None:
-        self._epoll.register(fd, events)
-
-    def modify(self, fd: int, events: int) -> None:
-        self._epoll.modify(fd, events)
-
-    def unregister(self, fd: int) -> None:
-        self._epoll.unregister(fd)
+        super().__init__(self._epoll)
 
     def forget(self, fd: int) -> None:
         pass  # closing the descriptor removes it from the epoll set
@@ -80,20 +88,12 @@ class EpollPoller(Poller):
         self._epoll.close()
 
 
-class PollPoller(Poller):
+class PollPoller(_KernelPoller):
     name: ClassVar[str] = "poll"
 
     def __init__(self) -> None:
         self._poll = select.poll()
-
-    def register(self, fd: int, events: int) -> None:
-        self._poll.register(fd, events)
-
-    def modify(self, fd: int, events: int) -> None:
-        self._poll.modify(fd, events)
-
-    def unregister(self, fd: int) -> None:
-        self._poll.unregister(fd)
+        super().__init__(self._poll)
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         return self._poll.poll(None if timeout is None else math.ceil(timeout * 1000))

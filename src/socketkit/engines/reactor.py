@@ -153,11 +153,11 @@ class ReactorConnection(Connection):
         if self._finished:
             return
         out = self._out
-        if len(out) >= self._engine.limits.write_buffer_high and not self._in_dispatch:
+        if len(out) >= self._engine.limits.write_buffer_high:
             self._finish(LimitExceeded(f"peer is not reading: {len(out)} bytes unsent (write_buffer_high)"))
             return
         self.messages_out += 1
-        if not out and not self._in_dispatch:
+        if not out:
             self._engine.dirty.append(self)
         out += data
 
