@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["mypyc_attr"]
+__all__ = ["let_signal_handlers_run", "mypyc_attr"]
 
 _T = TypeVar("_T")
 
@@ -20,3 +20,13 @@ else:
 
     def mypyc_attr(*_args: Any, **_flags: Any) -> Callable[[_T], _T]:
         return lambda cls: cls
+
+
+def let_signal_handlers_run() -> None:
+    """Give pending Python signal handlers their turn; call it when the wake-up fd fires.
+
+    CPython runs a Python signal handler in the main thread between bytecodes.
+    A loop compiled by mypyc runs none, so a signal that another thread
+    received (it only wrote to the wake-up fd) would wait for the next
+    interpreted call. Entering this function, never compiled, is that call.
+    """

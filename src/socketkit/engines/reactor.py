@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from .._mypyc import let_signal_handlers_run
 from ..connection import Connection
 from ..endpoints import Listener
 from ..errors import (
@@ -596,6 +597,7 @@ class _Waker:
 
     def on_event(self, mask: int) -> None:
         self.engine._drain_wake()
+        let_signal_handlers_run()  # a signal may have woken us: its handler may stop the loop
 
 
 class _Acceptor:
