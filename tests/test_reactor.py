@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 import socketkit as sk
@@ -24,3 +26,35 @@ def test_churn_leaves_no_timer_entries_or_handlers_behind(engine: str) -> None:
             assert len(reactor._timers) <= 2 * reactor._open + 64  # type: ignore[attr-defined]
             # the wake socket, the listener and this one connection
             assert len(reactor._handlers) == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("engine", REACTORS)
+def test_a_producer_that_raises_with_output_pending_closes_only_its_connection(engine: str) -> None:
+    """on_drain raising while part of the output is still unsent: that connection ends, the loop goes on."""
+
+    class Producer(sk.Protocol):
+        def on_drain(self, conn: sk.Connection) -> None:
+            if conn.write_buffer_size:  # called below write_buffer_low with bytes still queued
+                raise RuntimeError("producer broke")
+            conn.send(b"p" * 300_000)
+
+    errors: list[BaseException | None] = []
+
+    class Recorder(Producer):
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            errors.append(error)
+
+    with sk.Server("tcp://127.0.0.1:0", Recorder, engine=engine).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as client:
+            received = 0
+            try:
+                while data := client.recv(65536):  # until the server closes this connection
+                    received += len(data)
+            except ConnectionResetError:
+                pass  # closed with output still unsent: the kernel resets
+            assert received >= 300_000
+        assert server.running
+        assert [type(e) for e in errors] == [RuntimeError]
+        assert server.stats.errors.get("handler") == 1
+        with sk.connect(server.url, timeout=WAIT) as other:
+            assert other.sock.recv(10)  # a new producer is served
