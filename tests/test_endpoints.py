@@ -88,6 +88,24 @@ def test_accepted_tcp_connections_have_nodelay(url: str) -> None:
         listener.close()
 
 
+def test_accepted_sockets_block_even_under_a_default_timeout() -> None:
+    """Engines rely on it: a Python timeout would cost a poll() before every recv."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5.0)
+    try:
+        listener = bind(parse("tcp://127.0.0.1:0"))
+        try:
+            with socket.create_connection(("127.0.0.1", listener.url.rsplit(":", 1)[1])):
+                listener.sock.setblocking(True)
+                sock, _ = listener.accept()
+                with sock:
+                    assert sock.gettimeout() is None
+        finally:
+            listener.close()
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def test_all_interfaces_is_dual_stack() -> None:
     if not socket.has_dualstack_ipv6():
         pytest.fail("this machine has no dual-stack IPv6; the test environment must provide it")

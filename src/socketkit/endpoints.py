@@ -201,7 +201,10 @@ class Listener:
         The new socket is in blocking mode, whatever the listener's mode.
         """
         fd, addr = self._accept()
-        return socket.socket(self._family, self._type, self._proto, fd), addr
+        sock = socket.socket(self._family, self._type, self._proto, fd)
+        if sock.gettimeout() is not None:  # socket.setdefaulttimeout() was used: undo it
+            sock.settimeout(None)
+        return sock, addr
 
     @property
     def address(self) -> object:

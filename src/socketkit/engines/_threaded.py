@@ -87,8 +87,6 @@ class ThreadedConnection(Connection):
 
     def __init__(self, sock: socket.socket, peer: Any, engine: Engine, listener: Listener) -> None:
         super().__init__(engine.codec, peer, listener.accepted_local, listener.endpoint.scheme)
-        if sock.gettimeout() is not None:  # socket.setdefaulttimeout() was used: undo it
-            sock.settimeout(None)
         self._sock = sock
         self._engine = engine
         # The kernel timeouts are set on first need: a connection whose request

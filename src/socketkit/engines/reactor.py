@@ -536,8 +536,6 @@ class ReactorEngine(Engine):
             self._add_connection(accepted[0], accepted[1], listener)
 
     def _add_connection(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
-        if sock.gettimeout() is not None:  # socket.setdefaulttimeout() was used: undo it
-            sock.settimeout(None)
         conn = ReactorConnection(sock, addr, self, listener)
         try:
             self._watch(conn._fd, conn)
