@@ -22,7 +22,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check src tests examples bench tools
 	$(VENV)/bin/mypy --strict src
 
-# The hot path compiled with mypyc, beside the source (see tools/build_native.py).
+# The native wheel (hot path compiled with mypyc), installed beside the source (see tools/build_native.py).
 native: $(VENV)/.installed
 	$(PY) tools/build_native.py --out $(NATIVE)
 
@@ -32,4 +32,4 @@ test: lint native
 	SOCKETKIT_NATIVE=1 PYTHONPATH=$(NATIVE) $(VENV)/bin/pytest -p no:cacheprovider --deselect tests/test_bench_harness.py
 
 clean:
-	rm -rf $(VENV) $(NATIVE) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(NATIVE) build/wheels .pytest_cache .mypy_cache .ruff_cache

@@ -13,8 +13,9 @@ Cases (issue 4): (a) HTTP hello, keep-alive, 50 connections, wrk; (b) the
 same with a new connection per request; (c) echo at 1, 10 and 100 KiB with 10
 connections (socketkit bench); (d) RSS per idle connection at 10,000
 connections. Results go to bench/results/ as results.json, results.md and
-results.png. Rows named "... mypyc" run socketkit with its hot path compiled
-by mypyc (``tools/build_native.py``, rebuilt at the start of the run).
+results.png. Rows named "... mypyc" run socketkit's native wheel, its hot path
+compiled by mypyc (``tools/build_native.py`` builds it and installs it into
+build/native at the start of the run).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ SERVERS: dict[str, list[str]] = {
     "trio": [PY, str(PEERS / "trio_server.py"), "{service}", "{port}"],
 }
 
-#: Servers run on the mypyc build of the hot path (tools/build_native.py), made at the start of a run.
+#: Where the native wheel is installed for the mypyc rows (tools/build_native.py), at the start of a run.
 NATIVE = ROOT / "build" / "native"
 
 CASES = {

@@ -1,23 +1,27 @@
-"""Build socketkit's hot path with mypyc, next to the pure-Python package.
+"""Build socketkit's hot path with mypyc: the native wheel, installed beside the source.
 
-    python tools/build_native.py          # -> build/native/socketkit (compiled + pure modules)
+    python tools/build_native.py          # -> build/native: the native wheel, installed there
     PYTHONPATH=build/native socketkit serve hello
+
+``build()`` compiles NATIVE_MODULES in a copy of the package; the wheel's build
+hook (``tools/hatch_native.py``) calls it, so ``HATCH_BUILD_HOOKS_ENABLE=1 pip
+install .`` gives users the same compiled modules. This script builds that
+wheel and installs it into ``build/native`` (``pip install --target``), so
+``make test`` and ``bench/run.py`` run exactly what a user would install.
 
 Why a side directory and not the source tree: compiled modules shadow their
 ``.py`` files on import, so a build inside ``src/`` would silently run stale
-code after an edit. Here ``src/`` stays the truth; the build is a copy with the
-hot modules compiled, used by putting it first on ``PYTHONPATH``. ``make test``
-runs the test suite against it as well, and ``bench/run.py`` measures it beside
-the pure-Python engines.
+code after an edit. Here ``src/`` stays the truth.
 
-It needs mypy (the ``dev`` extra) and a C compiler with the Python headers.
-The compiled modules import only the standard library and mypyc's runtime,
-which the build puts beside them.
+It needs mypy and hatchling (the ``dev`` extra) and a C compiler with the
+Python headers. The compiled modules import only the standard library and
+mypyc's runtime, which the build puts beside them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -60,12 +64,29 @@ def build(out: Path) -> Path:
     return out / "socketkit"
 
 
+def build_wheel(wheels: Path) -> Path:
+    """Build the native wheel into ``wheels`` (emptied first) with this interpreter; its path."""
+    shutil.rmtree(wheels, ignore_errors=True)
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    env = dict(os.environ, HATCH_BUILD_HOOKS_ENABLE="1")
+    subprocess.run([*pip, "--wheel-dir", str(wheels), str(ROOT)], env=env, check=True)
+    (wheel,) = wheels.glob("socketkit-*.whl")
+    return wheel
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to build (default build/native)")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help="where to install (default build/native)"
+    )
     args = parser.parse_args()
-    package = build(args.out)
-    print(f"built {package} ({len(NATIVE_MODULES)} compiled modules); use PYTHONPATH={args.out}")
+    wheel = build_wheel(ROOT / "build" / "wheels")
+    shutil.rmtree(args.out, ignore_errors=True)
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(args.out)]
+    subprocess.run([*install, str(wheel)], check=True)
+    print(
+        f"built {wheel.name} ({len(NATIVE_MODULES)} compiled modules), installed; use PYTHONPATH={args.out}"
+    )
 
 
 if __name__ == "__main__":
