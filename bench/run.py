@@ -5,10 +5,14 @@ Run from the repository root after ``pip install -e '.[cli,plot,bench]'`` and
 
     python bench/run.py                   # the standard suite, a few seconds per case
     python bench/run.py --quick           # one second per case, fewer connections (a smoke test)
+    python bench/run.py --repeat 3        # each case three times, interleaved; the median run shown
 
 Every server runs pinned to core 0 and every load generator to core 1
 (``taskset``). The figure is the server's CPU time per request, user and
 system, read from /proc/PID/stat over the run, with requests/s beside it.
+One run of a server varies by about 10% on a shared VM (far more for echo at
+100 KiB), so ``--repeat`` runs every case several times in rotating order and
+reports the median run with the range of all runs.
 Cases (issue 4): (a) HTTP hello, keep-alive, 50 connections, wrk; (b) the
 same with a new connection per request; (c) echo at 1, 10 and 100 KiB with 10
 connections (socketkit bench); (d) RSS per idle connection at 10,000
@@ -235,6 +239,21 @@ def run_rss(name: str, count: int) -> dict[str, Any]:
     return {"connections": count, "rss_kb_per_connection": (after - before) / count}
 
 
+def total_us(row: dict[str, Any]) -> float:
+    return float(row["user_us"] + row["sys_us"])
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median CPU per request, with the spread of all runs beside it."""
+    done = sorted((run for run in runs if "failed" not in run), key=total_us)
+    if len(runs) == 1 or not done:
+        return runs[-1]
+    row = dict(done[(len(done) - 1) // 2])  # the lower median of an even count: still a real run
+    row["runs"] = len(done)
+    row["total_us_range"] = [total_us(done[0]), total_us(done[-1])]
+    return row
+
+
 def table(results: dict[str, dict[str, Any]], case: str) -> list[str]:
     rows = results[case]
     if case == "d":
@@ -248,19 +267,23 @@ def table(results: dict[str, dict[str, Any]], case: str) -> list[str]:
         return lines
     uv = rows.get("uvloop", {})
     base = uv.get("user_us", 0) + uv.get("sys_us", 0)
+    spread = any("total_us_range" in row for row in rows.values())
     lines = [
-        "| server | requests/s | user µs/req | sys µs/req | total µs/req | vs uvloop |",
-        "|---|---|---|---|---|---|",
+        "| server | requests/s | user µs/req | sys µs/req | total µs/req | vs uvloop |"
+        + (" total, all runs |" if spread else ""),
+        "|---|---|---|---|---|---|" + ("---|" if spread else ""),
     ]
     for name, row in rows.items():
         if "failed" in row:
-            lines.append(f"| {name} | failed: {row['failed']} | | | | |")
+            lines.append(f"| {name} | failed: {row['failed']} | | | | |" + (" |" if spread else ""))
             continue
-        total = row["user_us"] + row["sys_us"]
+        total = total_us(row)
         ratio = f"{total / base:.2f}x" if base else ""
+        low, high = row.get("total_us_range", (total, total))
         lines.append(
             f"| {name} | {row['requests_per_second']:,.0f} | {row['user_us']:.2f} | {row['sys_us']:.2f} "
             f"| {total:.2f} | {ratio} |"
+            + (f" {low:.2f} to {high:.2f} ({row.get('runs', 1)}) |" if spread else "")
         )
     return lines
 
@@ -304,6 +327,12 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ",".join(CASES))
     parser.add_argument("--rss-connections", type=int, default=10000)
     parser.add_argument("--quick", action="store_true", help="1 s per case, 10 wrk connections, 500 for RSS")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per server and load case, interleaved; the table shows the median run (default 1)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     options = parser.parse_args()
     servers = [s.strip() for s in options.servers.split(",") if s.strip()]
@@ -311,6 +340,8 @@ def main() -> int:
     unknown = [s for s in servers if s not in SERVERS] + [c for c in cases if c not in CASES]
     if unknown:
         parser.error(f"unknown server or case: {', '.join(unknown)}")
+    if options.repeat < 1:
+        parser.error("--repeat must be at least 1")
     duration = 1.0 if options.quick else options.duration
     connections = 10 if options.quick else 50
     rss_count = 500 if options.quick else options.rss_connections
@@ -319,21 +350,38 @@ def main() -> int:
         subprocess.run([PY, str(ROOT / "tools" / "build_native.py"), "--out", str(NATIVE)], check=True)
     results: dict[str, dict[str, Any]] = {}
     for case in cases:
-        results[case] = {}
-        for name in servers:
-            try:
-                row = run_rss(name, rss_count) if case == "d" else run_case(case, name, duration, connections)
-            except Exception as exc:  # one peer failing must not lose the others' figures
-                row = {"failed": str(exc)[:200]}
-            results[case][name] = row
-            print(f"({case}) {name}: {row}", file=sys.stderr, flush=True)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+        rounds = 1 if case == "d" else options.repeat  # memory per connection does not drift
+        for round_ in range(rounds):
+            # Interleaved, each round starting one server later: a drift of the machine
+            # (another tenant, thermal state) spreads over every server, not one.
+            shift = round_ % len(servers)
+            for name in servers[shift:] + servers[:shift]:
+                try:
+                    row = (
+                        run_rss(name, rss_count)
+                        if case == "d"
+                        else run_case(case, name, duration, connections)
+                    )
+                except Exception as exc:  # one peer failing must not lose the others' figures
+                    row = {"failed": str(exc)[:200]}
+                runs[name].append(row)
+                print(f"({case}) {name}: {row}", file=sys.stderr, flush=True)
+        results[case] = {name: median_run(runs[name]) for name in servers}
     options.out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()} Linux, {os.cpu_count()} cores, Python {platform.python_version()}"
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
-    meta = {"date": stamp, "machine": machine, "duration": duration, "connections": connections}
+    meta = {
+        "date": stamp,
+        "machine": machine,
+        "duration": duration,
+        "connections": connections,
+        "repeat": options.repeat,
+    }
     (options.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = [
-        f"Measured {stamp} on {machine}; server pinned to core 0, load to core 1; {duration:g} s per case.",
+        f"Measured {stamp} on {machine}; server pinned to core 0, load to core 1; {duration:g} s per case"
+        + (f", the median of {options.repeat} interleaved runs." if options.repeat > 1 else "."),
         "",
     ]
     for case in cases:

@@ -22,6 +22,8 @@ def test_harness_quick_run(tmp_path: Path) -> None:
             "a,b,c1k,d",
             "--servers",
             servers,
+            "--repeat",
+            "2",
             "--out",
             str(tmp_path),
         ],
@@ -39,6 +41,9 @@ def test_harness_quick_run(tmp_path: Path) -> None:
                 assert row["rss_kb_per_connection"] > 0
             else:
                 assert row["requests"] > 0 and row["user_us"] + row["sys_us"] > 0
+                low, high = row["total_us_range"]  # two runs, the median one shown
+                assert row["runs"] == 2 and low <= row["user_us"] + row["sys_us"] <= high
     markdown = (tmp_path / "results.md").read_text()
     assert "| socketkit epoll |" in markdown and "(d) RSS per idle connection" in markdown
+    assert "the median of 2 interleaved runs" in markdown and "total, all runs" in markdown
     assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
