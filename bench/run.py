@@ -245,8 +245,10 @@ def total_us(row: dict[str, Any]) -> float:
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median CPU per request, with the spread of all runs beside it."""
+    if len(runs) == 1:
+        return runs[0]
     done = sorted((run for run in runs if "failed" not in run), key=total_us)
-    if len(runs) == 1 or not done:
+    if not done:
         return runs[-1]
     row = dict(done[(len(done) - 1) // 2])  # the lower median of an even count: still a real run
     row["runs"] = len(done)
