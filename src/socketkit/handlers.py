@@ -105,10 +105,10 @@ class _ReplyDispatch(Dispatch):
 class _ProtocolDispatch(Dispatch):
     __slots__ = ("_conn", "_protocol", "wants_drain")
 
-    def __init__(self, protocol: Protocol, conn: Connection) -> None:
+    def __init__(self, protocol: Protocol, conn: Connection, wants_drain: bool) -> None:
         self._protocol = protocol
         self._conn = conn
-        self.wants_drain = type(protocol).on_drain is not Protocol.on_drain
+        self.wants_drain = wants_drain
 
     def drained(self) -> None:
         self._protocol.on_drain(self._conn)
@@ -130,6 +130,9 @@ class Handler:
         self.kind = kind
         self.target = target
         self.name = name
+        protocol_class: type[Any] = target if isinstance(target, type) else type(target)
+        #: a Protocol that overrides on_drain produces output on its own (known once, not per connection)
+        self._wants_drain = kind == "protocol" and protocol_class.on_drain is not Protocol.on_drain
 
     @property
     def is_blocking(self) -> bool:
@@ -141,7 +144,7 @@ class Handler:
             return _ReplyDispatch(self.target, conn)
         if self.kind == "protocol":
             protocol = self.target() if isinstance(self.target, type) else self.target
-            return _ProtocolDispatch(protocol, conn)
+            return _ProtocolDispatch(protocol, conn, self._wants_drain)
         raise TypeError("a blocking handler has no per-message dispatch; call run_blocking(conn)")
 
     def datagram_handler(self) -> Callable[[Any, Connection], None]:

@@ -66,9 +66,10 @@ class StatsRecorder:
 
     def untrack(self, counters: Counters, connection: bool = True) -> None:
         with self._lock:
-            if counters not in self._live:
-                return
-            self._live.discard(counters)
+            try:
+                self._live.remove(counters)
+            except KeyError:
+                return  # not tracked, or already folded in
             done = self._done
             done.bytes_in += counters.bytes_in
             done.bytes_out += counters.bytes_out

@@ -30,6 +30,10 @@ _METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b
 _VERSIONS = frozenset((b"HTTP/1.1", b"HTTP/1.0"))
 #: Header lines after the request line: a token, a colon, a value without CR or LF.
 _HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r\n)*")
+#: In a validated, lower-cased head, searched from the end of the request line: the header
+#: lines that decide framing and keep-alive, as (name, value without blanks around). There a
+#: ``\n`` is always followed by a header name.
+_FRAMING_HEADERS = re.compile(rb"\n(content-length|transfer-encoding|connection):[ \t]*([^\r]*?)[ \t]*\r")
 
 
 class HttpError(RemoteProtocolError):
@@ -225,9 +229,8 @@ def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
     if lower.find(b"\nc") < 0 and lower.find(b"\nt") < 0:
         # No Content-Length, Transfer-Encoding or Connection (find beats ``in`` here).
         return Request(method, target, version, None, b"", keep_alive, head), 0
-    headers = _split_headers(head)
     connection = b""
-    for name, value in headers:
+    for name, value in _FRAMING_HEADERS.findall(lower, line_end):  # the rest are split only if read
         if name == b"content-length":
             if not value.isdigit() or (length and int(value) != length):
                 raise HttpError(400, "bad Content-Length")
@@ -235,10 +238,10 @@ def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
         elif name == b"transfer-encoding":
             raise HttpError(501, "Transfer-Encoding is not supported; send a Content-Length")
         elif name == b"connection":
-            connection = value.lower()
+            connection = value
     if connection:
         keep_alive = b"close" not in connection if keep_alive else b"keep-alive" in connection
-    return Request(method, target, version, headers, b"", keep_alive, head), length
+    return Request(method, target, version, None, b"", keep_alive, head), length
 
 
 def _split_headers(head: bytes) -> list[tuple[bytes, bytes]]:
