@@ -3,9 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-NATIVE := build/native
-
-.PHONY: run test lint native clean
+.PHONY: run test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,18 +16,12 @@ run: $(VENV)/.installed
 	$(VENV)/bin/socketkit serve hello
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests examples bench tools
-	$(VENV)/bin/ruff format --check src tests examples bench tools
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff format --check src tests examples bench
 	$(VENV)/bin/mypy --strict src
 
-# The native wheel (hot path compiled with mypyc), installed beside the source (see tools/build_native.py).
-native: $(VENV)/.installed
-	$(PY) tools/build_native.py --out $(NATIVE)
-
-# The suite runs on the pure-Python source, then on the native build.
-test: lint native
+test: lint
 	$(VENV)/bin/pytest
-	SOCKETKIT_NATIVE=1 PYTHONPATH=$(NATIVE) $(VENV)/bin/pytest -p no:cacheprovider --deselect tests/test_bench_harness.py
 
 clean:
-	rm -rf $(VENV) $(NATIVE) build/wheels .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

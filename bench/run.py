@@ -17,9 +17,7 @@ Cases (issue 4): (a) HTTP hello, keep-alive, 50 connections, wrk; (b) the
 same with a new connection per request; (c) echo at 1, 10 and 100 KiB with 10
 connections (socketkit bench); (d) RSS per idle connection at 10,000
 connections. Results go to bench/results/ as results.json, results.md and
-results.png. Rows named "... mypyc" run socketkit's native wheel, its hot path
-compiled by mypyc (``tools/build_native.py`` builds it and installs it into
-build/native at the start of the run).
+results.png.
 """
 
 from __future__ import annotations
@@ -68,10 +66,8 @@ def socketkit(engine: str) -> list[str]:
 
 SERVERS: dict[str, list[str]] = {
     "socketkit epoll": socketkit("epoll"),
-    "socketkit epoll mypyc": socketkit("epoll"),
     "socketkit poll": socketkit("poll"),
     "socketkit threads": socketkit("threads"),
-    "socketkit threads mypyc": socketkit("threads"),
     "bare selectors": [PY, str(PEERS / "bare_selectors.py"), "{service}", "{port}"],
     "uvloop": [PY, str(PEERS / "asyncio_protocol.py"), "{service}", "{port}", "--uvloop"],
     "asyncio protocol": [PY, str(PEERS / "asyncio_protocol.py"), "{service}", "{port}"],
@@ -81,9 +77,6 @@ SERVERS: dict[str, list[str]] = {
     "twisted epoll": [PY, str(PEERS / "twisted_server.py"), "{service}", "{port}"],
     "trio": [PY, str(PEERS / "trio_server.py"), "{service}", "{port}"],
 }
-
-#: Where the native wheel is installed for the mypyc rows (tools/build_native.py), at the start of a run.
-NATIVE = ROOT / "build" / "native"
 
 CASES = {
     "a": "HTTP hello, keep-alive, 50 connections (wrk)",
@@ -117,11 +110,9 @@ class Running:
     def __init__(self, name: str, service: str) -> None:
         self.port = free_port()
         command = [part.format(service=service, port=self.port) for part in SERVERS[name]]
-        env = dict(os.environ, PYTHONPATH=str(NATIVE)) if name.endswith(" mypyc") else None
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", *command],
             cwd=PEERS,
-            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -348,8 +339,6 @@ def main() -> int:
     connections = 10 if options.quick else 50
     rss_count = 500 if options.quick else options.rss_connections
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
-    if any(name.endswith(" mypyc") for name in servers):  # measure the source as it is now
-        subprocess.run([PY, str(ROOT / "tools" / "build_native.py"), "--out", str(NATIVE)], check=True)
     results: dict[str, dict[str, Any]] = {}
     for case in cases:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}

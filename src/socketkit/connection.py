@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ._mypyc import mypyc_attr
 from .codecs import Codec
 from .endpoints import format_url
 from .errors import ClosedError
@@ -22,7 +21,6 @@ from .stats import Counters
 __all__ = ["Connection"]
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # thread engines' connections subclass it
 class Connection(Counters):
     """One peer of a server, as its handler sees it.
 

@@ -13,12 +13,9 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from ._mypyc import mypyc_attr
-
 __all__ = ["Counters", "Stats", "StatsRecorder"]
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)  # subclassed by Connection and its engine subclasses
 class Counters:
     """Traffic counters of one connection or one datagram socket."""
 

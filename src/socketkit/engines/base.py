@@ -24,7 +24,6 @@ import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .._mypyc import mypyc_attr
 from ..codecs import Codec
 from ..connection import Connection
 from ..endpoints import Listener
@@ -64,7 +63,6 @@ ACCEPT_BACKOFF = 0.5  # seconds accepting pauses after fd exhaustion
 RECV_SIZE = 65536
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Engine(ABC):
     """Runs a server's listeners until stopped. One engine serves once."""
 

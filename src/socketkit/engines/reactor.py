@@ -40,7 +40,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from .._mypyc import let_signal_handlers_run
 from ..connection import Connection
 from ..endpoints import Listener
 from ..errors import (
@@ -106,9 +105,6 @@ class ReactorConnection(Connection):
 
     def __lt__(self, other: object) -> bool:
         return False  # timer entries with equal deadlines: any order will do
-
-    def __hash__(self) -> int:  # by identity; said outright, as mypyc drops it for a class with __lt__
-        return id(self)
 
     def _find_local(self) -> Any:
         try:
@@ -595,7 +591,6 @@ class _Waker:
 
     def on_event(self, mask: int) -> None:
         self.engine._drain_wake()
-        let_signal_handlers_run()  # a signal may have woken us: its handler may stop the loop
 
 
 class _Acceptor:
