@@ -15,8 +15,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING
 
+from ..closing import log
 from ..errors import SocketkitError
-from .base import log
 
 if TYPE_CHECKING:
     from ._threaded import ThreadedConnection

@@ -1,10 +1,13 @@
-"""The engine interface, and what every engine shares.
+"""The engine template: what every engine shares, and the one method each writes.
 
-Why a shared base: the rules of DESIGN §4 (the server owns every connection; a
-handler exception is logged with the peer and closes only that connection;
-accept errors from fd exhaustion back off instead of spinning; shutdown in
-stages against a deadline) must hold identically on every engine, so they are
-written once here and the engines only decide *who* runs a connection.
+Why a template: the rules of DESIGN §4 must hold identically on every engine,
+so what can be shared is written once: the connection's life is the
+:class:`~socketkit.session.Session`; accepting under the limits is
+:class:`~socketkit.engines._accept.AcceptGate`; datagrams are answered by
+``_datagrams``; close reasons are reported by :mod:`socketkit.closing`. An
+engine writes :meth:`Engine.run`, its own way to wait (a poller, a thread per
+connection), and :meth:`Engine.serve` wraps it in the setup and teardown
+every engine needs.
 
 Stopping is signal-safe: :meth:`Engine.stop` takes no lock. It lowers the
 deadline, sets a flag, and writes a byte to two socketpairs: the *stop* socket
@@ -15,55 +18,33 @@ use to nudge it (a connection closed, a call was queued).
 
 from __future__ import annotations
 
-import errno
-import logging
 import math
 import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from ..closing import log
 from ..codecs import Codec
-from ..connection import Connection
 from ..endpoints import Listener
-from ..errors import (
-    BrokenError,
-    ClosedError,
-    IdleTimeout,
-    LimitExceeded,
-    ReadTimeout,
-    RemoteProtocolError,
-    Timeout,
-    WriteTimeout,
-)
 from ..handlers import Handler
+from ..layers import LayerFactory
 from ..limits import Limits
+from ..session import Session, SessionHost
 from ..stats import Counters, StatsRecorder
-
-if TYPE_CHECKING:
-    from ._flusher import OutboxFlusher
-    from ._threaded import ThreadedConnection
+from ._accept import AcceptGate
+from ._datagrams import Handle, answer
 
 __all__ = ["Engine", "current", "log"]
-
-log = logging.getLogger("socketkit")
 
 #: ``current.engine`` is the engine whose thread this is (serving loop,
 #: connection or datagram thread), so Server.stop() called from a handler
 #: knows not to wait for itself.
 current = threading.local()
 
-#: accept() errors that mean "out of a resource": log, pause accepting, retry.
-_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: accept() errors that only concern the one connection being accepted.
-_TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
-ACCEPT_BACKOFF = 0.5  # seconds accepting pauses after fd exhaustion
 
-RECV_SIZE = 65536
-
-
-class Engine(ABC):
+class Engine(SessionHost, ABC):
     """Runs a server's listeners until stopped. One engine serves once."""
 
     name: ClassVar[str] = "engine"
@@ -77,32 +58,37 @@ class Engine(ABC):
         codec: Codec,
         limits: Limits,
         stats: StatsRecorder,
+        layer_factories: tuple[LayerFactory, ...] = (),
     ) -> None:
         self.listeners = listeners
         self.handler = handler
         self.codec = codec
         self.limits = limits
         self.stats = stats
+        self.layer_factories = layer_factories
+        self.gate = AcceptGate(limits, stats)
         self.deadline = math.inf  # when stopping: the moment remaining connections are closed
         self.stopping = False
         self._stop_r, self._stop_w = socket.socketpair()
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
             sock.setblocking(False)
-        self._flusher: OutboxFlusher | None = None
-        #: connections served by threads (thread engines), for stop() to wake
-        self._threaded: dict[ThreadedConnection, None] = {}
-        self._per_ip: dict[str, int] = {}
-        # One address cannot exceed the per-IP limit when the total limit is lower: skip the count.
-        self._count_per_ip = limits.max_connections_per_ip < limits.max_connections
-        self._per_ip_lock = threading.Lock()
-        self._accept_resume = 0.0
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- the template ----------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Serve until stopped and drained; releases the listeners and the engine's own descriptors."""
+        try:
+            self.run()
+        finally:
+            try:
+                self.close_listeners()
+            finally:
+                self.close_wakers()
 
     @abstractmethod
-    def serve(self) -> None:
-        """Serve until stopped and drained; closes the listeners before it returns."""
+    def run(self) -> None:
+        """The engine's loop: accept, serve and drain until stopped (the deadline included)."""
 
     def stop(self, grace: float) -> None:
         """Begin (or hurry) shutdown: remaining connections are closed after ``grace`` seconds.
@@ -114,17 +100,10 @@ class Engine(ABC):
         self.stopping = True
         self._nudge(self._stop_w)
         self._nudge(self._wake_w)
-        for conn in list(self._threaded):  # one C call: safe against other threads' changes
-            conn.wake()
+        self.stopped()
 
-    def adopt(self, conn: ThreadedConnection) -> None:
-        """A thread starts serving ``conn``: stop() will wake it when it waits between messages."""
-        self._threaded[conn] = None
-        if self.stopping:  # stop() came first: the connection sees the flag itself
-            conn.wake()
-
-    def disown(self, conn: ThreadedConnection) -> None:
-        self._threaded.pop(conn, None)
+    def stopped(self) -> None:
+        """stop() was called (from any thread or a signal handler): a hook for engines."""
 
     def wake(self) -> None:
         """Make the engine's loop run an iteration now (thread-safe)."""
@@ -154,24 +133,8 @@ class Engine(ABC):
         """A descriptor that becomes readable, and stays so, once stop() was called."""
         return self._stop_r.fileno()
 
-    def flusher(self) -> OutboxFlusher:
-        """The thread that flushes queued cross-thread output (thread engines), made on first use."""
-        with self._per_ip_lock:
-            if self._flusher is None:
-                from ._flusher import OutboxFlusher  # noqa: PLC0415 - only thread engines need it
-
-                self._flusher = OutboxFlusher()
-            return self._flusher
-
-    @property
-    def existing_flusher(self) -> OutboxFlusher | None:
-        """The flusher if one was made, without making one."""
-        return self._flusher
-
     def close_wakers(self) -> None:
-        """Release the engine's own descriptors and threads (the end of serve())."""
-        if self._flusher is not None:
-            self._flusher.close()
+        """Release the engine's own descriptors (the end of serve())."""
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
             sock.close()
 
@@ -179,173 +142,18 @@ class Engine(ABC):
         for listener in self.listeners:
             listener.close()
 
-    # -- accepting ---------------------------------------------------------
+    # -- what sessions and datagram sockets call ---------------------------------------
 
-    def accept(self, listener: Listener) -> tuple[socket.socket, Any] | None:
-        """Accept one connection from a non-blocking listener, or None.
+    def connection_finished(self, session: Session) -> None:
+        self.stats.untrack(session)
+        self.gate.release(session.peer)
 
-        None means "nothing to accept now": the backlog is empty, the one
-        connection was aborted, it was over the per-IP limit, or file
-        descriptors ran out (then :attr:`accept_paused` is true for a moment).
-        Other errors propagate.
-        """
-        try:
-            sock, addr = listener.accept()
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            if exc.errno in _RESOURCE_ERRNOS:
-                self.stats.error("accept")
-                log.error(
-                    "accept on %s failed: %s; pausing accepts for %.1fs", listener.url, exc, ACCEPT_BACKOFF
-                )
-                self._accept_resume = time.monotonic() + ACCEPT_BACKOFF
-                return None
-            if exc.errno in _TRANSIENT_ERRNOS:
-                return None
-            raise
-        if isinstance(addr, tuple):  # TCP
-            if listener.set_nodelay:  # request/reply traffic must not wait for Nagle's algorithm
-                try:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                except OSError:
-                    pass
-            if not self._count_per_ip:
-                return sock, addr
-            ip = addr[0]
-            with self._per_ip_lock:
-                count = self._per_ip.get(ip, 0)
-                if count < self.limits.max_connections_per_ip:
-                    self._per_ip[ip] = count + 1
-                    return sock, addr
-            self.stats.rejected()
-            log.warning("rejected %s: %d connections from this address (max_connections_per_ip)", ip, count)
-            sock.close()
-            return None
-        return sock, addr
-
-    def release(self, addr: Any) -> None:
-        """Forget a closed connection for the per-IP count."""
-        if self._count_per_ip and isinstance(addr, tuple):
-            ip = addr[0]
-            with self._per_ip_lock:
-                count = self._per_ip.get(ip, 1) - 1
-                if count > 0:
-                    self._per_ip[ip] = count
-                else:
-                    self._per_ip.pop(ip, None)
-
-    @property
-    def accept_paused(self) -> bool:
-        return time.monotonic() < self._accept_resume
-
-    @property
-    def accept_resume_in(self) -> float:
-        return max(0.0, self._accept_resume - time.monotonic())
-
-    # -- reporting ---------------------------------------------------------
-
-    def report_close(self, conn: Connection, error: BaseException | None) -> None:
-        """Log and count why a connection ended. Clean closes are silent."""
-        if error is None or isinstance(error, ClosedError):
-            return
-        kind, level, text = classify(error)
-        self.stats.error(kind)
-        log.log(
-            level,
-            "%s: %s",
-            conn.peer_url,
-            text,
-            exc_info=error if kind == "handler" else None,
-        )
-
-    def reply_error(self, error: BaseException) -> bytes | None:
-        """The codec's error reply for a bad-input error, if it has one."""
-        if isinstance(error, RemoteProtocolError):
-            return self.codec.error_reply(error)
-        return None
+    def open_connections(self) -> list[Session]:
+        """The connections being served now (for the forced-shutdown report)."""
+        return []
 
     def datagram(
-        self,
-        sock: socket.socket,
-        scheme: str,
-        data: bytes,
-        addr: Any,
-        handle: Any,
-        counters: Counters,
+        self, sock: socket.socket, scheme: str, data: bytes, addr: Any, handle: Handle, counters: Counters
     ) -> None:
         """Decode one datagram, run the handler, count and report."""
-        conn = DatagramConnection(self.codec, sock, addr, scheme, counters)
-        counters.bytes_in += len(data)
-        try:
-            message = self.codec.decode_datagram(data, self.limits.max_message_size)
-        except RemoteProtocolError as exc:
-            self.report_close(conn, exc)
-            reply = self.codec.error_reply(exc)
-            if reply is not None:
-                conn.send_bytes(reply)
-            return
-        counters.messages_in += 1
-        try:
-            handle(message, conn)
-        except Exception as exc:
-            self.report_close(conn, exc)
-
-
-#: Why a connection ended -> (stats kind, log level, message prefix); first match wins.
-_CLOSE_REASONS: tuple[tuple[type[BaseException], str, int, str], ...] = (
-    (LimitExceeded, "limit", logging.WARNING, "closed: "),
-    (RemoteProtocolError, "protocol", logging.WARNING, "closed: bad input: "),
-    (IdleTimeout, "idle_timeout", logging.INFO, "closed: "),
-    (ReadTimeout, "read_timeout", logging.INFO, "closed: "),
-    (WriteTimeout, "write_timeout", logging.INFO, "closed: "),
-    (Timeout, "timeout", logging.INFO, "closed: "),
-    (BrokenError, "reset", logging.DEBUG, "closed: "),
-)
-
-
-def classify(error: BaseException) -> tuple[str, int, str]:
-    """(stats kind, log level, text) for an error that ended a connection.
-
-    Anything not raised by socketkit itself is the handler's fault.
-    """
-    for cls, kind, level, prefix in _CLOSE_REASONS:
-        if isinstance(error, cls):
-            return kind, level, f"{prefix}{error}"
-    return "handler", logging.ERROR, f"handler raised {type(error).__name__}: {error}"
-
-
-class DatagramConnection(Connection):
-    """The sender of one datagram; ``send`` answers it with one datagram."""
-
-    __slots__ = ("_counters", "_sock")
-
-    def __init__(self, codec: Codec, sock: socket.socket, addr: Any, scheme: str, counters: Counters) -> None:
-        super().__init__(codec, addr, None, scheme)
-        self._sock = sock
-        self._counters = counters
-
-    def send(self, message: Any) -> None:
-        data = self.codec.encode(message)
-        counters = self._counters
-        counters.messages_out += 1  # counted first, so stats never lag what the peer saw
-        if not self.send_bytes(data):
-            counters.messages_out -= 1
-
-    def send_bytes(self, data: bytes) -> bool:
-        """Send one datagram to the peer; False when it was dropped."""
-        if not self.peer:
-            log.debug("%s: datagram sender has no address; reply dropped", self.peer_url)
-            return False
-        counters = self._counters
-        counters.bytes_out += len(data)  # counted first, so stats never lag what the peer saw
-        try:
-            self._sock.sendto(data, self.peer)
-        except OSError as exc:  # a full buffer or a vanished peer: datagrams may be lost
-            counters.bytes_out -= len(data)
-            log.debug("%s: reply dropped: %s", self.peer_url, exc)
-            return False
-        return True
-
-    def close(self) -> None:
-        self._closed = True
+        answer(self, sock, scheme, data, addr, handle, counters)

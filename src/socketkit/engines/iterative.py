@@ -20,19 +20,18 @@ from typing import ClassVar
 
 from ..endpoints import Listener
 from ..stats import Counters
-from ._threaded import serve_connection, serve_datagrams
-from .base import Engine
+from ._datagrams import serve_datagrams
+from ._thread_engine import ThreadEngine
 
 __all__ = ["IterativeEngine"]
 
 
-class IterativeEngine(Engine):
+class IterativeEngine(ThreadEngine):
     """Serve one connection at a time in the calling thread."""
 
     name: ClassVar[str] = "iterative"
-    supports_blocking: ClassVar[bool] = True
 
-    def serve(self) -> None:
+    def run(self) -> None:
         served = threading.Event()
         keeper = threading.Thread(
             target=self._keep_grace, args=(served,), name="socketkit-grace", daemon=True
@@ -44,7 +43,6 @@ class IterativeEngine(Engine):
             served.set()
             self.stop(0.0)  # the keeper waits for the stop socket: wake it if serve() failed
             keeper.join()
-            self.close_wakers()
 
     def _keep_grace(self, served: threading.Event) -> None:
         """After stop(), cut off the connection still being served at the grace deadline."""
@@ -53,8 +51,7 @@ class IterativeEngine(Engine):
         stopped.poll()  # readable for good once stop() was called
         while not served.wait(max(0.0, self.deadline - time.monotonic())):
             if time.monotonic() >= self.deadline:
-                for conn in list(self._threaded):
-                    conn.abort()
+                self.cut_all()
                 return
 
     def _serve(self) -> None:
@@ -69,7 +66,7 @@ class IterativeEngine(Engine):
             selector.register(self._stop_r, selectors.EVENT_READ, None)
             selector.register(self._wake_r, selectors.EVENT_READ, self._wake_r)
             while not self.stopping:
-                timeout = self.accept_resume_in if self.accept_paused else None
+                timeout = self.gate.resume_in if self.gate.paused else None
                 for key, _ in selector.select(timeout):
                     listener = key.data
                     if listener is self._wake_r:  # a signal or a nudge: the loop re-checks stopping
@@ -83,7 +80,7 @@ class IterativeEngine(Engine):
                         serve_datagrams(
                             self, listener.sock, scheme, datagram_handle, counters, until_idle=True
                         )
-                    elif not self.accept_paused:
+                    elif not self.gate.paused:
                         self._serve_one(listener)
             # Stopping: connections already in the backlog and datagrams
             # already queued arrived before stop; serve them in drain mode.
@@ -103,15 +100,10 @@ class IterativeEngine(Engine):
         finally:
             selector.close()
             self.stats.untrack(counters, connection=False)
-            self.close_listeners()
 
     def _serve_one(self, listener: Listener) -> bool:
-        accepted = self.accept(listener)
+        accepted = self.gate.accept(listener)
         if accepted is None:
             return False
-        sock, addr = accepted
-        try:
-            serve_connection(self, sock, addr, listener)
-        finally:
-            self.release(addr)
+        self.serve_connection(accepted[0], accepted[1], listener)
         return True

@@ -6,11 +6,14 @@ The select/poll/epoll chapter of the tutorials, built to the rules of DESIGN §4
   registered only when the kernel buffer is full, and dropped once drained;
 - **batching**: all complete messages from one ``recv`` are dispatched, and
   their replies leave in one ``send``;
+- **the connection's life is its session** (``socketkit.session``): this
+  module only reads, writes, waits and keeps timers;
 - **backpressure**: above ``write_buffer_high`` of unsent output the
-  connection is not read until it drains below ``write_buffer_low``; a send to
-  a connection already over the mark from outside its own message dispatch
-  (another connection, another thread) closes it as a reader that cannot keep
-  up, so memory per connection stays bounded;
+  connection is not read until it drains below ``write_buffer_low``; output
+  that others send it (a broker's fan-out) is tried at once, and a reader is
+  judged by whether it drains before its deadline, not by one burst: only
+  past ``FOREIGN_OUTPUT_FACTOR`` times the mark is it closed at once, so memory
+  per connection stays bounded;
 - **deadlines**: one heap entry per connection, checked lazily: an entry that
   comes due is pushed back to the connection's real deadline unless it passed;
   entries of closed connections are dropped when they outnumber the live ones;
@@ -22,7 +25,8 @@ The select/poll/epoll chapter of the tutorials, built to the rules of DESIGN §4
   accept), TCP_NODELAY is inherited from the listener on Linux, and a closed
   descriptor leaves the epoll set by itself;
 - **shutdown**: connections waiting in the backlog and bytes already received
-  are served; idle connections close at once, busy ones after their replies
+  are served (a connection is read until nothing more is waiting before it is
+  closed); idle connections close at once, busy ones after their replies
   flush, the rest at the grace deadline.
 
 Handlers run on the loop thread, so they must not block (``@blocking``
@@ -40,21 +44,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from ..connection import Connection
 from ..endpoints import Listener
-from ..errors import (
-    ClosedError,
-    IdleTimeout,
-    LimitExceeded,
-    ProtocolError,
-    ReadTimeout,
-    WriteTimeout,
-    translate_oserror,
-)
-from ..handlers import Dispatch
+from ..errors import ClosedError, LimitExceeded, translate_oserror
+from ..session import CLOSED, CLOSING, OPEN, Session
 from ..stats import Counters
+from ._datagrams import RECV_SIZE
 from ._poller import ERROR, READ, WRITE, Poller, poller_class
-from .base import RECV_SIZE, Engine, log
+from .base import Engine, log
 
 __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 
@@ -66,41 +62,19 @@ _BURST = 64  # accepts or datagrams handled per readiness event, so one listener
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
 
 
-class ReactorConnection(Connection):
-    """A connection served by the reactor's loop."""
+class ReactorConnection(Session):
+    """A connection's session, with the reactor's I/O: non-blocking sends and reads on the loop."""
 
-    __slots__ = (
-        "_decoder",
-        "_dispatch",
-        "_engine",
-        "_fd",
-        "_finished",
-        "_in_dispatch",
-        "_last_active",
-        "_message_started",
-        "_out",
-        "_partial",
-        "_reading",
-        "_sock",
-        "_timer_at",
-        "_writing",
-    )
+    __slots__ = ("_engine", "_fd", "_queued", "_sock", "_timer_at", "_wants_read", "_writing")
 
     def __init__(self, sock: socket.socket, addr: Any, engine: ReactorEngine, listener: Listener) -> None:
-        super().__init__(engine.codec, addr, listener.accepted_local, listener.endpoint.scheme)
+        super().__init__(engine, addr, listener.accepted_local, listener.endpoint.scheme, engine.now)
         self._sock = sock
         self._fd = sock.fileno()
         self._engine = engine
-        self._decoder = engine.codec.decoder(engine.limits.max_message_size)
-        self._dispatch: Dispatch = _NO_DISPATCH
-        self._out = bytearray()
-        self._reading = True
-        self._writing = False
-        self._in_dispatch = False
-        self._finished = False
-        self._partial = False  # a message is half received
-        self._last_active = engine.now
-        self._message_started = 0.0
+        self._wants_read = True  # read interest registered with the poller
+        self._writing = False  # write interest registered with the poller
+        self._queued = False  # in the engine's list of connections to flush this iteration
         self._timer_at = 0.0  # when this connection's live timer entry comes due
 
     def __lt__(self, other: object) -> bool:
@@ -112,127 +86,35 @@ class ReactorConnection(Connection):
         except OSError:
             return None
 
-    @property
-    def write_buffer_size(self) -> int:
-        return len(self._out)
-
-    # -- what handlers call (any thread) -----------------------------------------
-
-    def send(self, message: Any) -> None:
-        data = self.codec.encode(message)
-        if self._closed:
-            raise ClosedError(f"{self.peer_url}: send on a closed connection")
-        if _get_ident() != self._engine.loop_thread:
-            self._engine.call_soon_threadsafe(lambda: self._send_bytes(data))
-            return
-        if self._in_dispatch:  # a reply: flushed once the dispatch is done
-            self.messages_out += 1
-            self._out += data
-            return
-        self._send_bytes(data)
-
-    def close(self) -> None:
-        if _get_ident() != self._engine.loop_thread:
-            self._engine.call_soon_threadsafe(self.close)
-            return
-        if self._closed:
-            return
-        self._closed = True
-        if not self._in_dispatch:  # in a dispatch, the flush after it sends and finishes
-            self._flush(False)
-
-    # -- loop side -----------------------------------------------------------------
-
-    def _send_bytes(self, data: bytes) -> None:
-        """A send from outside this connection's own dispatch (another
-        connection, on_connect, a queued call): flushed at the end of this loop
-        iteration."""
-        if self._finished:
-            return
-        out = self._out
-        if len(out) >= self._engine.limits.write_buffer_high:
-            self._finish(LimitExceeded(f"peer is not reading: {len(out)} bytes unsent (write_buffer_high)"))
-            return
-        self.messages_out += 1
-        if not out:
-            self._engine.dirty.append(self)
-        out += data
+    # -- readiness from the poller (the hot path: kept in one frame) ----------------------
 
     def on_event(self, mask: int) -> None:
-        """Readiness from the poller. The read path is the hot path: kept in one frame."""
-        if mask & _WRITABLE and self._out:
+        if mask & _WRITABLE and self.out:
             self._flush(True)
-        if not (mask & _READABLE and self._reading) or self._finished:
-            return
-        try:
-            data = self._sock.recv(RECV_SIZE, _DONTWAIT)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._finish(translate_oserror(exc, self.peer_url))
-            return
-        if not data:
-            self._on_eof()
+        if not (mask & _READABLE and self.reading):
             return
         engine = self._engine
-        self.bytes_in += len(data)
-        self._last_active = engine.now
-        decoder = self._decoder
-        bad_input: ProtocolError | None = None
-        try:
-            messages = decoder.feed(data)
-        except ProtocolError as exc:
-            bad_input = exc
-            messages = exc.messages  # complete before the bad part: they are answered first
-        else:
-            if decoder.buffered:
-                if not self._partial or messages:
-                    # A new message started: its read deadline may come before the idle one.
-                    self._partial = True
-                    self._message_started = engine.now
-                    deadline = engine.now + engine.limits.read_timeout
-                    if deadline < self._timer_at:
-                        engine.schedule(self, deadline)
-            else:
-                self._partial = False
-        if messages:
-            self.messages_in += len(messages)
-            handle = self._dispatch.message
-            self._in_dispatch = True
+        while True:
             try:
-                for message in messages:
-                    handle(message)
-            except Exception as exc:
-                self._in_dispatch = False
-                self._finish(exc)
+                data = self._sock.recv(RECV_SIZE, _DONTWAIT)
+            except BlockingIOError:
+                if engine.stopping:
+                    self.quiet()  # stopping, and nothing more arrived: an idle connection ends
+                    break
                 return
-            self._in_dispatch = False
-        if bad_input is not None:
-            self._fail_input(bad_input)
-            return
-        if self._out or self._closed:
+            except OSError as exc:
+                self.finish(translate_oserror(exc, self.peer_url))
+                return
+            self.received(data, engine.now)
+            if self._partial and self._message_started == engine.now:
+                deadline = engine.now + self._limits.read_timeout  # a message started
+                if deadline < self._timer_at:
+                    engine.schedule(self, deadline)
+            # While stopping, what arrived before the stop is served: read until none is left.
+            if not (engine.stopping and data and self.reading and not self._partial):
+                break
+        if self.out or self.phase is not OPEN:
             self._flush(False)
-        if engine.stopping and not self._partial and len(data) < RECV_SIZE:
-            self.close()  # stopping: the in-flight request is answered; done
-
-    def _on_eof(self) -> None:
-        try:
-            self._decoder.feed(b"")
-        except ProtocolError as exc:
-            self._fail_input(exc)
-            return
-        self._reading = False
-        self.close()  # the peer may have half-closed: its replies still go out
-
-    def _fail_input(self, error: ProtocolError) -> None:
-        reply = self._engine.reply_error(error)
-        if reply is not None:
-            self._out += reply
-            try:
-                self._sock.send(self._out, _DONTWAIT)
-            except OSError:
-                pass
-        self._finish(error)
 
     def _flush(self, writable: bool) -> None:
         """Send buffered output, let a producer add more, then update read/write interest.
@@ -240,115 +122,72 @@ class ReactorConnection(Connection):
         Without ``writable`` the send is tried only when the connection is not
         already waiting for the kernel buffer to drain.
         """
-        if self._finished:
+        if self.phase is CLOSED:
             return
-        out = self._out
-        dispatch = self._dispatch
-        limits = self._engine.limits
-        for _ in range(_PRODUCE_ROUNDS if dispatch.wants_drain else 1):
+        out = self.out
+        engine = self._engine
+        for _ in range(_PRODUCE_ROUNDS if self._dispatch.wants_drain else 1):
             if out and (writable or not self._writing):
                 try:
                     sent = self._sock.send(out, _DONTWAIT)
                 except BlockingIOError:
                     sent = 0
                 except OSError as exc:
-                    self._finish(translate_oserror(exc, self.peer_url))
+                    self.finish(translate_oserror(exc, self.peer_url))
                     return
                 if sent:
-                    self.bytes_out += sent
-                    if sent == len(out):
-                        out.clear()
-                    else:
-                        del out[:sent]
-                    self._last_active = self._engine.now
-            if not dispatch.wants_drain or self._closed or len(out) > limits.write_buffer_low:
+                    self.sent(sent, engine.now)
+            if not self.producing or not self.produce():
                 break
-            if not self._produce():
-                if self._finished:
-                    return
-                break
-            if self._finished:
-                return
         else:  # still producing after every round: go on next loop iteration
-            self._engine.dirty.append(self)
-        if out:
-            reading = self._reading and not self._closed
-            if reading and len(out) > limits.write_buffer_high:
-                reading = False  # backpressure: stop reading until the peer catches up
-            elif not reading and not self._closed and len(out) <= limits.write_buffer_low:
-                reading = True
-            self._set_interest(reading, True)
-        elif self._closed:
-            self._finish(None)
-        elif self._writing or not self._reading:
-            self._set_interest(True, False)
-
-    def _produce(self) -> bool:
-        """Ask the protocol for more output; True if it sent something."""
-        before = self.messages_out
-        self._in_dispatch = True
-        try:
-            self._dispatch.drained()
-        except Exception as exc:
-            self._in_dispatch = False
-            self._finish(exc)
-            return False
-        self._in_dispatch = False
-        return self.messages_out != before
-
-    def _set_interest(self, reading: bool, writing: bool) -> None:
-        if reading == self._reading and writing == self._writing:
+            self._queue_flush()
+        if self.phase is CLOSING and not out:
+            self.finish()
             return
-        self._reading = reading
-        self._writing = writing
-        self._engine.poller.modify(self._fd, (READ if reading else 0) | (WRITE if writing else 0))
+        if self.phase is CLOSED:
+            return
+        reading = self.reading
+        writing = bool(out)
+        if reading != self._wants_read or writing != self._writing:
+            self._wants_read = reading
+            self._writing = writing
+            engine.poller.modify(self._fd, (READ if reading else 0) | (WRITE if writing else 0))
 
-    def deadline(self) -> float:
-        limits = self._engine.limits
-        deadline = self._last_active + limits.idle_timeout
-        if self._partial:
-            deadline = min(deadline, self._message_started + limits.read_timeout)
-        return deadline
-
-    def expire(self) -> None:
-        limits = self._engine.limits
-        error: Exception
-        if self._out and not self._reading:
-            error = WriteTimeout(f"peer did not read for {limits.idle_timeout:g}s")
-        elif self._partial and self._message_started + limits.read_timeout <= self._engine.now:
-            error = ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
-        else:
-            error = IdleTimeout(f"idle for {limits.idle_timeout:g}s")
-        self._finish(error)
+    def _queue_flush(self) -> None:
+        if not self._queued:
+            self._queued = True
+            self._engine.dirty.append(self)
 
     def stop_check(self) -> None:
-        """On stop: serve bytes already received; close if then idle."""
-        if self._finished or self._partial or self._out:
-            return
-        self.on_event(READ)
-        if not self._closed and not self._partial and not self._out:
-            self.close()
+        """Stopping: serve what already arrived from an idle connection, then end it."""
+        if self.phase is OPEN and self.idle:
+            self.on_event(READ)
 
-    def _finish(self, error: BaseException | None) -> None:
-        if self._finished:
+    # -- the session's hooks ----------------------------------------------------------------
+
+    def _output_added(self) -> None:
+        """A send from outside this connection's own events (another connection's handler, a
+        queued call): flushed at the end of this loop iteration, unless it is past the bound."""
+        if self.phase is CLOSED:
             return
-        self._finished = True
-        self._closed = True
-        engine = self._engine
-        engine.forget(self._fd)
-        # Count and log before the peer can see the close, so stats never lag it.
-        engine.connection_finished(self)
-        engine.report_close(self, error)
+        if self.too_much_foreign_output(len(self.out)):
+            self._flush(False)  # a peer that reads takes it now
+            if self.phase is not CLOSED and self.too_much_foreign_output(len(self.out)):
+                self.finish(
+                    LimitExceeded(f"peer is not reading: {len(self.out)} bytes unsent (write_buffer_high)")
+                )
+            return
+        self._queue_flush()
+
+    def _send_from_elsewhere(self, data: bytes) -> None:
+        self._engine.call_soon_threadsafe(lambda: self.queue(data))
+
+    def _close_from_elsewhere(self) -> None:
+        self._engine.call_soon_threadsafe(self.close)
+
+    def _close_transport(self) -> None:
+        self._engine.forget(self._fd)
         self._sock.close()
-        self._out = bytearray()
-        try:
-            self._dispatch.closed(error)
-        except Exception as exc:
-            engine.stats.error("handler")
-            log.error("%s: on_close raised %s: %s", self.peer_url, type(exc).__name__, exc, exc_info=exc)
-
-
-_NO_DISPATCH = Dispatch()
 
 
 class ReactorEngine(Engine):
@@ -357,7 +196,7 @@ class ReactorEngine(Engine):
     name: ClassVar[str] = "reactor"
     selector_name: ClassVar[str] = "auto"
 
-    def serve(self) -> None:
+    def run(self) -> None:
         self.poller: Poller = poller_class(self.selector_name)()
         self.loop_thread = threading.get_ident()
         self.now = time.monotonic()
@@ -376,12 +215,10 @@ class ReactorEngine(Engine):
             self._run()
         finally:
             for conn in self._live_connections():
-                conn._finish(ClosedError("server stopped"))
+                conn.finish(ClosedError("server stopped"))
             for counters in self._datagram_counters:
                 self.stats.untrack(counters, connection=False)
             self.poller.close()
-            self.close_listeners()
-            self.close_wakers()
 
     def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the loop thread soon. Safe from any thread."""
@@ -433,6 +270,7 @@ class ReactorEngine(Engine):
                 dirty = self.dirty
                 self.dirty = []
                 for conn in dirty:
+                    conn._queued = False
                     conn._flush(False)
             if timers and timers[0][0] <= self.now:
                 self._run_timers()
@@ -444,6 +282,9 @@ class ReactorEngine(Engine):
         if self.stopping:
             if not self._drained:
                 self._begin_drain()
+            else:  # connections that went idle since: what arrived is served, then they end
+                for conn in self._live_connections():
+                    conn.stop_check()
             if not self._open:
                 return True, None
             if self.now >= self.deadline:
@@ -455,8 +296,8 @@ class ReactorEngine(Engine):
         if self.stopping:
             remaining = max(0.0, self.deadline - self.now)
             timeout = remaining if timeout is None else min(timeout, remaining)
-        if not self._accepting and not self.stopping and self.accept_paused:
-            resume = self.accept_resume_in
+        if not self._accepting and not self.stopping and self.gate.paused:
+            resume = self.gate.resume_in
             timeout = resume if timeout is None else min(timeout, resume)
         if self.dirty:
             timeout = 0  # producers have more to send: poll, do not wait
@@ -476,13 +317,13 @@ class ReactorEngine(Engine):
         now = self.now
         while timers and timers[0][0] <= now:
             due, conn = heapq.heappop(timers)
-            if conn._finished or due != conn._timer_at:
+            if conn.phase is CLOSED or due != conn._timer_at:
                 continue  # closed, or superseded by an earlier entry
-            deadline = conn.deadline()
-            if deadline > now:
-                self.schedule(conn, deadline)
+            error = conn.expired(now)
+            if error is None:
+                self.schedule(conn, conn.deadline())
             else:
-                conn.expire()
+                conn.finish(error)
 
     def schedule(self, conn: ReactorConnection, deadline: float) -> None:
         """(Re)arm ``conn``'s timer; entries that come due early are pushed back lazily."""
@@ -507,7 +348,7 @@ class ReactorEngine(Engine):
                 self._watch(listener.fileno(), _DatagramReader(self, listener, handle, counters))
 
     def _set_accepting(self, accepting: bool) -> None:
-        if accepting and (self.accept_paused or self._open >= self.limits.max_connections):
+        if accepting and (self.gate.paused or self._open >= self.limits.max_connections):
             return
         if accepting == self._accepting:
             return
@@ -524,9 +365,9 @@ class ReactorEngine(Engine):
             if self._open >= self.limits.max_connections:
                 self._set_accepting(False)
                 return
-            accepted = self.accept(listener)
+            accepted = self.gate.accept(listener)
             if accepted is None:
-                if self.accept_paused:
+                if self.gate.paused:
                     self._set_accepting(False)
                 return
             self._add_connection(accepted[0], accepted[1], listener)
@@ -539,24 +380,23 @@ class ReactorEngine(Engine):
             log.error("%s: cannot watch this socket (%s); use the poll or epoll engine", conn.peer_url, exc)
             self.stats.rejected()
             sock.close()
-            self.release(addr)
+            self.gate.release(addr)
             return
         self._open += 1
         self.stats.track(conn)
         self.schedule(conn, conn.deadline())
-        conn._dispatch = dispatch = self.handler.dispatch(conn)
-        try:
-            dispatch.connected()
-        except Exception as exc:
-            conn._finish(exc)
-            return
-        if dispatch.wants_drain and not conn._finished:
-            self.dirty.append(conn)  # its first on_drain comes with the next flush
+        conn.start()
+        if conn.out or conn.phase is not OPEN:
+            conn._flush(False)
+        elif conn.producing:
+            conn._queue_flush()  # its first on_drain comes with the next flush
 
-    def connection_finished(self, conn: ReactorConnection) -> None:
+    def connection_finished(self, session: Session) -> None:
         self._open -= 1
-        self.stats.untrack(conn)
-        self.release(conn.peer)
+        super().connection_finished(session)
+
+    def open_connections(self) -> list[Session]:
+        return list(self._live_connections())
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -566,7 +406,7 @@ class ReactorEngine(Engine):
         for listener in self.listeners:
             if listener.endpoint.is_stream:
                 while self._open < self.limits.max_connections:
-                    accepted = self.accept(listener)
+                    accepted = self.gate.accept(listener)
                     if accepted is None:
                         break
                     self._add_connection(accepted[0], accepted[1], listener)

@@ -28,21 +28,21 @@ from typing import Any, ClassVar
 
 from ..endpoints import Listener
 from ..stats import Counters
-from ._threaded import serve_connection, serve_datagrams
-from .base import Engine, current, log
+from ._datagrams import serve_datagrams
+from ._thread_engine import ThreadEngine
+from .base import current, log
 
 __all__ = ["ThreadsEngine"]
 
-_JOIN_AFTER_DEADLINE = 2.0  # seconds to wait for threads once their sockets are shut down
+_JOIN_AFTER_DEADLINE = 0.2  # seconds to wait for threads once their sockets are shut down
 
 
-class ThreadsEngine(Engine):
+class ThreadsEngine(ThreadEngine):
     """One thread per connection; the calling thread accepts."""
 
     name: ClassVar[str] = "threads"
-    supports_blocking: ClassVar[bool] = True
 
-    def serve(self) -> None:
+    def run(self) -> None:
         self._live: dict[socket.socket, None] = {}  # the sockets of connections being served
         self._lock = threading.Lock()
         datagram_threads = self._start_datagram_threads()
@@ -54,7 +54,7 @@ class ThreadsEngine(Engine):
                 listener.sock.setblocking(False)
             registered = False
             while not self.stopping:
-                want = not self.accept_paused and len(self._live) < self.limits.max_connections
+                want = not self.gate.paused and len(self._live) < self.limits.max_connections
                 if want != registered:
                     for listener in streams:
                         if want:
@@ -62,7 +62,7 @@ class ThreadsEngine(Engine):
                         else:
                             selector.unregister(listener.sock)
                     registered = want
-                timeout = self.accept_resume_in if self.accept_paused else None
+                timeout = self.gate.resume_in if self.gate.paused else None
                 for key, _ in selector.select(timeout):
                     if key.data is None:
                         self._drain_wake()
@@ -79,12 +79,10 @@ class ThreadsEngine(Engine):
             # Datagram threads answer what is queued and return; their sockets close after.
             for thread in datagram_threads:
                 thread.join(max(0.0, self.deadline - time.monotonic()) + _JOIN_AFTER_DEADLINE)
-            self.close_listeners()
-            self.close_wakers()
 
     def _accept_burst(self, listener: Listener) -> None:
         while len(self._live) < self.limits.max_connections:
-            accepted = self.accept(listener)
+            accepted = self.gate.accept(listener)
             if accepted is None:
                 return
             sock, addr = accepted
@@ -98,17 +96,16 @@ class ThreadsEngine(Engine):
                 with self._lock:
                     del self._live[sock]
                 sock.close()
-                self.release(addr)
+                self.gate.release(addr)
                 return
 
     def _run(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
         current.engine = self
         try:
-            serve_connection(self, sock, addr, listener)
+            self.serve_connection(sock, addr, listener)
         except BaseException as exc:  # never expected: serve_connection reports its own errors
             log.error("connection thread for %r failed: %s", addr, exc, exc_info=exc)
         finally:
-            self.release(addr)
             with self._lock:
                 was_full = len(self._live) >= self.limits.max_connections
                 self._live.pop(sock, None)
@@ -124,7 +121,8 @@ class ThreadsEngine(Engine):
             return
         log.warning("grace period over: closing %d connection(s) still open", len(left))
         for sock in left:
-            _shutdown(sock)
+            _shutdown(sock)  # a connection not yet handed to its thread is cut as well
+        self.cut_all()
         self._wait_for_connections(selector, time.monotonic() + _JOIN_AFTER_DEADLINE)
         if self._live:
             log.error("%d handler thread(s) still running after their sockets were closed", len(self._live))

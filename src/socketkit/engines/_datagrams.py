@@ -1,0 +1,123 @@
+"""Datagrams: one datagram in, the handler, zero or one datagram out.
+
+Why apart: datagram sockets have no connection to own, so they need no
+session; every engine answers them with :func:`answer` (decode, handle, count,
+report), and the thread engines wait for them with :func:`serve_datagrams`.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..closing import log, report_close
+from ..codecs import Codec
+from ..connection import Connection
+from ..errors import RemoteProtocolError
+from ..session import SessionHost
+from ..stats import Counters
+
+if TYPE_CHECKING:
+    from .base import Engine
+
+__all__ = ["RECV_SIZE", "DatagramConnection", "Handle", "answer", "serve_datagrams"]
+
+RECV_SIZE = 65536
+
+
+class DatagramConnection(Connection):
+    """The sender of one datagram; ``send`` answers it with one datagram."""
+
+    __slots__ = ("_counters", "_sock")
+
+    def __init__(self, codec: Codec, sock: socket.socket, addr: Any, scheme: str, counters: Counters) -> None:
+        super().__init__(codec, addr, None, scheme)
+        self._sock = sock
+        self._counters = counters
+
+    def send(self, message: Any) -> None:
+        data = self.codec.encode(message)
+        counters = self._counters
+        counters.messages_out += 1  # counted first, so stats never lag what the peer saw
+        if not self.send_bytes(data):
+            counters.messages_out -= 1
+
+    def send_bytes(self, data: bytes) -> bool:
+        """Send one datagram to the peer; False when it was dropped."""
+        if not self.peer:
+            log.debug("%s: datagram sender has no address; reply dropped", self.peer_url)
+            return False
+        counters = self._counters
+        counters.bytes_out += len(data)  # counted first, so stats never lag what the peer saw
+        try:
+            self._sock.sendto(data, self.peer)
+        except OSError as exc:  # a full buffer or a vanished peer: datagrams may be lost
+            counters.bytes_out -= len(data)
+            log.debug("%s: reply dropped: %s", self.peer_url, exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        self._closed = True
+
+
+Handle = Callable[[Any, Connection], None]
+
+
+def answer(
+    host: SessionHost,
+    sock: socket.socket,
+    scheme: str,
+    data: bytes,
+    addr: Any,
+    handle: Handle,
+    counters: Counters,
+) -> None:
+    """Decode one datagram, run the handler, count and report."""
+    codec = host.codec
+    conn = DatagramConnection(codec, sock, addr, scheme, counters)
+    counters.bytes_in += len(data)
+    try:
+        message = codec.decode_datagram(data, host.limits.max_message_size)
+    except RemoteProtocolError as exc:
+        report_close(host.stats, conn.peer_url, exc)
+        reply = codec.error_reply(exc)
+        if reply is not None:
+            conn.send_bytes(reply)
+        return
+    counters.messages_in += 1
+    try:
+        handle(message, conn)
+    except Exception as exc:
+        report_close(host.stats, conn.peer_url, exc)
+
+
+def serve_datagrams(
+    engine: Engine, sock: socket.socket, scheme: str, handle: Handle, counters: Counters, until_idle: bool
+) -> None:
+    """Answer datagrams in the calling thread until the engine stops.
+
+    With ``until_idle`` it returns as soon as no datagram is waiting (the
+    iterative engine interleaves this with accepting). On stop, datagrams
+    already queued are still answered.
+    """
+    sock.setblocking(False)
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    poll.register(engine.stop_fd, select.POLLIN)
+    while True:
+        try:
+            data, addr = sock.recvfrom(RECV_SIZE)
+        except BlockingIOError:
+            if until_idle or engine.stopping:
+                return
+            poll.poll()
+            continue
+        except OSError as exc:
+            if sock.fileno() == -1:
+                return  # closed under us: the engine is done
+            log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
+            continue
+        answer(engine, sock, scheme, data, addr, handle, counters)

@@ -1,0 +1,48 @@
+"""Byte layers: sans-IO transforms between a connection's socket and its codec.
+
+Why a seam here: TLS (``ssl.SSLObject`` over ``MemoryBIO``) and the PROXY
+protocol header sit between the bytes on the wire and the bytes the codec
+frames. Written as sans-IO layers that a :class:`~socketkit.session.Session`
+stacks, each is written once and every engine gets it, the same way every
+engine gets the codec.
+
+A layer is fed the bytes from below and returns the bytes for the layer above;
+it wraps the bytes going down; and it may have bytes of its own to send (a
+handshake, an alert), which the session collects after every event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["Layer", "LayerFactory"]
+
+
+class Layer:
+    """One transform in a connection's stack; the identity by default.
+
+    A subclass overrides what it changes. Every method may raise
+    :class:`~socketkit.errors.RemoteProtocolError` for bad input from the peer;
+    the session answers that as it answers a codec's error.
+    """
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> bytes:
+        """Bytes from the peer (never empty) -> bytes for the layer above (may be empty)."""
+        return data
+
+    def end(self) -> None:
+        """The peer closed its side. Raises RemoteProtocolError if that was mid-record."""
+
+    def wrap(self, data: bytes) -> bytes:
+        """Bytes from above, on their way to the peer -> the bytes to send."""
+        return data
+
+    def take_output(self) -> bytes:
+        """Bytes the layer itself wants sent (handshake records), b"" when none."""
+        return b""
+
+
+#: Makes a fresh layer for each connection (a class, or any callable).
+LayerFactory = Callable[[], Layer]

@@ -1,0 +1,481 @@
+"""The connection core: one sans-IO state machine per connection, under every engine.
+
+Why one: a connection's life (layers, decoder, dispatch, the half-received
+message, deadlines, backpressure marks, the good-before-bad replay, the error
+reply, the close sequence) decides what a peer gets, so it must be the same
+whichever engine waits on the socket. It is written here once, with named
+states and every transition in this file (as h11's ``_state.py``), and
+engines only move bytes: they feed what they read into :meth:`Session.received`,
+write what :attr:`Session.out` holds and report it with :meth:`Session.sent`,
+and ask :meth:`Session.deadline` when to wake. No socket is touched here, so
+every event order is unit-tested without one.
+
+Phases (``session.phase``; ``conn.state`` stays the handler's own dict)::
+
+    OPEN ──peer EOF (blocking handler)──▶ INPUT_ENDED ─┐
+      │                                                 ├─▶ CLOSING ──output flushed──▶ CLOSED
+      └──close() / EOF / bad input / handler error / ───┘   (or any state, on an I/O error,
+         stopping and idle                                   a deadline, or the grace cut)
+
+- ``OPEN``: input is read and dispatched.
+- ``INPUT_ENDED``: the peer finished sending (``echo hi | nc``): a blocking
+  handler still takes the messages already decoded and its replies go out.
+- ``CLOSING``: no more input is taken and nothing more may be sent; what was
+  already produced is flushed (replies are never thrown away by a close), then
+  the engine ends the connection.
+- ``CLOSED``: the close sequence ran: counted, reported, transport closed,
+  handler told (``on_close``).
+
+Engines subclass :class:`Session` to add their I/O (the hooks at the end):
+one object per connection, and the hot path calls no layer it does not need.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .closing import log, report_close
+from .connection import Connection
+from .errors import (
+    ClosedError,
+    IdleTimeout,
+    ProtocolError,
+    ReadTimeout,
+    RemoteProtocolError,
+    Timeout,
+    WriteTimeout,
+)
+from .handlers import Dispatch
+
+if TYPE_CHECKING:
+    from .codecs import Codec
+    from .handlers import Handler
+    from .layers import Layer, LayerFactory
+    from .limits import Limits
+    from .stats import StatsRecorder
+
+__all__ = [
+    "CLOSED",
+    "CLOSING",
+    "FOREIGN_OUTPUT_FACTOR",
+    "INPUT_ENDED",
+    "OPEN",
+    "Phase",
+    "Session",
+    "SessionHost",
+]
+
+_get_ident = threading.get_ident
+
+#: Output that others send to a connection (a broker's fan-out) cannot pause
+#: its reading; a peer that drains it in time is kept, but one whose unsent
+#: output passes this many times ``write_buffer_high`` is closed at once.
+FOREIGN_OUTPUT_FACTOR = 4
+
+
+class Phase(enum.Enum):
+    OPEN = "open"
+    INPUT_ENDED = "input ended"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+OPEN = Phase.OPEN
+INPUT_ENDED = Phase.INPUT_ENDED
+CLOSING = Phase.CLOSING
+CLOSED = Phase.CLOSED
+
+
+class SessionHost:
+    """What a session needs of its engine: the server's settings and its bookkeeping."""
+
+    codec: Codec
+    limits: Limits
+    handler: Handler
+    stats: StatsRecorder
+    layer_factories: tuple[LayerFactory, ...]
+    stopping: bool
+
+    def connection_finished(self, session: Session) -> None:
+        """``session`` ended: forget it (open count, per-IP count, stats)."""
+
+
+class Session(Connection):
+    """One connection's state machine; also what its handler sees as ``conn``."""
+
+    __slots__ = (
+        "_decoder",
+        "_dispatch",
+        "_heard",
+        "_host",
+        "_in_event",
+        "_last_active",
+        "_layers",
+        "_limits",
+        "_message_started",
+        "_opened",
+        "_owner",
+        "_partial",
+        "_pending",
+        "_pending_error",
+        "error",
+        "out",
+        "phase",
+        "reading",
+    )
+
+    def __init__(self, host: SessionHost, peer: Any, local: Any, scheme: str, now: float) -> None:
+        super().__init__(host.codec, peer, local, scheme)
+        self._host = host
+        self._limits = limits = host.limits
+        self._decoder = host.codec.decoder(limits.max_message_size)
+        self._dispatch: Dispatch = _NO_DISPATCH
+        self._layers: list[Layer] | None = [make() for make in host.layer_factories] or None
+        self._pending: deque[Any] | None = None  # decoded messages a blocking handler has not taken
+        self._pending_error: ProtocolError | None = None  # raised to a blocking handler after those
+        self._owner = _get_ident()  # the thread that runs this connection's events
+        self._in_event = False  # inside an event: sends are collected and written after it
+        self._partial = False  # a message is half received
+        self._heard = False  # a byte went either way (before that, read_timeout applies)
+        self._opened = self._last_active = now
+        self._message_started = 0.0
+        self.phase = OPEN
+        self.error: BaseException | None = None  # why it is closing (None: a clean close)
+        self.out = bytearray()  # bytes for the peer, not yet handed to the kernel
+        self.reading = True  # whether the engine should read (False: closing, or backpressure)
+
+    # -- events from the engine ---------------------------------------------------------
+
+    def start(self) -> None:
+        """The connection was accepted: on_connect runs (or a blocking handler is expected)."""
+        self._owner = _get_ident()
+        handler = self._host.handler
+        if handler.is_blocking:
+            self._pending = deque()
+            return
+        self._dispatch = dispatch = handler.dispatch(self)
+        self._in_event = True
+        try:
+            dispatch.connected()
+        except Exception as exc:
+            self._close(exc)
+        self._in_event = False
+        self._take_layer_output()
+        self._settle()
+
+    def received(self, data: bytes, now: float) -> None:
+        """Bytes arrived from the peer; ``b""`` is the end of its stream."""
+        if self.phase is not OPEN:
+            return  # closing: what the peer sends now is not read
+        if not data:
+            self._end_of_stream()
+            return
+        self.bytes_in += len(data)
+        self._last_active = now
+        self._heard = True
+        if self._layers is not None:
+            try:
+                data = self._lower(data)
+            except ProtocolError as exc:
+                self._bad_input(exc)
+                return
+            if not data:
+                return
+        decoder = self._decoder
+        bad: ProtocolError | None = None
+        try:
+            messages = decoder.feed(data)
+        except ProtocolError as exc:
+            bad = exc
+            messages = exc.messages  # complete before the bad part: answered first
+        else:
+            if decoder.buffered:
+                if not self._partial or messages:  # a new message started
+                    self._partial = True
+                    self._message_started = now
+            else:
+                self._partial = False
+        if messages:
+            self.messages_in += len(messages)
+            pending = self._pending
+            if pending is not None:
+                pending.extend(messages)
+                if bad is not None:
+                    self._pending_error = bad  # the blocking handler takes the good ones first
+                    return
+            else:
+                self._dispatch_messages(messages)
+        if bad is not None:
+            self._bad_input(bad)
+        elif self.out:
+            self._settle()
+
+    def sent(self, count: int, now: float) -> None:
+        """The kernel took the first ``count`` bytes of :attr:`out`."""
+        if count:
+            self.bytes_out += count
+            del self.out[:count]
+            self._last_active = now
+            self._heard = True
+        self._settle()
+
+    def produce(self) -> bool:
+        """Output drained: a producing Protocol's on_drain runs; True if it sent anything."""
+        before = self.messages_out
+        self._in_event = True
+        try:
+            self._dispatch.drained()
+        except Exception as exc:
+            self._close(exc)
+        self._in_event = False
+        return self.messages_out != before
+
+    @property
+    def producing(self) -> bool:
+        """Whether the engine should offer on_drain (it is wanted, and output is low)."""
+        return (
+            self._dispatch.wants_drain
+            and self.phase is OPEN
+            and len(self.out) <= self._limits.write_buffer_low
+        )
+
+    def quiet(self) -> None:
+        """The engine found no more bytes waiting. While stopping, an idle connection ends here."""
+        if self._host.stopping and not self._partial and self.phase is OPEN:
+            self._end_input()
+
+    @property
+    def idle(self) -> bool:
+        """Between messages, nothing unsent: what stop() closes at once."""
+        return not self._partial and not self.out and not self._in_event
+
+    def deadline(self) -> float:
+        """When this connection times out unless something happens first."""
+        limits = self._limits
+        deadline = self._last_active + limits.idle_timeout
+        if self._partial:
+            started = self._message_started + limits.read_timeout
+            deadline = min(deadline, started)
+        elif not self._heard:  # a peer that never sends a byte gets read_timeout, not idle_timeout
+            first = self._opened + limits.read_timeout
+            deadline = min(deadline, first)
+        return deadline
+
+    def expired(self, now: float) -> Timeout | None:
+        """The timeout that ends this connection at ``now``, or None if none is due."""
+        if self.deadline() > now:
+            return None
+        limits = self._limits
+        if self.out:
+            return WriteTimeout(f"peer did not read for {limits.idle_timeout:g}s")
+        if self._partial and self._message_started + limits.read_timeout <= now:
+            return ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
+        if not self._heard:
+            return ReadTimeout(f"no request within {limits.read_timeout:g}s")
+        return IdleTimeout(f"idle for {limits.idle_timeout:g}s")
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """The close sequence, once: count and report, close the transport, tell the handler.
+
+        ``error`` (an I/O error, a timeout, the grace cut) is the reason unless
+        the connection was already closing for one.
+        """
+        if self.phase is CLOSED:
+            return
+        if self.error is None:
+            self.error = error
+        self.phase = CLOSED
+        self._closed = True
+        self.reading = False
+        error = self.error
+        host = self._host
+        # Count and log before the peer can see the close, so stats never lag it.
+        host.connection_finished(self)
+        report_close(host.stats, self.peer_url, error)
+        self._close_transport()
+        self.out.clear()
+        try:
+            self._dispatch.closed(error)
+        except Exception as exc:
+            host.stats.error("handler")
+            log.error("%s: on_close raised %s: %s", self.peer_url, type(exc).__name__, exc, exc_info=exc)
+
+    @property
+    def done(self) -> bool:
+        """Closing with nothing left to write: the engine ends it now (:meth:`finish`)."""
+        return self.phase is CLOSING and not self.out
+
+    # -- what handlers call -------------------------------------------------------------
+
+    @property
+    def write_buffer_size(self) -> int:
+        return len(self.out)
+
+    def send(self, message: Any) -> None:
+        data = self.codec.encode(message)
+        if self._closed:
+            raise ClosedError(f"{self.peer_url}: send on a closed connection")
+        if _get_ident() != self._owner:
+            self._send_from_elsewhere(data)
+            return
+        self.queue(data)
+
+    def queue(self, data: bytes) -> None:
+        """Send encoded ``data`` on the connection's own thread (the engine's relay of a
+        send made on another thread); dropped if the connection closed meanwhile."""
+        if self._closed:
+            return
+        self.messages_out += 1
+        if self._layers is not None:
+            data = self._raise(data, len(self._layers))
+        self.out += data
+        if not self._in_event:
+            self._output_added()
+
+    def close(self) -> None:
+        if _get_ident() != self._owner:
+            self._close_from_elsewhere()
+            return
+        if self.phase is OPEN or self.phase is INPUT_ENDED:
+            self._close(None)
+            if not self._in_event:
+                self._output_added()  # flushed, then ended, by the engine
+
+    def recv(self) -> Any:
+        pending = self._pending
+        if pending is None:
+            return super().recv()
+        if _get_ident() != self._owner:
+            raise RuntimeError("recv() must be called from the thread that serves the connection")
+        while not pending:
+            if self._pending_error is not None:
+                error, self._pending_error = self._pending_error, None
+                self._bad_input(error)
+            if self.phase is not OPEN:
+                raise ClosedError(f"{self.peer_url}: connection closed")
+            self._wait_for_input()
+        return pending.popleft()
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def _close(self, error: BaseException | None) -> None:
+        """OPEN or INPUT_ENDED -> CLOSING: no more input or sends; output flushes."""
+        if self.phase is OPEN or self.phase is INPUT_ENDED:
+            self.phase = CLOSING
+            self._closed = True
+            self.reading = False
+            if self.error is None:
+                self.error = error
+
+    def _end_input(self) -> None:
+        """No more input will be read. A blocking handler may still reply; otherwise close."""
+        if self._pending is not None and self.phase is OPEN:
+            self.phase = INPUT_ENDED
+            self.reading = False
+        else:
+            self._close(None)
+
+    def _end_of_stream(self) -> None:
+        try:
+            if self._layers is not None:
+                for layer in self._layers:
+                    layer.end()
+            self._decoder.feed(b"")
+        except ProtocolError as exc:
+            self._bad_input(exc)
+            return
+        self._end_input()
+
+    def _dispatch_messages(self, messages: list[Any]) -> None:
+        handle = self._dispatch.message
+        self._in_event = True
+        try:
+            for message in messages:
+                handle(message)
+                if self._closed:  # the handler closed: later pipelined messages are not answered
+                    break
+        except Exception as exc:
+            self._close(exc)
+        self._in_event = False
+
+    def _bad_input(self, error: ProtocolError) -> None:
+        """Answer bad input with the codec's error reply (where it has one), then close."""
+        if self.phase is OPEN or self.phase is INPUT_ENDED:
+            reply = self.codec.error_reply(error) if isinstance(error, RemoteProtocolError) else None
+            if reply is not None:
+                if self._layers is not None:
+                    reply = self._raise(reply, len(self._layers))
+                self.out += reply
+        self._close(error)
+
+    def _settle(self) -> None:
+        """Backpressure: stop reading above write_buffer_high until output drains below low."""
+        size = len(self.out)
+        limits = self._limits
+        if self.reading:
+            if size > limits.write_buffer_high:
+                self.reading = False
+        elif self.phase is OPEN and size <= limits.write_buffer_low:
+            self.reading = True
+
+    def too_much_foreign_output(self, pending: int) -> bool:
+        """Whether output others sent (``pending`` bytes unsent) is past what this peer may hold."""
+        return pending > FOREIGN_OUTPUT_FACTOR * self._limits.write_buffer_high
+
+    # -- layers ---------------------------------------------------------------------------
+
+    def _lower(self, data: bytes) -> bytes:
+        """Wire bytes up through the layers (the first is nearest the socket)."""
+        assert self._layers is not None
+        for layer in self._layers:
+            data = layer.feed(data)
+            if not data:
+                break
+        self._take_layer_output()
+        return data
+
+    def _raise(self, data: bytes, above: int) -> bytes:
+        """Bytes from above layer ``above`` down through the layers below it, to the wire."""
+        assert self._layers is not None
+        for layer in reversed(self._layers[:above]):
+            data = layer.wrap(data)
+        return data
+
+    def _take_layer_output(self) -> None:
+        layers = self._layers
+        if layers is None:
+            return
+        for index, layer in enumerate(layers):
+            own = layer.take_output()
+            if own:
+                self.out += self._raise(own, index)
+
+    # -- the engine's I/O (overridden by each engine) --------------------------------------
+
+    def _output_added(self) -> None:
+        """Output was added outside an event (a send from another connection's handler,
+        a blocking handler's send, a close): the engine writes it soon."""
+
+    def _send_from_elsewhere(self, data: bytes) -> None:
+        """A send from a thread other than the connection's own."""
+        raise RuntimeError(f"{self.peer_url}: this engine takes sends only from its own thread")
+
+    def _close_from_elsewhere(self) -> None:
+        """A close from a thread other than the connection's own."""
+        raise RuntimeError(f"{self.peer_url}: this engine takes close() only from its own thread")
+
+    def _close_transport(self) -> None:
+        """Release the socket (the close sequence calls it once)."""
+
+    def _wait_for_input(self) -> None:
+        """A blocking handler waits: read once, within the deadlines, and feed :meth:`received`."""
+        raise RuntimeError("this engine does not run blocking handlers")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.peer_url} {self.phase.value}>"
+
+
+_NO_DISPATCH = Dispatch()
