@@ -5,17 +5,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 import socketkit as sk
+from socketkit.engines import ENGINES as REGISTRY
+from socketkit.engines import engine_class
 
-ENGINES = ["iterative", "threads", "select", "poll", "epoll", "reactor"]
-THREADED = ["iterative", "threads"]
-CONCURRENT = ["threads", "select", "poll", "epoll", "reactor"]
-REACTORS = ["select", "poll", "epoll", "reactor"]
+#: Every engine in the registry, and the families the conformance suite needs.
+ENGINES = list(REGISTRY)
+THREADED = [name for name in ENGINES if engine_class(name).supports_blocking]
+CONCURRENT = [name for name in ENGINES if name != "iterative"]  # serve two connections at once
+REACTORS = [name for name in ENGINES if getattr(engine_class(name), "selector_name", None)]
 STREAMS = ["tcp", "unix"]
 DATAGRAMS = ["udp", "unixgram"]
 
@@ -60,3 +64,18 @@ def echo(message: object, conn: sk.Connection) -> object:
 
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def wait_until(predicate: Callable[[], object], deadline: float = 10.0, what: str = "the condition") -> None:
+    """Wait for ``predicate()`` to be true, checking often, for at most ``deadline`` seconds.
+
+    For state that has no event to wait on (a server's counters). Fails the test
+    with ``what`` when the deadline passes; a busy machine only makes it wait longer.
+    """
+    give_up = time.monotonic() + deadline
+    pause = 0.001
+    while not predicate():
+        if time.monotonic() >= give_up:
+            pytest.fail(f"timed out after {deadline:g}s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 import socketkit as sk
-from conftest import CONCURRENT, REACTORS, THREADED, echo, fd_count
+from conftest import CONCURRENT, REACTORS, THREADED, echo, fd_count, wait_until
+from socketkit.layers import Layer
+from socketkit.services import load_service
 
 WAIT = 10.0  # generous deadline for events that normally take milliseconds
 
@@ -247,9 +249,7 @@ def test_grace_deadline_closes_stuck_connections(engine: str, stream_url: str) -
         assert client.request(b"x") == b"x"
         client.sock.sendall(b"half a line")
         # Make sure the partial line reached the server before stopping.
-        deadline = time.monotonic() + WAIT
-        while server.stats.bytes_in < 13 and time.monotonic() < deadline:
-            threading.Event().wait(0.005)
+        wait_until(lambda: server.stats.bytes_in >= 13, what="the partial line to arrive")
         started = time.monotonic()
         server.stop(grace=0.3)
         assert time.monotonic() - started < 5
@@ -309,9 +309,7 @@ def test_a_client_that_never_reads_is_cut_off_at_idle_timeout(engine: str, strea
             with pytest.raises((sk.Timeout, sk.BrokenError)):
                 for _ in range(2000):
                     client.send(b"w" * 65536)
-            deadline = time.monotonic() + WAIT
-            while not server.stats.errors.get("write_timeout") and time.monotonic() < deadline:
-                threading.Event().wait(0.01)
+            wait_until(lambda: server.stats.errors.get("write_timeout"), what="the write timeout")
             assert server.stats.errors.get("write_timeout") == 1
             assert server.stats.connections_open == 0
 
@@ -548,3 +546,204 @@ def test_threads_engine_leaves_a_stuck_handler_behind_and_says_so(caplog: pytest
             assert any("1 handler thread(s) still running" in m for m in messages)
     finally:
         release.set()
+
+
+# -- shutdown keeps its word, and replies are never thrown away (issue 9) --------------------------
+
+
+def test_a_request_queued_behind_a_busy_handler_is_answered_after_stop(engine: str, stream_url: str) -> None:
+    """Bytes that arrived before stop() get their reply, even while the handler was busy then."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow(message: bytes, conn: sk.Connection) -> bytes:
+        if message == b"slow":
+            entered.set()
+            assert release.wait(WAIT)
+        return message
+
+    server = sk.Server(stream_url, slow, codec=sk.Lines(), engine=engine).start()
+    try:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.send(b"slow")
+            assert entered.wait(WAIT)
+            client.send(b"second")  # waits in the server's socket buffer: the handler is busy
+            engine_obj = server._engine
+            assert engine_obj is not None
+            engine_obj.stop(WAIT)  # what SIGTERM does, while the handler is still busy
+            release.set()
+            assert client.recv() == b"slow"
+            assert client.recv() == b"second"
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+    finally:
+        release.set()
+        server.stop()
+    assert server.stats.messages_out == 2
+
+
+def test_every_client_queued_at_stop_is_answered(engine: str, stream_url: str) -> None:
+    """Many clients sent while the server was busy; stop() begins; every one gets its reply."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def handler(message: bytes, conn: sk.Connection) -> bytes:
+        if message == b"block":
+            entered.set()
+            assert release.wait(WAIT)
+        return message
+
+    count = 30
+    server = sk.Server(stream_url, handler, codec=sk.Lines(), engine=engine).start()
+    clients: list[sk.Client] = []
+    try:
+        first = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
+        clients.append(first)
+        first.send(b"block")
+        assert entered.wait(WAIT)
+        for i in range(count):
+            client = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
+            clients.append(client)
+            client.send(b"request %d" % i)
+        engine_obj = server._engine
+        assert engine_obj is not None
+        engine_obj.stop(WAIT)
+        release.set()
+        assert first.recv() == b"block"
+        for i, client in enumerate(clients[1:]):
+            assert client.recv() == b"request %d" % i
+    finally:
+        release.set()
+        for client in clients:
+            client.close()
+        server.stop()
+    assert server.stats.messages_out == count + 1
+
+
+def test_replies_made_before_a_close_are_written(engine: str, stream_url: str) -> None:
+    """Pipelined: a reply, a close, then more input. Both replies arrive; what came after is not answered."""
+
+    def handler(message: bytes, conn: sk.Connection) -> bytes | None:
+        if message == b"bye":
+            conn.send(b"goodbye")
+            conn.close()
+            return None
+        return message
+
+    with sk.Server(stream_url, handler, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"one\nbye\nthree\n")
+            assert client.recv() == b"one"
+            assert client.recv() == b"goodbye"
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        wait_until(lambda: server.stats.connections_open == 0, what="the connection to close")
+        stats = server.stats
+    assert (stats.messages_out, stats.errors) == (2, {})
+
+
+def test_pipelined_http_with_a_closing_request_gets_its_responses(engine: str) -> None:
+    """The hello service: keep-alive, then HTTP/1.0 (closes), then one more. Two responses, then EOF."""
+    hello = load_service("hello")
+    with sk.Server("tcp://127.0.0.1:0", hello.handler, codec=hello.codec, engine=engine).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
+            sock.sendall(
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            )
+            received = b""
+            while data := sock.recv(65536):
+                received += data
+        assert received.count(b"HTTP/1.1 200 OK") == 2
+        assert received.endswith(b"Hello, world!\n")
+        wait_until(lambda: server.stats.connections_open == 0, what="the connection to close")
+        assert server.stats.messages_out == 2
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # a relay needs connections served at once
+def test_a_burst_fanned_out_to_readers_that_read_reaches_them(engine: str) -> None:
+    """One burst from a sender, relayed to readers that keep reading: judged by draining, not by size."""
+
+    class Relay(sk.Protocol):
+        def __init__(self) -> None:
+            self.members: list[sk.Connection] = []
+
+        def on_connect(self, conn: sk.Connection) -> None:
+            self.members.append(conn)
+            conn.send(b"joined")
+
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            for other in list(self.members):
+                if other is not conn:
+                    other.send(message)
+
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            self.members.remove(conn)
+
+    limits = sk.Limits(write_buffer_high=16 * 1024, write_buffer_low=4 * 1024)
+    lines = [b"%02d" % i + b"x" * 998 for i in range(33)]  # 33 KB in one burst: twice the mark
+    with sk.Server("tcp://127.0.0.1:0", Relay(), codec=sk.Lines(), engine=engine, limits=limits).start() as s:
+        readers = [sk.connect(s.url, codec=sk.Lines(), timeout=WAIT) for _ in range(3)]
+        try:
+            for reader in readers:
+                assert reader.recv() == b"joined"
+            with sk.connect(s.url, codec=sk.Lines(), timeout=WAIT) as sender:
+                assert sender.recv() == b"joined"
+                sender.sock.sendall(b"".join(line + b"\n" for line in lines))
+                for reader in readers:
+                    assert [reader.recv() for _ in lines] == lines
+        finally:
+            for reader in readers:
+                reader.close()
+        assert s.stats.errors.get("limit") is None
+
+
+def test_deeply_nested_json_is_refused_the_same_way_on_every_engine(engine: str, stream_url: str) -> None:
+    with sk.Server(stream_url, echo, codec=sk.Json(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as client:
+            nested: object = 1
+            for _ in range(150):
+                nested = [nested]
+            assert client.request(nested) == nested
+            client.sock.sendall(b"[" * 980 + b"]" * 980 + b"\n")
+            reply = client.recv()
+            assert "nested deeper than" in reply["error"]
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as other:
+            assert other.request({"still": "serving"}) == {"still": "serving"}
+        assert server.stats.errors == {"protocol": 1}
+
+
+def test_a_connection_that_never_sends_a_byte_gets_read_timeout(engine: str, stream_url: str) -> None:
+    """Silent connections are cut at read_timeout, not held for idle_timeout (a cheap denial of service)."""
+    limits = sk.Limits(idle_timeout=60, read_timeout=0.3)
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        assert server.stats.errors.get("read_timeout") == 1
+
+
+class _Xor(Layer):
+    """A test layer: every byte XORed with a key, both ways."""
+
+    def __init__(self, key: int = 0x5A) -> None:
+        self.table = bytes(b ^ key for b in range(256))
+
+    def feed(self, data: bytes) -> bytes:
+        return data.translate(self.table)
+
+    def wrap(self, data: bytes) -> bytes:
+        return data.translate(self.table)
+
+
+def test_a_byte_layer_sits_between_the_socket_and_the_codec(engine: str, stream_url: str) -> None:
+    xor = _Xor()
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, layers=[_Xor]).start() as server:
+        with sk.connect(server.url, timeout=WAIT) as client:
+            client.sock.sendall(xor.wrap(b"hello\nworld\n"))
+            received = b""
+            while received.count(xor.wrap(b"\n")) < 2:
+                received += client.sock.recv(100)
+            assert xor.feed(received) == b"hello\nworld\n"
+        assert server.stats.messages_in == 2

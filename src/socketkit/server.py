@@ -22,6 +22,7 @@ from .endpoints import Endpoint, Listener, bind, parse
 from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
 from .handlers import Handler, adapt
+from .layers import LayerFactory
 from .limits import Limits
 from .stats import Stats, StatsRecorder
 
@@ -43,6 +44,10 @@ class Server:
         engine: ``iterative``, ``threads``, ``select``, ``poll``, ``epoll``,
             ``reactor`` or ``auto`` (the reactor; ``threads`` for blocking handlers).
         limits: the bounds the server enforces (default :class:`Limits` ()).
+        layers: byte layers between each connection's socket and its codec,
+            nearest the socket first: callables that make one
+            :class:`~socketkit.layers.Layer` per connection (the seam TLS and
+            the PROXY protocol use).
 
     Raises:
         ValueError: a bad URL, an unknown engine, or a handler the engine cannot run.
@@ -57,6 +62,7 @@ class Server:
         codec: Codec | None = None,
         engine: str = "auto",
         limits: Limits | None = None,
+        layers: Iterable[LayerFactory] = (),
     ) -> None:
         urls = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not urls:
@@ -73,6 +79,7 @@ class Server:
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be a socketkit.Limits, not {limits!r}")
         self.limits = limits
+        self.layers: tuple[LayerFactory, ...] = tuple(layers)
         self.engine_name = resolve_engine_name(engine, self.handler.is_blocking)
         self._engine_class = engine_class(self.engine_name)
         self._check_handler_fits()
@@ -143,8 +150,14 @@ class Server:
                     listener.close()
                 raise
             self._listeners = listeners
-            engine = self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
+            engine = self._engine_class(
+                listeners, self.handler, self.codec, self.limits, self._stats, self.layers
+            )
             self._engine = engine
+        return engine
+
+    def _announce(self) -> None:
+        """Say the server is up; signal handlers, where there are any, are in place by now."""
         self._started.set()
         log.info(
             "serving %s (engine %s, codec %s, handler %s)",
@@ -153,7 +166,6 @@ class Server:
             self.codec.name,
             self.handler.name,
         )
-        return engine
 
     def start(self) -> Server:
         """Bind and serve in a background thread; returns the server (a context manager).
@@ -163,6 +175,7 @@ class Server:
             RuntimeError: the server was already started or stopped.
         """
         engine = self._prepare()
+        self._announce()
         thread = threading.Thread(target=self._serve, args=(engine,), name="socketkit-server", daemon=True)
         self._thread = thread
         thread.start()
@@ -172,14 +185,20 @@ class Server:
         """Bind and serve in this thread until stopped.
 
         In the main thread, SIGINT and SIGTERM drain and return (connections
-        get ``limits.grace`` seconds to finish); a second SIGINT forces.
+        get ``limits.grace`` seconds to finish). A second SIGINT forces: the
+        open connections are cut and ``KeyboardInterrupt`` is raised, whatever
+        a handler is doing (the CLI exits with 130, as a shell expects).
 
         Raises:
             BindError: an endpoint cannot be bound.
+            KeyboardInterrupt: a second SIGINT forced the shutdown.
         """
         engine = self._prepare()
+        # Handlers go in before the server says it is serving: a supervisor that
+        # stops it as soon as it is up gets a drain, not a kill.
         restore = self._install_signal_handlers(engine)
         try:
+            self._announce()
             self._serve(engine)
         finally:
             for signum, previous in restore.items():
@@ -194,6 +213,8 @@ class Server:
         current.engine = engine
         try:
             engine.serve()
+        except KeyboardInterrupt:
+            raise  # a forced shutdown (second SIGINT): not a failure of the engine
         except BaseException as exc:
             self._failure = exc
             log.critical("engine %s failed: %s", self.engine_name, exc, exc_info=exc)
@@ -218,11 +239,18 @@ class Server:
                     self.limits.grace,
                 )
                 engine.stop(self.limits.grace)
-            else:
-                log.warning(
-                    "%s: forcing shutdown, closing %d connection(s)", name, self._stats.connections_open
-                )
+            elif signum == signal.SIGINT:
                 engine.stop(0)
+                cut = [conn.peer_url for conn in engine.open_connections()]
+                log.warning(
+                    "%s again: forcing shutdown, cutting %d connection(s)%s",
+                    name,
+                    len(cut),
+                    f": {', '.join(cut[:20])}{' ...' if len(cut) > 20 else ''}" if cut else "",
+                )
+                raise KeyboardInterrupt  # ends whatever runs on this thread, a handler included
+            else:
+                engine.stop(0)  # another SIGTERM: the grace period ends now
 
         restore: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import typing
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -89,7 +90,7 @@ CLOSING = Phase.CLOSING
 CLOSED = Phase.CLOSED
 
 
-class SessionHost:
+class SessionHost(typing.Protocol):
     """What a session needs of its engine: the server's settings and its bookkeeping."""
 
     codec: Codec

@@ -57,6 +57,10 @@ class StructuredCodec(Codec):
     def encode(self, message: Any) -> bytes:
         try:
             data = self._dump(message)
+        except RecursionError:
+            raise LocalProtocolError(
+                f"cannot encode {type(message).__name__} as {self.name}: nested too deeply"
+            ) from None
         except (TypeError, ValueError, OverflowError) as exc:
             raise LocalProtocolError(f"cannot encode {type(message).__name__} as {self.name}: {exc}") from exc
         return self.framing.encode(data)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..closing import log, report_close
 from ..codecs import Codec
@@ -18,9 +18,6 @@ from ..connection import Connection
 from ..errors import RemoteProtocolError
 from ..session import SessionHost
 from ..stats import Counters
-
-if TYPE_CHECKING:
-    from .base import Engine
 
 __all__ = ["RECV_SIZE", "DatagramConnection", "Handle", "answer", "serve_datagrams"]
 
@@ -95,23 +92,29 @@ def answer(
 
 
 def serve_datagrams(
-    engine: Engine, sock: socket.socket, scheme: str, handle: Handle, counters: Counters, until_idle: bool
+    host: SessionHost,
+    stop_fd: int,
+    sock: socket.socket,
+    scheme: str,
+    handle: Handle,
+    counters: Counters,
+    until_idle: bool,
 ) -> None:
     """Answer datagrams in the calling thread until the engine stops.
 
     With ``until_idle`` it returns as soon as no datagram is waiting (the
-    iterative engine interleaves this with accepting). On stop, datagrams
-    already queued are still answered.
+    iterative engine interleaves this with accepting). ``stop_fd`` becomes
+    readable when the engine stops; datagrams already queued are still answered.
     """
     sock.setblocking(False)
     poll = select.poll()
     poll.register(sock, select.POLLIN)
-    poll.register(engine.stop_fd, select.POLLIN)
+    poll.register(stop_fd, select.POLLIN)
     while True:
         try:
             data, addr = sock.recvfrom(RECV_SIZE)
         except BlockingIOError:
-            if until_idle or engine.stopping:
+            if until_idle or host.stopping:
                 return
             poll.poll()
             continue
@@ -120,4 +123,4 @@ def serve_datagrams(
                 return  # closed under us: the engine is done
             log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
             continue
-        answer(engine, sock, scheme, data, addr, handle, counters)
+        answer(host, sock, scheme, data, addr, handle, counters)

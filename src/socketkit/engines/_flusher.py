@@ -13,15 +13,24 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ..closing import log
 from ..errors import SocketkitError
 
-if TYPE_CHECKING:
-    from ._threaded import ThreadedConnection
 
-__all__ = ["OutboxFlusher"]
+class Flushable(Protocol):
+    """A connection with output queued by other threads (see ThreadedConnection)."""
+
+    @property
+    def peer_url(self) -> str: ...
+
+    def flush_outbox(self) -> bool:
+        """Send what the kernel takes now; True once nothing is left."""
+        ...
+
+
+__all__ = ["Flushable", "OutboxFlusher"]
 
 
 class OutboxFlusher:
@@ -29,7 +38,7 @@ class OutboxFlusher:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: dict[int, ThreadedConnection] = {}
+        self._watched: dict[int, Flushable] = {}
         self._poll = select.poll()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -39,7 +48,7 @@ class OutboxFlusher:
         self._thread = threading.Thread(target=self._run, name="socketkit-flusher", daemon=True)
         self._thread.start()
 
-    def watch(self, conn: ThreadedConnection, fd: int) -> None:
+    def watch(self, conn: Flushable, fd: int) -> None:
         with self._lock:
             if self._closed:
                 return

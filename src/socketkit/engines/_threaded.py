@@ -25,21 +25,34 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..endpoints import Listener
 from ..errors import ClosedError, LimitExceeded, SocketkitError, WriteTimeout, translate_oserror
-from ..session import OPEN, Session
+from ..session import OPEN, Session, SessionHost
 from ._datagrams import RECV_SIZE
 
 if TYPE_CHECKING:
-    from ._thread_engine import ThreadEngine
+    from ._flusher import OutboxFlusher
 
-__all__ = ["ThreadedConnection"]
+__all__ = ["ThreadHost", "ThreadedConnection"]
 
 _DONTWAIT = socket.MSG_DONTWAIT
 _PARKED_RECV_SIZE = 1024  # bytes read at once between messages, until the peer sends more
 _TIMEOUT_SLACK = 0.05  # seconds a kernel read timeout may be longer than the deadline it serves
+
+
+class ThreadHost(SessionHost, Protocol):
+    """What a thread-owned connection needs of its engine beyond a session's needs."""
+
+    def flusher(self) -> OutboxFlusher:
+        """The thread that flushes output other threads queued, made on first use."""
+        ...
+
+    @property
+    def existing_flusher(self) -> OutboxFlusher | None:
+        """The flusher if one was made."""
+        ...
 
 
 def _timeval(seconds: float) -> bytes:
@@ -63,7 +76,7 @@ class ThreadedConnection(Session):
         "_sock",
     )
 
-    def __init__(self, sock: socket.socket, peer: Any, engine: ThreadEngine, listener: Listener) -> None:
+    def __init__(self, sock: socket.socket, peer: Any, engine: ThreadHost, listener: Listener) -> None:
         super().__init__(engine, peer, listener.accepted_local, listener.endpoint.scheme, time.monotonic())
         self._sock = sock
         self._engine = engine

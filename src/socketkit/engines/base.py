@@ -31,7 +31,7 @@ from ..endpoints import Listener
 from ..handlers import Handler
 from ..layers import LayerFactory
 from ..limits import Limits
-from ..session import Session, SessionHost
+from ..session import Session
 from ..stats import Counters, StatsRecorder
 from ._accept import AcceptGate
 from ._datagrams import Handle, answer
@@ -44,7 +44,7 @@ __all__ = ["Engine", "current", "log"]
 current = threading.local()
 
 
-class Engine(SessionHost, ABC):
+class Engine(ABC):
     """Runs a server's listeners until stopped. One engine serves once."""
 
     name: ClassVar[str] = "engine"
@@ -102,7 +102,7 @@ class Engine(SessionHost, ABC):
         self._nudge(self._wake_w)
         self.stopped()
 
-    def stopped(self) -> None:
+    def stopped(self) -> None:  # noqa: B027 - a hook; most engines need nothing here
         """stop() was called (from any thread or a signal handler): a hook for engines."""
 
     def wake(self) -> None:

@@ -78,7 +78,13 @@ class IterativeEngine(ThreadEngine):
                     if not listener.endpoint.is_stream:
                         assert datagram_handle is not None
                         serve_datagrams(
-                            self, listener.sock, scheme, datagram_handle, counters, until_idle=True
+                            self,
+                            self.stop_fd,
+                            listener.sock,
+                            scheme,
+                            datagram_handle,
+                            counters,
+                            until_idle=True,
                         )
                     elif not self.gate.paused:
                         self._serve_one(listener)
@@ -91,6 +97,7 @@ class IterativeEngine(ThreadEngine):
                 elif datagram_handle is not None:
                     serve_datagrams(
                         self,
+                        self.stop_fd,
                         listener.sock,
                         listener.endpoint.scheme,
                         datagram_handle,

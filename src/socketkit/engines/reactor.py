@@ -240,7 +240,11 @@ class ReactorEngine(Engine):
             self.poller.forget(fd)
 
     def _live_connections(self) -> list[ReactorConnection]:
-        return [h for h in list(self._handlers.values()) if isinstance(h, ReactorConnection)]
+        return [
+            h
+            for h in list(self._handlers.values())
+            if isinstance(h, ReactorConnection) and h.phase is not CLOSED
+        ]
 
     # -- the loop --------------------------------------------------------------------
 
@@ -328,10 +332,14 @@ class ReactorEngine(Engine):
     def schedule(self, conn: ReactorConnection, deadline: float) -> None:
         """(Re)arm ``conn``'s timer; entries that come due early are pushed back lazily."""
         conn._timer_at = deadline
+        heapq.heappush(self._timers, (deadline, conn))
+        self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Keep the heap within 2 x open + 64 entries, whatever the churn (entries of
+        closed connections are dropped when they outnumber the live ones)."""
         timers = self._timers
-        heapq.heappush(timers, (deadline, conn))
         if len(timers) > 2 * self._open + 64:
-            # Mostly entries of closed connections (churn): keep the live ones only.
             timers[:] = [(c._timer_at, c) for c in self._live_connections()]
             heapq.heapify(timers)
 
@@ -394,6 +402,7 @@ class ReactorEngine(Engine):
     def connection_finished(self, session: Session) -> None:
         self._open -= 1
         super().connection_finished(session)
+        self._compact_timers()
 
     def open_connections(self) -> list[Session]:
         return list(self._live_connections())

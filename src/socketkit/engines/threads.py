@@ -157,7 +157,15 @@ class ThreadsEngine(ThreadEngine):
         current.engine = self
         self.stats.track(counters, connection=False)
         try:
-            serve_datagrams(self, listener.sock, listener.endpoint.scheme, handle, counters, until_idle=False)
+            serve_datagrams(
+                self,
+                self.stop_fd,
+                listener.sock,
+                listener.endpoint.scheme,
+                handle,
+                counters,
+                until_idle=False,
+            )
         finally:
             self.stats.untrack(counters, connection=False)
 
