@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,15 +13,16 @@ from conftest import echo
 from socketkit import client as client_module
 
 
-def free_port() -> int:
-    """A port nothing listens on (bound and released; connecting to it is refused)."""
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port bound (port 0) but not listening: connecting to it is refused, and no one else can take it."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        yield int(s.getsockname()[1])
 
 
-def test_connection_refused_names_the_address() -> None:
-    port = free_port()
+def test_connection_refused_names_the_address(refused_port: int) -> None:
+    port = refused_port
     with pytest.raises(sk.ConnectError, match=rf"connection refused: tcp://127.0.0.1:{port} \(is a server"):
         sk.connect(f"tcp://127.0.0.1:{port}", timeout=2)
 
@@ -30,8 +32,8 @@ def test_missing_unix_socket_names_the_path() -> None:
         sk.connect("unix:///nonexistent/x.sock", timeout=2)
 
 
-def test_connect_retries_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    port = free_port()
+def test_connect_retries_with_backoff(monkeypatch: pytest.MonkeyPatch, refused_port: int) -> None:
+    port = refused_port
     attempts: list[object] = []
     real = client_module.connect_socket
 
@@ -157,7 +159,10 @@ def test_datagram_request_gives_up_after_retries() -> None:
 
 
 def test_datagram_to_a_closed_port_is_refused() -> None:
-    port = free_port()
+    # Refused means no socket at all on the port: the one the kernel just gave and took back.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     with sk.DatagramClient(f"udp://127.0.0.1:{port}", timeout=2, retries=0) as client:
         with pytest.raises(sk.ConnectError, match="connection refused"):
             client.request(b"anyone?")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -188,17 +187,16 @@ def test_read_timeout_closes_a_slow_drip_client(engine: str, stream_url: str) ->
         assert server.stats.errors.get("read_timeout") == 1
 
 
-def test_stop_with_no_clients_is_prompt(engine: str, stream_url: str) -> None:
+def test_stop_with_no_clients_ends_the_server(engine: str, stream_url: str) -> None:
+    """How fast it returns is measured by bench/stop_latency.py, not asserted here."""
     server = sk.Server([stream_url, "udp://127.0.0.1:0"], echo, engine=engine).start()
     with sk.connect(server.url, timeout=WAIT) as client:
         assert client.request(b"x") == b"x"
     with sk.DatagramClient(server.urls[1], timeout=WAIT) as dgram:
         assert dgram.request(b"d") == b"d"
-    started = time.monotonic()
     server.stop()
-    elapsed = time.monotonic() - started
     assert not server.running
-    assert elapsed < 0.1, f"stop() took {elapsed * 1000:.1f} ms"
+    assert server.stats.connections_open == 0
 
 
 def test_stop_closes_idle_clients_at_once(engine: str, stream_url: str) -> None:
@@ -206,11 +204,13 @@ def test_stop_closes_idle_clients_at_once(engine: str, stream_url: str) -> None:
     client = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
     with client:
         assert client.request(b"x") == b"x"
-        started = time.monotonic()
-        server.stop(grace=30)
-        assert time.monotonic() - started < 5, "an idle connection held stop() back"
+        stopper = threading.Thread(target=server.stop, kwargs={"grace": WAIT * 3})
+        stopper.start()
+        # Closed at once: held for the grace period, this recv would time out first.
         with pytest.raises(sk.ClosedError):
             client.recv()
+        stopper.join(WAIT)
+        assert not stopper.is_alive(), "an idle connection held stop() back"
 
 
 def test_stop_lets_an_in_flight_request_finish(engine: str, stream_url: str) -> None:
@@ -250,9 +250,7 @@ def test_grace_deadline_closes_stuck_connections(engine: str, stream_url: str) -
         client.sock.sendall(b"half a line")
         # Make sure the partial line reached the server before stopping.
         wait_until(lambda: server.stats.bytes_in >= 13, what="the partial line to arrive")
-        started = time.monotonic()
-        server.stop(grace=0.3)
-        assert time.monotonic() - started < 5
+        server.stop(grace=0.3)  # read_timeout (30 s) would hold it far longer than the client waits
         with pytest.raises((sk.ClosedError, sk.BrokenError)):
             client.recv()
     assert not server.running
@@ -524,10 +522,12 @@ def test_threads_engine_leaves_a_stuck_handler_behind_and_says_so(caplog: pytest
     """A handler stuck in its own code past the grace deadline cannot be killed: stop() returns, and logs it."""
     release = threading.Event()
     entered = threading.Event()
+    returned = threading.Event()
 
     def stuck(message: bytes, conn: sk.Connection) -> bytes:
         entered.set()
         release.wait(WAIT * 3)
+        returned.set()
         return message
 
     server = sk.Server("tcp://127.0.0.1:0", stuck, codec=sk.Lines(), engine="threads").start()
@@ -536,11 +536,9 @@ def test_threads_engine_leaves_a_stuck_handler_behind_and_says_so(caplog: pytest
             client.send(b"hang")
             assert entered.wait(WAIT)
             with caplog.at_level(logging.WARNING, logger="socketkit"):
-                started = time.monotonic()
                 server.stop(grace=0.1)
-                elapsed = time.monotonic() - started
             assert not server.running
-            assert elapsed < WAIT
+            assert not returned.is_set()  # stop() did not wait for the stuck handler
             messages = [r.getMessage() for r in caplog.records]
             assert any("grace period over" in m for m in messages)
             assert any("1 handler thread(s) still running" in m for m in messages)
@@ -747,3 +745,28 @@ def test_a_byte_layer_sits_between_the_socket_and_the_codec(engine: str, stream_
                 received += client.sock.recv(100)
             assert xor.feed(received) == b"hello\nworld\n"
         assert server.stats.messages_in == 2
+
+
+def test_stop_returns_at_the_grace_deadline_while_a_handler_is_stuck(engine: str) -> None:
+    """A handler stuck in its own code cannot be killed: stop() still returns, and the rest is cut."""
+    release = threading.Event()
+    entered = threading.Event()
+    returned = threading.Event()
+
+    def stuck(message: bytes, conn: sk.Connection) -> bytes:
+        entered.set()
+        release.wait(WAIT * 3)
+        returned.set()
+        return message
+
+    server = sk.Server("tcp://127.0.0.1:0", stuck, codec=sk.Lines(), engine=engine).start()
+    try:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.send(b"hang")
+            assert entered.wait(WAIT)
+            server.stop(grace=0.1)
+            assert not returned.is_set()  # stop() did not wait for the handler
+    finally:
+        release.set()
+    assert returned.wait(WAIT)
+    wait_until(lambda: not server.running, what="the engine to finish once the handler returned")

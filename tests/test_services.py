@@ -10,6 +10,7 @@ import time
 import pytest
 
 import socketkit as sk
+from conftest import wait_until
 from socketkit.services import SERVICES, load_service
 from socketkit.services.chargen import LINE_LENGTH, PRINTABLE
 from socketkit.services.clock import EPOCH_OFFSET
@@ -115,13 +116,6 @@ def _max_socket_buffer(name: str) -> int:
         return int(f.read().split()[2])
 
 
-def _wait_for(predicate: object, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        threading.Event().wait(0.01)
-
-
 @pytest.mark.parametrize("engine", ["threads", "epoll", "poll"])
 def test_broker_relays_lines_to_every_other_client(engine: str) -> None:
     service = load_service("broker")
@@ -129,7 +123,7 @@ def test_broker_relays_lines_to_every_other_client(engine: str) -> None:
     with sk.Server("tcp://127.0.0.1:0", broker, codec=service.codec, engine=engine).start() as server:
         clients = [sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) for _ in range(3)]
         try:
-            _wait_for(lambda: broker.members == 3, "all three clients joined")
+            wait_until(lambda: broker.members == 3, what="all three clients to join")
             clients[0].send(b"hello from 0")
             assert clients[1].recv() == b"hello from 0"
             assert clients[2].recv() == b"hello from 0"
@@ -156,7 +150,7 @@ def test_broker_cuts_off_a_slow_client_without_slowing_the_others(engine: str) -
             sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as talker,
             sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as listener,
         ):
-            _wait_for(lambda: broker.members == 3, "all three clients joined")
+            wait_until(lambda: broker.members == 3, what="all three clients to join")
             line = b"x" * 32768
             for n in range(640):  # 20 MB: far more than the kernel buffers of the slow client
                 talker.send(line)

@@ -28,7 +28,7 @@ from .stats import Stats, StatsRecorder
 
 __all__ = ["Server"]
 
-_STOP_MARGIN = 5.0  # seconds stop() waits beyond the grace period for the engine to return
+_STOP_MARGIN = 1.0  # seconds stop() waits beyond the grace period for the engine to return
 _WAKEUP_FD = -1  # key, in the saved signal state, of the previous signal.set_wakeup_fd
 
 
@@ -280,7 +280,12 @@ class Server:
         engine.stop(grace)
         if getattr(current, "engine", None) is engine:
             return  # called from the server's own thread: it cannot wait for itself
-        self._done.wait(grace + _STOP_MARGIN)
+        if not self._done.wait(grace + _STOP_MARGIN):
+            log.warning(
+                "stop(): the engine is still running %gs after the grace period: "
+                "a handler is stuck in its own code (its connection was cut)",
+                _STOP_MARGIN,
+            )
 
     def wait_started(self, timeout: float | None = None) -> bool:
         """Wait until the endpoints are bound (useful with serve_forever in another thread).
