@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from .connection import Connection
 from .errors import (
     BrokenError,
     ClosedError,
@@ -47,10 +48,10 @@ def classify(error: BaseException) -> tuple[str, int, str]:
     return "handler", logging.ERROR, f"handler raised {type(error).__name__}: {error}"
 
 
-def report_close(stats: StatsRecorder, peer_url: str, error: BaseException | None) -> None:
-    """Log and count why a connection ended. Clean closes are silent."""
+def report_close(stats: StatsRecorder, conn: Connection, error: BaseException | None) -> None:
+    """Log and count why ``conn`` ended. Clean closes are silent (and never format the peer)."""
     if error is None or isinstance(error, ClosedError):
         return
     kind, level, text = classify(error)
     stats.error(kind)
-    log.log(level, "%s: %s", peer_url, text, exc_info=error if kind == "handler" else None)
+    log.log(level, "%s: %s", conn.peer_url, text, exc_info=error if kind == "handler" else None)

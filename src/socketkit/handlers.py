@@ -130,13 +130,11 @@ class Handler:
         self.kind = kind
         self.target = target
         self.name = name
+        #: a @blocking handler: it runs in its own thread and reads with conn.recv()
+        self.is_blocking = kind == "blocking"
         protocol_class: type[Any] = target if isinstance(target, type) else type(target)
         #: a Protocol that overrides on_drain produces output on its own (known once, not per connection)
         self._wants_drain = kind == "protocol" and protocol_class.on_drain is not Protocol.on_drain
-
-    @property
-    def is_blocking(self) -> bool:
-        return self.kind == "blocking"
 
     def dispatch(self, conn: Connection) -> Dispatch:
         """The per-connection dispatcher (reply and protocol styles)."""

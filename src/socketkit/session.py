@@ -134,10 +134,11 @@ class Session(Connection):
         self._limits = limits = host.limits
         self._decoder = host.codec.decoder(limits.max_message_size)
         self._dispatch: Dispatch = _NO_DISPATCH
-        self._layers: list[Layer] | None = [make() for make in host.layer_factories] or None
+        factories = host.layer_factories
+        self._layers: list[Layer] | None = [make() for make in factories] if factories else None
         self._pending: deque[Any] | None = None  # decoded messages a blocking handler has not taken
         self._pending_error: ProtocolError | None = None  # raised to a blocking handler after those
-        self._owner = _get_ident()  # the thread that runs this connection's events
+        self._owner = _get_ident()  # the thread that runs this connection's events: made on it
         self._in_event = False  # inside an event: sends are collected and written after it
         self._partial = False  # a message is half received
         self._heard = False  # a byte went either way (before that, read_timeout applies)
@@ -152,7 +153,6 @@ class Session(Connection):
 
     def start(self) -> None:
         """The connection was accepted: on_connect runs (or a blocking handler is expected)."""
-        self._owner = _get_ident()
         handler = self._host.handler
         if handler.is_blocking:
             self._pending = deque()
@@ -164,8 +164,10 @@ class Session(Connection):
         except Exception as exc:
             self._close(exc)
         self._in_event = False
-        self._take_layer_output()
-        self._settle()
+        if self._layers is not None:
+            self._take_layer_output()
+        if self.out:
+            self._settle()
 
     def received(self, data: bytes, now: float) -> None:
         """Bytes arrived from the peer; ``b""`` is the end of its stream."""
@@ -207,11 +209,20 @@ class Session(Connection):
                 if bad is not None:
                     self._pending_error = bad  # the blocking handler takes the good ones first
                     return
-            else:
-                self._dispatch_messages(messages)
+            else:  # dispatched here, in this frame: the hot path
+                handle = self._dispatch.message
+                self._in_event = True
+                try:
+                    for message in messages:
+                        handle(message)
+                        if self._closed:  # the handler closed: later pipelined messages are not answered
+                            break
+                except Exception as exc:
+                    self._close(exc)
+                self._in_event = False
         if bad is not None:
             self._bad_input(bad)
-        elif self.out:
+        elif len(self.out) > self._limits.write_buffer_high:
             self._settle()
 
     def sent(self, count: int, now: float) -> None:
@@ -221,7 +232,8 @@ class Session(Connection):
             del self.out[:count]
             self._last_active = now
             self._heard = True
-        self._settle()
+        if not self.reading:  # sending can only let reading resume
+            self._settle()
 
     def produce(self) -> bool:
         """Output drained: a producing Protocol's on_drain runs; True if it sent anything."""
@@ -295,7 +307,8 @@ class Session(Connection):
         host = self._host
         # Count and log before the peer can see the close, so stats never lag it.
         host.connection_finished(self)
-        report_close(host.stats, self.peer_url, error)
+        if error is not None:
+            report_close(host.stats, self, error)
         self._close_transport()
         self.out.clear()
         try:
@@ -321,14 +334,19 @@ class Session(Connection):
             raise ClosedError(f"{self.peer_url}: send on a closed connection")
         if _get_ident() != self._owner:
             self._send_from_elsewhere(data)
-            return
-        self.queue(data)
+        elif self._in_event and self._layers is None:  # a reply: written after the event
+            self.messages_out += 1
+            self.out += data
+        else:
+            self._append(data)
 
     def queue(self, data: bytes) -> None:
         """Send encoded ``data`` on the connection's own thread (the engine's relay of a
         send made on another thread); dropped if the connection closed meanwhile."""
-        if self._closed:
-            return
+        if not self._closed:
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
         self.messages_out += 1
         if self._layers is not None:
             data = self._raise(data, len(self._layers))
@@ -389,18 +407,6 @@ class Session(Connection):
             self._bad_input(exc)
             return
         self._end_input()
-
-    def _dispatch_messages(self, messages: list[Any]) -> None:
-        handle = self._dispatch.message
-        self._in_event = True
-        try:
-            for message in messages:
-                handle(message)
-                if self._closed:  # the handler closed: later pipelined messages are not answered
-                    break
-        except Exception as exc:
-            self._close(exc)
-        self._in_event = False
 
     def _bad_input(self, error: ProtocolError) -> None:
         """Answer bad input with the codec's error reply (where it has one), then close."""

@@ -79,7 +79,7 @@ def answer(
     try:
         message = codec.decode_datagram(data, host.limits.max_message_size)
     except RemoteProtocolError as exc:
-        report_close(host.stats, conn.peer_url, exc)
+        report_close(host.stats, conn, exc)
         reply = codec.error_reply(exc)
         if reply is not None:
             conn.send_bytes(reply)
@@ -88,7 +88,7 @@ def answer(
     try:
         handle(message, conn)
     except Exception as exc:
-        report_close(host.stats, conn.peer_url, exc)
+        report_close(host.stats, conn, exc)
 
 
 def serve_datagrams(

@@ -113,9 +113,11 @@ class ThreadedConnection(Session):
                 engine.handler.run_blocking(self)
                 self.close()  # the handler returned: its replies flush, then the connection ends
             else:
+                wants_drain = self._dispatch.wants_drain
+                monotonic = time.monotonic
                 self._write_out()
                 while self.phase is OPEN:
-                    if self.producing and not engine.stopping:
+                    if wants_drain and self.producing and not engine.stopping:
                         # A producer: write (blocking is the backpressure), then
                         # look at input without waiting, to notice the peer leave.
                         produced = self.produce()
@@ -123,9 +125,12 @@ class ThreadedConnection(Session):
                         if self.phase is not OPEN:
                             break
                         self._read_once(wait=not produced)
-                    else:
-                        self._read_once(wait=True)
-                    self._write_out()
+                    else:  # the request/reply loop: read, dispatch, write the replies
+                        data = self._read()
+                        if data is not None:
+                            self.received(data, monotonic())
+                    if self.out or self._outbox:
+                        self._write_out()
             self._write_out()
         except Exception as exc:
             error = exc

@@ -125,33 +125,39 @@ class ReactorConnection(Session):
         if self.phase is CLOSED:
             return
         out = self.out
-        engine = self._engine
-        for _ in range(_PRODUCE_ROUNDS if self._dispatch.wants_drain else 1):
-            if out and (writable or not self._writing):
-                try:
-                    sent = self._sock.send(out, _DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    self.finish(translate_oserror(exc, self.peer_url))
-                    return
-                if sent:
-                    self.sent(sent, engine.now)
-            if not self.producing or not self.produce():
-                break
-        else:  # still producing after every round: go on next loop iteration
-            self._queue_flush()
-        if self.phase is CLOSING and not out:
-            self.finish()
+        if out and (writable or not self._writing) and not self._send():
             return
-        if self.phase is CLOSED:
+        if self._dispatch.wants_drain:
+            for _ in range(_PRODUCE_ROUNDS):
+                if not self.producing or not self.produce():
+                    break
+                if out and (writable or not self._writing) and not self._send():
+                    return
+            else:  # still producing after every round: go on next loop iteration
+                self._queue_flush()
+        if not out and self.phase is not OPEN:
+            if self.phase is CLOSING:
+                self.finish()
             return
         reading = self.reading
         writing = bool(out)
         if reading != self._wants_read or writing != self._writing:
             self._wants_read = reading
             self._writing = writing
-            engine.poller.modify(self._fd, (READ if reading else 0) | (WRITE if writing else 0))
+            self._engine.poller.modify(self._fd, (READ if reading else 0) | (WRITE if writing else 0))
+
+    def _send(self) -> bool:
+        """One non-blocking send of the output; False if the connection ended."""
+        try:
+            sent = self._sock.send(self.out, _DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            self.finish(translate_oserror(exc, self.peer_url))
+            return False
+        if sent:
+            self.sent(sent, self._engine.now)
+        return True
 
     def _queue_flush(self) -> None:
         if not self._queued:
@@ -401,8 +407,10 @@ class ReactorEngine(Engine):
 
     def connection_finished(self, session: Session) -> None:
         self._open -= 1
-        super().connection_finished(session)
-        self._compact_timers()
+        self.stats.untrack(session)
+        self.gate.release(session.peer)
+        if len(self._timers) > 2 * self._open + 64:
+            self._compact_timers()
 
     def open_connections(self) -> list[Session]:
         return list(self._live_connections())
