@@ -242,15 +242,19 @@ def test_stop_lets_an_in_flight_request_finish(engine: str, stream_url: str) -> 
     assert not server.running
 
 
-def test_grace_deadline_closes_stuck_connections(engine: str, stream_url: str) -> None:
-    """A peer that never finishes its message is cut off at the grace deadline."""
+def test_grace_deadline_closes_stuck_connections(
+    engine: str, stream_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer that never finishes its message is cut off at the grace deadline, and named in the log."""
     server = sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start()
     with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
         assert client.request(b"x") == b"x"
         client.sock.sendall(b"half a line")
         # Make sure the partial line reached the server before stopping.
         wait_until(lambda: server.stats.bytes_in >= 13, what="the partial line to arrive")
-        server.stop(grace=0.3)  # read_timeout (30 s) would hold it far longer than the client waits
+        with caplog.at_level(logging.WARNING, logger="socketkit"):
+            server.stop(grace=0.3)  # read_timeout (30 s) would hold it far longer than the client waits
+        assert any("grace period over: cutting 1 connection(s): " in r.getMessage() for r in caplog.records)
         with pytest.raises((sk.ClosedError, sk.BrokenError)):
             client.recv()
     assert not server.running

@@ -7,6 +7,7 @@ so the same cause gives the same counter and the same log line on every engine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from .connection import Connection
 from .errors import (
@@ -21,7 +22,7 @@ from .errors import (
 )
 from .stats import StatsRecorder
 
-__all__ = ["classify", "log", "report_close"]
+__all__ = ["classify", "log", "peer_list", "report_close"]
 
 log = logging.getLogger("socketkit")
 
@@ -55,3 +56,12 @@ def report_close(stats: StatsRecorder, conn: Connection, error: BaseException | 
     kind, level, text = classify(error)
     stats.error(kind)
     log.log(level, "%s: %s", conn.peer_url, text, exc_info=error if kind == "handler" else None)
+
+
+def peer_list(conns: Sequence[Connection], most: int = 20) -> str:
+    """``"2 connection(s): tcp://...:1, tcp://...:2"`` for a shutdown's log line."""
+    if not conns:
+        return "0 connection(s)"
+    names = ", ".join(conn.peer_url for conn in conns[:most])
+    more = f" and {len(conns) - most} more" if len(conns) > most else ""
+    return f"{len(conns)} connection(s): {names}{more}"

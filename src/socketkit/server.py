@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from types import FrameType, TracebackType
 from typing import Any
 
+from .closing import peer_list
 from .codecs import Codec, Raw
 from .endpoints import Endpoint, Listener, bind, parse
 from .engines import engine_class, resolve_engine_name
@@ -241,12 +242,8 @@ class Server:
                 engine.stop(self.limits.grace)
             elif signum == signal.SIGINT:
                 engine.stop(0)
-                cut = [conn.peer_url for conn in engine.open_connections()]
                 log.warning(
-                    "%s again: forcing shutdown, cutting %d connection(s)%s",
-                    name,
-                    len(cut),
-                    f": {', '.join(cut[:20])}{' ...' if len(cut) > 20 else ''}" if cut else "",
+                    "%s again: forcing shutdown, cutting %s", name, peer_list(engine.open_connections())
                 )
                 raise KeyboardInterrupt  # ends whatever runs on this thread, a handler included
             else:

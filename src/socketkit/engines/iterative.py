@@ -18,6 +18,7 @@ import threading
 import time
 from typing import ClassVar
 
+from ..closing import log, peer_list
 from ..endpoints import Listener
 from ..stats import Counters
 from ._datagrams import serve_datagrams
@@ -51,6 +52,8 @@ class IterativeEngine(ThreadEngine):
         stopped.poll()  # readable for good once stop() was called
         while not served.wait(max(0.0, self.deadline - time.monotonic())):
             if time.monotonic() >= self.deadline:
+                if self._threaded:
+                    log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
                 self.cut_all()
                 return
 

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import heapq
 import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from ..closing import peer_list
 from ..endpoints import Listener
 from ..errors import ClosedError, LimitExceeded, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
@@ -57,7 +57,6 @@ __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 _READABLE = READ | ERROR  # an error or hang-up is found by the next recv or send
 _WRITABLE = WRITE | ERROR
 _DONTWAIT = socket.MSG_DONTWAIT  # connection sockets stay in blocking mode: no fcntl per accept
-_get_ident = threading.get_ident
 _BURST = 64  # accepts or datagrams handled per readiness event, so one listener cannot starve the rest
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
 
@@ -202,11 +201,11 @@ class ReactorEngine(Engine):
     name: ClassVar[str] = "reactor"
     selector_name: ClassVar[str] = "auto"
 
-    def run(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.poller: Poller = poller_class(self.selector_name)()
-        self.loop_thread = threading.get_ident()
-        self.now = time.monotonic()
-        self.dirty: list[ReactorConnection] = []
+        self.now = time.monotonic()  # the loop's clock, read once per iteration
+        self.dirty: list[ReactorConnection] = []  # connections to flush at the end of this iteration
         self._handlers: dict[int, Any] = {}  # fd -> what handles its events (on_event(mask))
         self._open = 0  # connections open
         self._timers: list[tuple[float, ReactorConnection]] = []
@@ -214,6 +213,9 @@ class ReactorEngine(Engine):
         self._accepting = False
         self._datagram_counters: list[Counters] = []
         self._drained = False
+
+    def run(self) -> None:
+        self.now = time.monotonic()
         try:
             self._watch(self._wake_r.fileno(), _Waker(self))
             self._register_listeners()
@@ -298,7 +300,7 @@ class ReactorEngine(Engine):
             if not self._open:
                 return True, None
             if self.now >= self.deadline:
-                log.warning("grace period over: closing %d connection(s) still open", self._open)
+                log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
                 return True, None
         timeout: float | None = None
         if self._timers:

@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any, ClassVar
 
+from ..closing import peer_list
 from ..endpoints import Listener
 from ..stats import Counters
 from ._datagrams import serve_datagrams
@@ -42,9 +43,12 @@ class ThreadsEngine(ThreadEngine):
 
     name: ClassVar[str] = "threads"
 
-    def run(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._live: dict[socket.socket, None] = {}  # the sockets of connections being served
         self._lock = threading.Lock()
+
+    def run(self) -> None:
         datagram_threads = self._start_datagram_threads()
         streams = [listener for listener in self.listeners if listener.endpoint.is_stream]
         selector = selectors.DefaultSelector()
@@ -119,7 +123,7 @@ class ThreadsEngine(ThreadEngine):
             left = list(self._live)
         if not left:
             return
-        log.warning("grace period over: closing %d connection(s) still open", len(left))
+        log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
         for sock in left:
             _shutdown(sock)  # a connection not yet handed to its thread is cut as well
         self.cut_all()
