@@ -317,6 +317,42 @@ def test_json_log_lines_parse() -> None:
     assert proc.returncode == 0
 
 
+def test_second_ctrl_c_exits_130_and_names_what_it_cut(tmp_path: Path) -> None:
+    (tmp_path / "stuck.py").write_text(
+        "import sys, time\n"
+        "def handle(message, conn):\n"
+        "    print('IN-FLIGHT', flush=True)\n"
+        "    time.sleep(60)\n"
+        "    return message\n"
+    )
+    proc = subprocess.Popen(
+        [*SK, "serve", "stuck:handle", "-l", "tcp://127.0.0.1:0", "--engine", "threads"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        serving = proc.stderr.readline()
+        match = re.search(r"serving (tcp://127\.0\.0\.1:\d+)", serving)
+        assert match, serving
+        with sk.connect(match.group(1), timeout=WAIT) as client:
+            client.send(b"work")
+            assert proc.stdout.readline().strip() == "IN-FLIGHT"
+            proc.send_signal(signal.SIGINT)
+            for line in proc.stderr:
+                if "stopping" in line:
+                    break
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=WAIT)  # far less than the handler's 60 s
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "forcing shutdown, cutting 1 connection(s): tcp://127.0.0.1:" in err
+    assert "socketkit: interrupted" in err
+
+
 # -- client commands ------------------------------------------------------------------------------
 
 

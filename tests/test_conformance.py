@@ -23,6 +23,23 @@ from socketkit.services import load_service
 WAIT = 10.0  # generous deadline for events that normally take milliseconds
 
 
+class Gate:
+    """An echo handler that holds the message ``hold`` until released: a busy or stuck handler."""
+
+    def __init__(self, hold: bytes) -> None:
+        self.hold = hold
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+
+    def __call__(self, message: bytes, conn: sk.Connection) -> bytes:
+        if message == self.hold:
+            self.entered.set()
+            self.release.wait(WAIT * 3)
+            self.returned.set()
+        return message
+
+
 def test_echo_round_trip(engine: str, stream_url: str) -> None:
     with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
@@ -522,87 +539,43 @@ def test_good_requests_before_a_bad_one_are_answered(engine: str, stream_url: st
                 client.recv()
 
 
-def test_threads_engine_leaves_a_stuck_handler_behind_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    """A handler stuck in its own code past the grace deadline cannot be killed: stop() returns, and logs it."""
-    release = threading.Event()
-    entered = threading.Event()
-    returned = threading.Event()
-
-    def stuck(message: bytes, conn: sk.Connection) -> bytes:
-        entered.set()
-        release.wait(WAIT * 3)
-        returned.set()
-        return message
-
-    server = sk.Server("tcp://127.0.0.1:0", stuck, codec=sk.Lines(), engine="threads").start()
-    try:
-        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
-            client.send(b"hang")
-            assert entered.wait(WAIT)
-            with caplog.at_level(logging.WARNING, logger="socketkit"):
-                server.stop(grace=0.1)
-            assert not server.running
-            assert not returned.is_set()  # stop() did not wait for the stuck handler
-            messages = [r.getMessage() for r in caplog.records]
-            assert any("grace period over" in m for m in messages)
-            assert any("1 handler thread(s) still running" in m for m in messages)
-    finally:
-        release.set()
-
-
 # -- shutdown keeps its word, and replies are never thrown away (issue 9) --------------------------
 
 
 def test_a_request_queued_behind_a_busy_handler_is_answered_after_stop(engine: str, stream_url: str) -> None:
     """Bytes that arrived before stop() get their reply, even while the handler was busy then."""
-    entered = threading.Event()
-    release = threading.Event()
-
-    def slow(message: bytes, conn: sk.Connection) -> bytes:
-        if message == b"slow":
-            entered.set()
-            assert release.wait(WAIT)
-        return message
-
-    server = sk.Server(stream_url, slow, codec=sk.Lines(), engine=engine).start()
+    gate = Gate(b"slow")
+    server = sk.Server(stream_url, gate, codec=sk.Lines(), engine=engine).start()
     try:
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
             client.send(b"slow")
-            assert entered.wait(WAIT)
+            assert gate.entered.wait(WAIT)
             client.send(b"second")  # waits in the server's socket buffer: the handler is busy
             engine_obj = server._engine
             assert engine_obj is not None
             engine_obj.stop(WAIT)  # what SIGTERM does, while the handler is still busy
-            release.set()
+            gate.release.set()
             assert client.recv() == b"slow"
             assert client.recv() == b"second"
             with pytest.raises(sk.ClosedError):
                 client.recv()
     finally:
-        release.set()
+        gate.release.set()
         server.stop()
     assert server.stats.messages_out == 2
 
 
 def test_every_client_queued_at_stop_is_answered(engine: str, stream_url: str) -> None:
     """Many clients sent while the server was busy; stop() begins; every one gets its reply."""
-    entered = threading.Event()
-    release = threading.Event()
-
-    def handler(message: bytes, conn: sk.Connection) -> bytes:
-        if message == b"block":
-            entered.set()
-            assert release.wait(WAIT)
-        return message
-
+    gate = Gate(b"block")
     count = 30
-    server = sk.Server(stream_url, handler, codec=sk.Lines(), engine=engine).start()
+    server = sk.Server(stream_url, gate, codec=sk.Lines(), engine=engine).start()
     clients: list[sk.Client] = []
     try:
         first = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
         clients.append(first)
         first.send(b"block")
-        assert entered.wait(WAIT)
+        assert gate.entered.wait(WAIT)
         for i in range(count):
             client = sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)
             clients.append(client)
@@ -610,12 +583,12 @@ def test_every_client_queued_at_stop_is_answered(engine: str, stream_url: str) -
         engine_obj = server._engine
         assert engine_obj is not None
         engine_obj.stop(WAIT)
-        release.set()
+        gate.release.set()
         assert first.recv() == b"block"
         for i, client in enumerate(clients[1:]):
             assert client.recv() == b"request %d" % i
     finally:
-        release.set()
+        gate.release.set()
         for client in clients:
             client.close()
         server.stop()
@@ -751,26 +724,21 @@ def test_a_byte_layer_sits_between_the_socket_and_the_codec(engine: str, stream_
         assert server.stats.messages_in == 2
 
 
-def test_stop_returns_at_the_grace_deadline_while_a_handler_is_stuck(engine: str) -> None:
-    """A handler stuck in its own code cannot be killed: stop() still returns, and the rest is cut."""
-    release = threading.Event()
-    entered = threading.Event()
-    returned = threading.Event()
-
-    def stuck(message: bytes, conn: sk.Connection) -> bytes:
-        entered.set()
-        release.wait(WAIT * 3)
-        returned.set()
-        return message
-
-    server = sk.Server("tcp://127.0.0.1:0", stuck, codec=sk.Lines(), engine=engine).start()
+def test_stop_returns_at_the_grace_deadline_while_a_handler_is_stuck(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler stuck in its own code cannot be killed: stop() still returns, cuts the rest, and says so."""
+    gate = Gate(b"hang")
+    server = sk.Server("tcp://127.0.0.1:0", gate, codec=sk.Lines(), engine=engine).start()
     try:
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
             client.send(b"hang")
-            assert entered.wait(WAIT)
-            server.stop(grace=0.1)
-            assert not returned.is_set()  # stop() did not wait for the handler
+            assert gate.entered.wait(WAIT)
+            with caplog.at_level(logging.WARNING, logger="socketkit"):
+                server.stop(grace=0.1)
+            assert not gate.returned.is_set()  # stop() did not wait for the handler
+            assert any("still running" in r.getMessage() for r in caplog.records)
     finally:
-        release.set()
-    assert returned.wait(WAIT)
+        gate.release.set()
+    assert gate.returned.wait(WAIT)
     wait_until(lambda: not server.running, what="the engine to finish once the handler returned")

@@ -93,6 +93,7 @@ class ReactorConnection(Session):
         if not (mask & _READABLE and self.reading):
             return
         engine = self._engine
+        reads = 1
         while True:
             try:
                 data = self._sock.recv(RECV_SIZE, _DONTWAIT)
@@ -109,9 +110,11 @@ class ReactorConnection(Session):
                 deadline = engine.now + self._limits.read_timeout  # a message started
                 if deadline < self._timer_at:
                     engine.schedule(self, deadline)
-            # While stopping, what arrived before the stop is served: read until none is left.
-            if not (engine.stopping and data and self.reading and not self._partial):
+            # While stopping, what arrived before the stop is served: read until none is left
+            # (a burst at a time: the sweep of the next iteration reads on).
+            if not (engine.stopping and data and self.reading and not self._partial) or reads == _BURST:
                 break
+            reads += 1
         if self.out or self.phase is not OPEN:
             self._flush(False)
 
