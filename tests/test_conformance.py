@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -742,3 +744,58 @@ def test_stop_returns_at_the_grace_deadline_while_a_handler_is_stuck(
         gate.release.set()
     assert gate.returned.wait(WAIT)
     wait_until(lambda: not server.running, what="the engine to finish once the handler returned")
+
+
+EMFILE_SCRIPT = """
+import logging, os, resource, sys
+import socketkit as sk
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+server = sk.Server("tcp://127.0.0.1:0", lambda m, c: m, codec=sk.Lines(), engine=sys.argv[1]).start()
+
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+limit = 0  # the lowest descriptor limit that leaves exactly two free: two connections, then EMFILE
+while limit - sum(is_open(fd) for fd in range(limit)) < 2:
+    limit += 1
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+print(server.url, flush=True)
+sys.stdin.read()  # until the test is done
+server.stop()
+print("errors", server.stats.errors, flush=True)
+"""
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # iterative never holds two connections
+def test_running_out_of_descriptors_pauses_accepting_then_recovers(engine: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EMFILE_SCRIPT, engine],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+        url = proc.stdout.readline().strip()
+        first = sk.connect(url, codec=sk.Lines(), timeout=WAIT)
+        second = sk.connect(url, codec=sk.Lines(), timeout=WAIT)
+        assert first.request(b"1") == b"1" and second.request(b"2") == b"2"
+        with sk.connect(url, codec=sk.Lines(), timeout=WAIT) as third:  # waits in the backlog
+            third.send(b"3")
+            for line in proc.stderr:
+                if "pausing accepts" in line:
+                    break
+            first.close()  # a descriptor frees: accepting resumes after the pause
+            assert third.recv() == b"3"
+        assert second.request(b"still") == b"still"
+        second.close()
+        out, err = proc.communicate("", timeout=WAIT)
+    finally:
+        proc.kill()
+    assert "Too many open files" in err or "pausing accepts" in err
+    assert "'accept'" in out  # counted

@@ -16,7 +16,7 @@ import select
 import selectors
 import threading
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..closing import log, peer_list
 from ..endpoints import Listener
@@ -31,6 +31,10 @@ class IterativeEngine(ThreadEngine):
     """Serve one connection at a time in the calling thread."""
 
     name: ClassVar[str] = "iterative"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._selector = selectors.DefaultSelector()  # made here: serving opens no descriptor of its own
 
     def run(self) -> None:
         served = threading.Event()
@@ -58,7 +62,7 @@ class IterativeEngine(ThreadEngine):
                 return
 
     def _serve(self) -> None:
-        selector = selectors.DefaultSelector()
+        selector = self._selector
         datagram_handle = self.handler.datagram_handler() if not self.handler.is_blocking else None
         counters = Counters()
         self.stats.track(counters, connection=False)

@@ -47,11 +47,12 @@ class ThreadsEngine(ThreadEngine):
         super().__init__(*args, **kwargs)
         self._live: dict[socket.socket, None] = {}  # the sockets of connections being served
         self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()  # made here: serving opens no descriptor of its own
 
     def run(self) -> None:
         datagram_threads = self._start_datagram_threads()
         streams = [listener for listener in self.listeners if listener.endpoint.is_stream]
-        selector = selectors.DefaultSelector()
+        selector = self._selector
         try:
             selector.register(self._wake_r, selectors.EVENT_READ, None)
             for listener in streams:
