@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,15 @@ CONCURRENT = [name for name in ENGINES if name != "iterative"]  # serve two conn
 REACTORS = [name for name in ENGINES if getattr(engine_class(name), "selector_name", None)]
 STREAMS = ["tcp", "unix"]
 DATAGRAMS = ["udp", "unixgram"]
+
+
+@pytest.fixture(autouse=True)
+def socketkit_logger_restored() -> Iterator[None]:
+    """A CLI command run in-process points socketkit's logger at that test's captured stderr; undo it."""
+    logger = logging.getLogger("socketkit")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved
 
 
 @pytest.fixture

@@ -122,9 +122,9 @@ def test_usage_errors_are_one_line_and_exit_2(
 
 def test_runtime_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", 0))  # bound, not listening: connecting is refused
         port = s.getsockname()[1]
-    assert main(["connect", f"127.0.0.1:{port}"]) == 1
+        assert main(["connect", f"127.0.0.1:{port}"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"socketkit: error: connection refused: tcp://127.0.0.1:{port} (is a server listening?)"
     with sk.Server("tcp://127.0.0.1:0", lambda m, c: m).start() as taken:

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 import socketkit as sk
-from conftest import REACTORS, echo
+from conftest import REACTORS, echo, wait_until
 
 WAIT = 10.0
 
@@ -54,6 +54,8 @@ def test_a_producer_that_raises_with_output_pending_closes_only_its_connection(e
                 pass  # closed with output still unsent: the kernel resets
             assert received >= 300_000
         assert server.running
+        # The peer may see the close before on_close has run: wait for it.
+        wait_until(lambda: errors, what="on_close")
         assert [type(e) for e in errors] == [RuntimeError]
         assert server.stats.errors.get("handler") == 1
         with sk.connect(server.url, timeout=WAIT) as other:
