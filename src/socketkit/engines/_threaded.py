@@ -317,22 +317,38 @@ class ThreadedConnection(Session):
             if self._outbox:  # what other threads queued goes first
                 out[:0] = self._outbox
                 self._outbox.clear()
-            flags = 0 if self._sndtimeo else _DONTWAIT  # most replies fit the send buffer at once
-            while out:
+            try:  # most replies fit the send buffer at once: one send, no timeout needed
+                done = self._sock.send(out, 0 if self._sndtimeo else _DONTWAIT)
+            except BlockingIOError:
+                if self._sndtimeo:
+                    raise WriteTimeout(f"peer did not read for {self._limits.idle_timeout:g}s") from None
+                done = 0
+            except OSError as exc:
+                raise translate_oserror(exc, self.peer_url) from exc
+            self.sent(done, time.monotonic())
+            if out:
+                self._write_rest(out)
+
+    def _write_rest(self, out: bytearray) -> None:
+        """The peer is behind: send the rest of ``out``, waiting up to idle_timeout per send."""
+        if not self._sndtimeo:
+            try:
+                self._sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self._limits.idle_timeout)
+                )
+            except OSError as exc:
+                raise translate_oserror(exc, self.peer_url) from exc
+            self._sndtimeo = True
+        view = memoryview(out)  # partial sends move a view, not the bytes
+        done = 0
+        try:
+            while done < len(view):
                 try:
-                    sent = self._sock.send(out, flags)  # blocking: bounded by SO_SNDTIMEO
+                    done += self._sock.send(view[done:])  # blocking: bounded by SO_SNDTIMEO
                 except BlockingIOError:
-                    if not flags:
-                        raise WriteTimeout(f"peer did not read for {self._limits.idle_timeout:g}s") from None
-                    sent = 0
+                    raise WriteTimeout(f"peer did not read for {self._limits.idle_timeout:g}s") from None
                 except OSError as exc:
                     raise translate_oserror(exc, self.peer_url) from exc
-                self.sent(sent, time.monotonic())
-                if out and flags:  # the peer is behind: wait for it, up to idle_timeout
-                    timeout = _timeval(self._limits.idle_timeout)
-                    try:
-                        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
-                    except OSError as exc:
-                        raise translate_oserror(exc, self.peer_url) from exc
-                    self._sndtimeo = True
-                    flags = 0
+        finally:
+            view.release()
+            self.sent(done, time.monotonic())

@@ -125,9 +125,8 @@ class ThreadsEngine(ThreadEngine):
         if not left:
             return
         log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
-        for sock in left:
-            _shutdown(sock)  # a connection not yet handed to its thread is cut as well
-        self.cut_all()
+        for sock in left:  # every connection's socket, those not yet handed to their thread too
+            _shutdown(sock)
         self._wait_for_connections(selector, time.monotonic() + _JOIN_AFTER_DEADLINE)
         if self._live:
             log.error("%d handler thread(s) still running after their sockets were closed", len(self._live))
