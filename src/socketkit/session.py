@@ -117,7 +117,6 @@ class Session(Connection):
         "_layers",
         "_limits",
         "_message_started",
-        "_opened",
         "_owner",
         "_partial",
         "_pending",
@@ -142,7 +141,7 @@ class Session(Connection):
         self._in_event = False  # inside an event: sends are collected and written after it
         self._partial = False  # a message is half received
         self._heard = False  # a byte went either way (before that, read_timeout applies)
-        self._opened = self._last_active = now
+        self._last_active = now  # until a byte goes either way: when the connection opened
         self._message_started = 0.0
         self.phase = OPEN
         self.error: BaseException | None = None  # why it is closing (None: a clean close)
@@ -273,7 +272,7 @@ class Session(Connection):
             started = self._message_started + limits.read_timeout
             deadline = min(deadline, started)
         elif not self._heard:  # a peer that never sends a byte gets read_timeout, not idle_timeout
-            first = self._opened + limits.read_timeout
+            first = self._last_active + limits.read_timeout  # nothing heard: still the opening time
             deadline = min(deadline, first)
         return deadline
 
