@@ -81,9 +81,9 @@ def test_a_close_mid_batch_keeps_the_replies_before_it_and_answers_nothing_after
     conn, _ = session(handler)
     conn.received(b"one\nbye\nthree\n", 1.0)
     assert conn.out == b"one\ngoodbye\n"
-    assert conn.phase is CLOSING and conn.error is None and not conn.done
+    assert conn.phase is CLOSING and conn.error is None and conn.out
     conn.sent(len(conn.out), 1.0)
-    assert conn.done
+    assert conn.phase is CLOSING and not conn.out  # the engine ends it now
 
 
 def test_a_handler_error_keeps_earlier_replies_and_is_the_reason() -> None:

@@ -43,6 +43,7 @@ from .connection import Connection
 from .errors import (
     ClosedError,
     IdleTimeout,
+    LimitExceeded,
     ProtocolError,
     ReadTimeout,
     RemoteProtocolError,
@@ -282,12 +283,16 @@ class Session(Connection):
             return None
         limits = self._limits
         if self.out:
-            return WriteTimeout(f"peer did not read for {limits.idle_timeout:g}s")
+            return self.write_timeout()
         if self._partial and self._message_started + limits.read_timeout <= now:
             return ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
         if not self._heard:
             return ReadTimeout(f"no request within {limits.read_timeout:g}s")
         return IdleTimeout(f"idle for {limits.idle_timeout:g}s")
+
+    def write_timeout(self) -> WriteTimeout:
+        """The error for a peer that did not take its output within idle_timeout."""
+        return WriteTimeout(f"peer did not read for {self._limits.idle_timeout:g}s")
 
     def finish(self, error: BaseException | None = None) -> None:
         """The close sequence, once: count and report, close the transport, tell the handler.
@@ -315,11 +320,6 @@ class Session(Connection):
         except Exception as exc:
             host.stats.error("handler")
             log.error("%s: on_close raised %s: %s", self.peer_url, type(exc).__name__, exc, exc_info=exc)
-
-    @property
-    def done(self) -> bool:
-        """Closing with nothing left to write: the engine ends it now (:meth:`finish`)."""
-        return self.phase is CLOSING and not self.out
 
     # -- what handlers call -------------------------------------------------------------
 
@@ -427,9 +427,14 @@ class Session(Connection):
         elif self.phase is OPEN and size <= limits.write_buffer_low:
             self.reading = True
 
-    def too_much_foreign_output(self, pending: int) -> bool:
-        """Whether output others sent (``pending`` bytes unsent) is past what this peer may hold."""
-        return pending > FOREIGN_OUTPUT_FACTOR * self._limits.write_buffer_high
+    def foreign_overflow(self, pending: int) -> LimitExceeded | None:
+        """The error for a peer whose unsent output from others (``pending`` bytes) is past
+        what it may hold, or None while it is within the bound."""
+        if pending <= FOREIGN_OUTPUT_FACTOR * self._limits.write_buffer_high:
+            return None
+        return LimitExceeded(
+            f"peer is not reading: {pending} bytes unsent ({FOREIGN_OUTPUT_FACTOR} x write_buffer_high)"
+        )
 
     # -- layers ---------------------------------------------------------------------------
 
@@ -451,10 +456,9 @@ class Session(Connection):
         return data
 
     def _take_layer_output(self) -> None:
-        layers = self._layers
-        if layers is None:
-            return
-        for index, layer in enumerate(layers):
+        """Bytes the layers want sent of their own (a handshake), each wrapped by those below it."""
+        assert self._layers is not None
+        for index, layer in enumerate(self._layers):
             own = layer.take_output()
             if own:
                 self.out += self._raise(own, index)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from ..endpoints import Listener
@@ -70,7 +71,7 @@ class ThreadEngine(Engine):
         for conn in list(self._threaded):
             conn.abort()
 
-    def open_connections(self) -> list[Session]:
+    def open_connections(self) -> Sequence[Session]:
         return list(self._threaded)
 
     def flusher(self) -> OutboxFlusher:

@@ -28,7 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..endpoints import Listener
-from ..errors import ClosedError, LimitExceeded, SocketkitError, WriteTimeout, translate_oserror
+from ..errors import ClosedError, SocketkitError, translate_oserror
 from ..session import OPEN, Session, SessionHost
 from ._datagrams import RECV_SIZE
 
@@ -160,10 +160,9 @@ class ThreadedConnection(Session):
             self.messages_out += 1
             outbox = self._outbox
             if outbox:
-                if self.too_much_foreign_output(len(outbox)):
-                    self._cut(
-                        LimitExceeded(f"peer is not reading: {len(outbox)} bytes unsent (write_buffer_high)")
-                    )
+                overflow = self.foreign_overflow(len(outbox))
+                if overflow is not None:
+                    self._cut(overflow)
                     return
                 outbox += data
                 return
@@ -321,7 +320,7 @@ class ThreadedConnection(Session):
                 done = self._sock.send(out, 0 if self._sndtimeo else _DONTWAIT)
             except BlockingIOError:
                 if self._sndtimeo:
-                    raise WriteTimeout(f"peer did not read for {self._limits.idle_timeout:g}s") from None
+                    raise self.write_timeout() from None
                 done = 0
             except OSError as exc:
                 raise translate_oserror(exc, self.peer_url) from exc
@@ -346,7 +345,7 @@ class ThreadedConnection(Session):
                 try:
                     done += self._sock.send(view[done:])  # blocking: bounded by SO_SNDTIMEO
                 except BlockingIOError:
-                    raise WriteTimeout(f"peer did not read for {self._limits.idle_timeout:g}s") from None
+                    raise self.write_timeout() from None
                 except OSError as exc:
                     raise translate_oserror(exc, self.peer_url) from exc
         finally:

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..closing import log
@@ -148,7 +149,7 @@ class Engine(ABC):
         self.stats.untrack(session)
         self.gate.release(session.peer)
 
-    def open_connections(self) -> list[Session]:
+    def open_connections(self) -> Sequence[Session]:
         """The connections being served now (for the forced-shutdown report)."""
         return []
 

@@ -40,12 +40,12 @@ import heapq
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..closing import peer_list
 from ..endpoints import Listener
-from ..errors import ClosedError, LimitExceeded, translate_oserror
+from ..errors import ClosedError, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
 from ..stats import Counters
 from ._datagrams import RECV_SIZE
@@ -178,12 +178,10 @@ class ReactorConnection(Session):
         queued call): flushed at the end of this loop iteration, unless it is past the bound."""
         if self.phase is CLOSED:
             return
-        if self.too_much_foreign_output(len(self.out)):
+        if self.foreign_overflow(len(self.out)) is not None:
             self._flush(False)  # a peer that reads takes it now
-            if self.phase is not CLOSED and self.too_much_foreign_output(len(self.out)):
-                self.finish(
-                    LimitExceeded(f"peer is not reading: {len(self.out)} bytes unsent (write_buffer_high)")
-                )
+            if self.phase is not CLOSED and (error := self.foreign_overflow(len(self.out))) is not None:
+                self.finish(error)
             return
         self._queue_flush()
 
@@ -414,11 +412,10 @@ class ReactorEngine(Engine):
         self._open -= 1
         self.stats.untrack(session)
         self.gate.release(session.peer)
-        if len(self._timers) > 2 * self._open + 64:
-            self._compact_timers()
+        self._compact_timers()
 
-    def open_connections(self) -> list[Session]:
-        return list(self._live_connections())
+    def open_connections(self) -> Sequence[Session]:
+        return self._live_connections()
 
     # -- stopping ------------------------------------------------------------------------
 
