@@ -38,7 +38,7 @@ def test_pipelined_requests_decode_in_order_whatever_the_chunking(chunk: int | N
 
 def test_keep_alive_rules() -> None:
     assert decode(GET)[0].keep_alive
-    assert not decode(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")[0].keep_alive
+    assert not decode(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0].keep_alive
     assert not decode(b"GET / HTTP/1.0\r\n\r\n")[0].keep_alive
     assert decode(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")[0].keep_alive
 
@@ -59,16 +59,16 @@ def test_headers_are_split_on_first_use_with_names_lower_cased(chunk: int | None
 
 
 def test_connection_header_in_any_case_and_list() -> None:
-    assert not decode(b"GET / HTTP/1.1\r\nCONNECTION: Upgrade, Close\r\n\r\n")[0].keep_alive
+    assert not decode(b"GET / HTTP/1.1\r\nHost: x\r\nCONNECTION: Upgrade, Close\r\n\r\n")[0].keep_alive
     assert decode(b"GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n")[0].keep_alive
-    assert decode(b"GET / HTTP/1.1\r\nCache-Control: close\r\n\r\n")[0].keep_alive
+    assert decode(b"GET / HTTP/1.1\r\nHost: x\r\nCache-Control: close\r\n\r\n")[0].keep_alive
 
 
 def test_a_body_sent_with_its_head_in_one_read() -> None:
     [request] = decode(POST)
     assert (request.body, request.header(b"content-length")) == (b"hello", b"5")
     decoder = HttpRequest().decoder()
-    assert decoder.feed(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n") == []  # head alone first
+    assert decoder.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n") == []  # head alone first
     assert decoder.buffered
     [late] = decoder.feed(b"abc")
     assert late.body == b"abc" and not decoder.buffered
@@ -103,10 +103,10 @@ def test_malformed_heads_are_400(data: bytes) -> None:
         (b"NONSENSE\r\n\r\n", 400),
         (b"GET /\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
         (b"GET / HTTP/2.0\r\n\r\n", 505),
-        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
-        (b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", 413),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", 413),
         (b"GET / HTTP/1.1\r\nX: " + b"a" * 9000, 431),
     ],
 )

@@ -39,6 +39,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .closing import log, report_close
+from .codecs.base import Decoder
 from .connection import Connection
 from .errors import (
     ClosedError,
@@ -122,6 +123,7 @@ class Session(Connection):
         "_partial",
         "_pending",
         "_pending_error",
+        "_release",
         "error",
         "out",
         "phase",
@@ -132,7 +134,10 @@ class Session(Connection):
         super().__init__(host.codec, peer, local, scheme)
         self._host = host
         self._limits = limits = host.limits
-        self._decoder = host.codec.decoder(limits.max_message_size)
+        self._decoder = decoder = host.codec.decoder(limits.max_message_size)
+        # A decoder that counts what its messages hold (a structured codec's item budget)
+        # is told when they were handled; the others cost nothing for it.
+        self._release = decoder.release if type(decoder).release is not Decoder.release else None
         self._dispatch: Dispatch = _NO_DISPATCH
         factories = host.layer_factories
         self._layers: list[Layer] | None = [make() for make in factories] if factories else None
@@ -199,6 +204,9 @@ class Session(Connection):
                 if not self._partial or messages:  # a new message started
                     self._partial = True
                     self._message_started = now
+                interim = decoder.take_interim()
+                if interim:  # e.g. 100 Continue: the peer waits for it before the rest
+                    self._write_own(interim)
             else:
                 self._partial = False
         if messages:
@@ -220,6 +228,8 @@ class Session(Connection):
                 except Exception as exc:
                     self._close(exc)
                 self._in_event = False
+                if self._release is not None:
+                    self._release()
         if bad is not None:
             self._bad_input(bad)
         elif len(self.out) > self._limits.write_buffer_high:
@@ -315,6 +325,7 @@ class Session(Connection):
             report_close(host.stats, self, error)
         self._close_transport()
         self.out.clear()
+        self._decoder.release()
         try:
             self._dispatch.closed(error)
         except Exception as exc:
@@ -412,10 +423,14 @@ class Session(Connection):
         if self.phase is OPEN or self.phase is INPUT_ENDED:
             reply = self.codec.error_reply(error) if isinstance(error, RemoteProtocolError) else None
             if reply is not None:
-                if self._layers is not None:
-                    reply = self._raise(reply, len(self._layers))
-                self.out += reply
+                self._write_own(reply)
         self._close(error)
+
+    def _write_own(self, data: bytes) -> None:
+        """Bytes the session itself sends (not a handler's message), within an event."""
+        if self._layers is not None:
+            data = self._raise(data, len(self._layers))
+        self.out += data
 
     def _settle(self) -> None:
         """Backpressure: stop reading above write_buffer_high until output drains below low."""

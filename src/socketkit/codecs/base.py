@@ -8,6 +8,8 @@ in random chunks and under a fuzzer without a network.
 Contract (DESIGN §5):
 
 - ``decoder.feed(data)`` returns the list of messages completed by ``data``.
+- ``decoder.take_interim()`` returns bytes to send while a message is still
+  partial (HTTP's ``100 Continue``), else ``b""``.
 - ``decoder.feed(b"")`` means end of stream: it raises
   :class:`RemoteProtocolError` if a frame is half done.
 - Oversize input raises :class:`LimitExceeded` as soon as the limit is crossed,
@@ -45,6 +47,17 @@ class Decoder(ABC):
     @abstractmethod
     def buffered(self) -> int:
         """Bytes held of a message not yet complete (0 between messages)."""
+
+    def release(self) -> None:
+        """The messages decoded so far were handled: let go of what they hold in a budget
+        shared with other connections (a structured codec's item count). Nothing by default;
+        also called when the connection closes."""
+        return None
+
+    def take_interim(self) -> bytes:
+        """Bytes the protocol says to send the peer before the message is complete, once
+        (HTTP's ``100 Continue``); engines ask while a message is partial. None by default."""
+        return b""
 
 
 class Codec(ABC):

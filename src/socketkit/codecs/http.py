@@ -4,9 +4,19 @@ A sans-IO state machine: the head is found by its blank line, parsed, and a
 ``Content-Length`` body, if any, is collected. It handles keep-alive and
 pipelining (several requests in one read decode in order). What it does not
 handle it refuses with the right status, and the server closes after sending
-it: 400 for a malformed request, 413 for a body over the limit, 431 for a head
-over the limit, 501 for ``Transfer-Encoding`` (chunked uploads), 505 for a
-version other than 1.0/1.1.
+it: 400 for a malformed request, 413 for a body over the limit, 417 for an
+expectation other than ``100-continue``, 431 for a head over the limit, 501 for
+``Transfer-Encoding`` (chunked uploads), 505 for a version other than 1.0/1.1.
+
+It is as strict as h11 (the test suite uses h11 as an oracle): a request line
+is exactly ``method SP target SP version`` with a visible-ASCII target; field
+lines hold no NUL, control characters or obsolete folding; an HTTP/1.1 request
+has exactly one ``Host``; differing ``Content-Length`` values are refused (the
+request-smuggling case); ``Connection`` tokens are matched whole. The verdict
+never depends on how the bytes were split into reads (see ``_http_head``), and a
+first line that can never become a request line (binary, a TLS ClientHello) is
+refused as soon as it is seen. ``Expect: 100-continue`` is answered with
+``100 Continue`` when the body has not arrived yet (:meth:`Decoder.take_interim`).
 
 Responses: :meth:`HttpRequest.encode` takes an :class:`HttpResponse`, or bytes
 that are already a full response (the fast path for fixed replies).
@@ -20,20 +30,31 @@ from http import HTTPStatus
 from typing import Any
 
 from ..errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
+from ._http_head import HEAD_END, check_field, crlf_head, fields_valid, split_fields
 from .base import Codec, Decoder, check_positive
 
 __all__ = ["HttpError", "HttpLimitExceeded", "HttpRequest", "HttpResponse", "Request"]
 
-#: RFC 9110 token characters; ``name.translate(None, _TOKEN)`` leaves only the others (C speed).
-_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH"))
+_TOKEN_CLASS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _VERSIONS = frozenset((b"HTTP/1.1", b"HTTP/1.0"))
-#: Header lines after the request line: a token, a colon, a value without CR or LF.
-_HEADER_LINES = re.compile(rb"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\r\n]*\r\n)*")
-#: In a validated, lower-cased head, searched from the end of the request line: the header
-#: lines that decide framing and keep-alive, as (name, value without blanks around). There a
-#: ``\n`` is always followed by a header name.
-_FRAMING_HEADERS = re.compile(rb"\n(content-length|transfer-encoding|connection):[ \t]*([^\r]*?)[ \t]*\r")
+#: A request line (RFC 9112 §3): method token, target of visible characters, version.
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN_CLASS + rb"+) ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])\r?")
+#: Every beginning of a request line: what an unfinished first line must match.
+_REQUEST_LINE_START = re.compile(
+    _TOKEN_CLASS
+    + rb"*|"
+    + _TOKEN_CLASS
+    + rb"+ [\x21-\x7e]*|"
+    + _TOKEN_CLASS
+    + rb"+ [\x21-\x7e]+ (?:H(?:T(?:T(?:P(?:/(?:[0-9](?:\.(?:[0-9]\r?)?)?)?)?)?)?)?)?"
+)
+#: In a validated, lower-cased head, searched from the end of the request line: the field
+#: lines that decide framing, keep-alive and expectations, as (name, value without blanks
+#: around). There a ``\n`` is always followed by a field name.
+_FRAMING_HEADERS = re.compile(
+    rb"\n(content-length|transfer-encoding|connection|expect):[ \t]*([^\r]*?)[ \t]*\r"
+)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class HttpError(RemoteProtocolError):
@@ -56,7 +77,16 @@ class Request:
     method and target alone never pays for it.
     """
 
-    __slots__ = ("_head", "_headers", "body", "keep_alive", "method", "target", "version")
+    __slots__ = (
+        "_head",
+        "_headers",
+        "body",
+        "expects_continue",
+        "keep_alive",
+        "method",
+        "target",
+        "version",
+    )
 
     def __init__(
         self,
@@ -75,13 +105,15 @@ class Request:
         self._head = head  # request line and header lines, each ending in CRLF
         self.body = body
         self.keep_alive = keep_alive
+        #: The client sent ``Expect: 100-continue`` (the codec has answered it).
+        self.expects_continue = False
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
         """(name, value) pairs in arrival order; names lower-cased, values stripped."""
         headers = self._headers
         if headers is None:
-            headers = self._headers = _split_headers(self._head)
+            headers = self._headers = split_fields(self._head)
         return headers
 
     def header(self, name: bytes, default: bytes | None = None) -> bytes | None:
@@ -121,17 +153,22 @@ class HttpResponse:
 
 
 class _HttpDecoder(Decoder):
-    __slots__ = ("_buf", "_max_body", "_max_head", "_pending")
+    __slots__ = ("_buf", "_interim", "_max_body", "_max_head", "_pending")
 
     def __init__(self, max_head: int, max_body: int) -> None:
         self._max_head = max_head
         self._max_body = max_body
         self._buf = bytearray()
         self._pending: tuple[Request, int] | None = None  # a request waiting for its body
+        self._interim = b""
 
     @property
     def buffered(self) -> int:
         return len(self._buf) + (1 if self._pending else 0)
+
+    def take_interim(self) -> bytes:
+        interim, self._interim = self._interim, b""
+        return interim
 
     def feed(self, data: bytes) -> list[Any]:
         buf = self._buf
@@ -140,19 +177,19 @@ class _HttpDecoder(Decoder):
                 raise HttpError(400, "connection closed in the middle of a request")
             return []
         if not buf and self._pending is None:
-            # The common case: one whole request head, nothing after it.
+            # The common case: one whole CRLF request head, nothing after it. Anything
+            # unusual (bare LFs, an error) is decided by the general path below.
             end = data.find(b"\r\n\r\n")
-            if 0 <= end == len(data) - 4 and end <= self._max_head:
+            if 0 <= end == len(data) - 4 and end + 4 <= self._max_head:
                 try:
                     request, length = _parse_crlf_head(data[: end + 2])
                 except HttpError:
-                    request, length = _parse_head(data[: end + 2])  # bare LFs, or a real error
-                if not length:
-                    return [request]
-                if length > self._max_body:
-                    raise HttpLimitExceeded(413, f"body of {length} bytes over the limit of {self._max_body}")
-                self._pending = (request, length)
-                return []
+                    pass
+                else:
+                    if not length:
+                        return [request]
+                    self._body_expected(request, length, 0)
+                    return []
         buf += data
         out: list[Any] = []
         try:
@@ -163,6 +200,7 @@ class _HttpDecoder(Decoder):
         return out
 
     def _parse(self, buf: bytearray, out: list[Any]) -> None:
+        limit = self._max_head
         while buf:
             if self._pending is not None:
                 request, length = self._pending
@@ -173,84 +211,103 @@ class _HttpDecoder(Decoder):
                 self._pending = None
                 out.append(request)
                 continue
-            end = buf.find(b"\r\n\r\n")
-            keep, skip = 2, 4  # the head keeps its last line's end; the blank line is dropped
-            if end < 0:
-                end = buf.find(b"\n\n")
-                keep, skip = 1, 2
-            if end < 0:
-                if len(buf) > self._max_head:
-                    raise HttpLimitExceeded(431, f"request head over {self._max_head} bytes")
+            # Only the first max_head bytes can hold a head: what lies beyond never
+            # changes the verdict, so it is the same however the bytes arrive.
+            found = HEAD_END.search(buf, 0, limit)
+            if found is None:
+                _check_unfinished_head(buf, limit)
                 break
-            if end > self._max_head:
-                raise HttpLimitExceeded(431, f"request head over {self._max_head} bytes")
-            head = bytes(buf[: end + keep])
-            del buf[: end + skip]
+            head = bytes(buf[: found.end()])
+            del buf[: found.end()]
             request, length = _parse_head(head)
-            if length > self._max_body:
-                raise HttpLimitExceeded(413, f"body of {length} bytes over the limit of {self._max_body}")
             if length:
-                self._pending = (request, length)
+                self._body_expected(request, length, len(buf))
             else:
                 out.append(request)
 
+    def _body_expected(self, request: Request, length: int, have: int) -> None:
+        if length > self._max_body:
+            raise HttpLimitExceeded(413, f"body of {length} bytes over the limit of {self._max_body}")
+        self._pending = (request, length)
+        if have < length and request.expects_continue:
+            self._interim = _CONTINUE
+
+
+def _check_unfinished_head(buf: bytearray, limit: int) -> None:
+    """Refuse a head that is not complete yet but can never become a valid one."""
+    line_end = buf.find(b"\n", 0, limit)
+    if line_end >= 0:
+        _request_line(bytes(buf[:line_end]))
+    elif _REQUEST_LINE_START.fullmatch(buf, 0, limit) is None:
+        raise HttpError(400, "malformed request line")  # binary, a TLS hello: no need to wait
+    if len(buf) >= limit:
+        raise HttpLimitExceeded(431, f"request head over {limit} bytes")
+
+
+def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
+    """Method, target and version of a request line (its CR, if any, included)."""
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        raise HttpError(400, "malformed request line")
+    method, target, version = match.groups()
+    if version not in _VERSIONS:
+        raise HttpError(505, f"HTTP version {version[5:].decode()} is not supported")
+    return method, target, version
+
 
 def _parse_head(head: bytes) -> tuple[Request, int]:
-    """The request in ``head`` (request line and header lines, each ending in a line break)
+    """The request in ``head`` (from its request line to its empty line, any line ends)
     and its body length."""
-    try:
-        return _parse_crlf_head(head)
-    except HttpError:
-        if b"\n" not in head.replace(b"\r\n", b""):
-            raise
-    # Bare LF line endings (tolerated, as RFC 9112 allows): normalise, then parse.
-    return _parse_crlf_head(head.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    line_end = head.find(b"\n")
+    _request_line(head[:line_end])  # a malformed request line is reported before its fields
+    fields = crlf_head(head[line_end + 1 :])
+    if fields is None:
+        raise HttpError(400, "malformed header line (a CR that ends no line)")
+    line = head[:line_end].removesuffix(b"\r")
+    return _parse_crlf_head(line + b"\r\n" + fields[:-2])
 
 
 def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
+    """The request in ``head`` (request line and field lines, each ending in CRLF) and its
+    body length."""
     line_end = head.find(b"\r\n")
-    if line_end < 0:
-        line_end = len(head)
-    parts = head[:line_end].split(b" ")
-    if len(parts) != 3:
-        raise HttpError(400, "malformed request line")
-    method, target, version = parts
-    if (method not in _METHODS and (not method or method.translate(None, _TOKEN))) or not target:
-        raise HttpError(400, "malformed request line")
-    if version not in _VERSIONS:
-        if version.startswith(b"HTTP/"):
-            raise HttpError(505, f"HTTP version {version.decode('latin-1')} is not supported")
-        raise HttpError(400, "malformed request line")
-    if _HEADER_LINES.fullmatch(head, line_end + 2) is None:
+    method, target, version = _request_line(head[:line_end])
+    if not fields_valid(head, line_end + 2):
         raise HttpError(400, "malformed header line")
-    keep_alive = version == b"HTTP/1.1"
-    length = 0
+    http11 = version == b"HTTP/1.1"
     lower = head.lower()
-    if lower.find(b"\nc") < 0 and lower.find(b"\nt") < 0:
-        # No Content-Length, Transfer-Encoding or Connection (find beats ``in`` here).
-        return Request(method, target, version, None, b"", keep_alive, head), 0
-    connection = b""
+    hosts = lower.count(b"\nhost:")
+    if hosts != 1 and (hosts or http11):
+        raise HttpError(
+            400, "more than one Host header" if hosts else "HTTP/1.1 request without a Host header"
+        )
+    if lower.find(b"\nc") < 0 and lower.find(b"\nt") < 0 and lower.find(b"\ne") < 0:
+        # No Content-Length, Transfer-Encoding, Connection or Expect (find beats ``in`` here).
+        return Request(method, target, version, None, b"", http11, head), 0
+    length: int | None = None
+    connection: list[bytes] = []
+    expect = False
     for name, value in _FRAMING_HEADERS.findall(lower, line_end):  # the rest are split only if read
         if name == b"content-length":
-            if not value.isdigit() or (length and int(value) != length):
+            if not value.isdigit():
                 raise HttpError(400, "bad Content-Length")
+            if len(value) > 18:
+                raise HttpLimitExceeded(413, "Content-Length over the body limit")
+            if length is not None and int(value) != length:
+                raise HttpError(400, "conflicting Content-Length headers")
             length = int(value)
         elif name == b"transfer-encoding":
             raise HttpError(501, "Transfer-Encoding is not supported; send a Content-Length")
         elif name == b"connection":
-            connection = value
-    if connection:
-        keep_alive = b"close" not in connection if keep_alive else b"keep-alive" in connection
-    return Request(method, target, version, None, b"", keep_alive, head), length
-
-
-def _split_headers(head: bytes) -> list[tuple[bytes, bytes]]:
-    """The header lines of a validated CRLF head as (lower-cased name, stripped value)."""
-    headers = []
-    for line in head.split(b"\r\n")[1:-1]:
-        name, _, value = line.partition(b":")
-        headers.append((name.lower(), value.strip(b" \t")))
-    return headers
+            connection += [token.strip(b" \t") for token in value.split(b",")]
+        elif http11:  # expect; HTTP/1.0 expectations are ignored (RFC 9110 §10.1.1)
+            if value != b"100-continue":
+                raise HttpError(417, f"unsupported expectation {value.decode('latin-1')!r}")
+            expect = True
+    keep_alive = b"close" not in connection if http11 else b"keep-alive" in connection
+    request = Request(method, target, version, None, b"", keep_alive, head)
+    request.expects_continue = expect
+    return request, length or 0
 
 
 class HttpRequest(Codec):
@@ -277,23 +334,38 @@ class HttpRequest(Codec):
 
     def error_reply(self, error: Exception) -> bytes | None:
         status = getattr(error, "status", 400)
-        text = f"{status} {HTTPStatus(status).phrase}\n".encode()
-        return render_response(HttpResponse(status, text, [("Content-Type", "text/plain")], close=True))
+        text = f"{error}\n" if isinstance(error, HttpError) else f"{status} {HTTPStatus(status).phrase}\n"
+        return render_response(
+            HttpResponse(status, text.encode(), [("Content-Type", "text/plain")], close=True)
+        )
 
     def __repr__(self) -> str:
         return f"HttpRequest(max_head={self.max_head}, max_body={self.max_length})"
 
 
 def render_response(response: HttpResponse) -> bytes:
-    """The bytes of ``response``, with Content-Length (and Connection: close when closing)."""
+    """The bytes of ``response``, with Content-Length (and Connection: close when closing).
+
+    Raises:
+        LocalProtocolError: an unknown status, or a header that would break the message:
+            a name that is not a token, a CR, LF, NUL or other control character in a value
+            (response splitting), a character outside Latin-1.
+    """
     try:
         phrase = HTTPStatus(response.status).phrase
     except ValueError:
         raise LocalProtocolError(f"unknown HTTP status {response.status}") from None
     lines = [f"HTTP/1.1 {response.status} {phrase}"]
-    lines += [f"{name}: {value}" for name, value in response.headers]
+    for name, value in response.headers:
+        check_field(name, value)
+        lines.append(f"{name}: {value}")
     lines.append(f"Content-Length: {len(response.body)}")
     if response.close:
         lines.append("Connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise LocalProtocolError(
+            f"HTTP header outside Latin-1: {exc.object[exc.start : exc.end]!r}"
+        ) from None
     return head if response.head_only else head + response.body
