@@ -161,6 +161,30 @@ def test_json_is_compact_and_strict() -> None:
         Json().decoder().feed(b"[" * 100_000 + b"\n")
 
 
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"NaN", "NaN is not JSON"),
+        (b"[1, -Infinity]", "-Infinity is not JSON"),
+        (b"1e999999", "out of range"),
+        (b'{"a": [-1e400]}', "out of range"),
+        (b'"\\ud800"', "lone surrogate"),
+        (b'{"k\\udfff": 1}', "lone surrogate"),
+        (b'"\xed\xa0\x80"', "UTF-8"),
+        ('"\x00a\x00"'.encode("utf-16-le"), "invalid json"),
+    ],
+)
+def test_json_decodes_only_what_it_could_encode(frame: bytes, reason: str) -> None:
+    """Python's parser takes NaN, overflowing numbers, lone surrogates and UTF-16; strict JSON does not."""
+    decoder = Json().decoder()
+    with pytest.raises(errors.RemoteProtocolError, match=reason) as info:
+        decoder.feed(b'{"ok":1}\n' + frame + b"\n")
+    assert info.value.messages == [{"ok": 1}]
+    assert Json().decoder().feed(b'["\\ud83d\\ude00", "\\\\ud800", 1e308]\n') == [
+        ["\U0001f600", "\\ud800", 1e308]
+    ]
+
+
 @pytest.mark.parametrize("codec", ALL, ids=repr)
 def test_datagrams_round_trip(codec: Codec) -> None:
     for message in messages_for(codec):
@@ -235,7 +259,8 @@ def test_structured_property_round_trip(codec: Codec, values: list[Any], rng: ra
 
 
 def test_codecs_import_no_io_modules() -> None:
-    """Sans-IO: no codec module imports socket, selectors, ssl or threading."""
+    """Sans-IO: no codec module imports socket, selectors, ssl or threading (but a Lock, which
+    guards the item budget that connections on many threads share)."""
     import ast
     from pathlib import Path
 
@@ -249,6 +274,40 @@ def test_codecs_import_no_io_modules() -> None:
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if node.module == "threading" and [alias.name for alias in node.names] == ["Lock"]:
+                    continue
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("codec", [Msgpack(), Json(LengthPrefixed())], ids=repr)
+def test_a_message_that_decodes_to_too_many_values_is_refused(codec: Codec) -> None:
+    """A 1 MiB frame of empty arrays is a million lists (about 64 MiB): refused, not decoded."""
+    payload = b"\xdd" + (1 << 20).to_bytes(4, "big") + b"\x90" * (1 << 20)
+    if isinstance(codec, Json):
+        payload = b"[" + b"[]," * 350_000 + b"[]]"
+    decoder = codec.decoder()
+    with pytest.raises(errors.LimitExceeded, match=r"\(max_items\)") as info:
+        decoder.feed(
+            codec.framing.encode(b"[1]" if isinstance(codec, Json) else b"\x91\x01")
+            + codec.framing.encode(payload)
+        )  # type: ignore[attr-defined]
+    assert info.value.messages == [[1]]
+    wide = list(range(90_000))  # under the bound: decodes
+    assert codec.decoder().feed(codec.encode(wide)) == [wide]
+
+
+def test_values_held_by_all_connections_are_bounded_and_released() -> None:
+    codec = Json(max_items=10, max_items_total=25)  # a frame of n bytes holds at most n values
+    frame = codec.encode([1, 2, 3, 4])  # 9 bytes and a newline
+    first, second, third = codec.decoder(), codec.decoder(), codec.decoder()
+    assert first.feed(frame) == [[1, 2, 3, 4]]
+    assert second.feed(frame) == [[1, 2, 3, 4]]
+    with pytest.raises(errors.LimitExceeded, match="max_items_total"):
+        third.feed(frame)
+    first.release()  # its message was handled
+    assert third.feed(frame) == [[1, 2, 3, 4]]
+    second.feed(b"")  # reading again also lets go of what it decoded before
+    with pytest.raises(errors.LimitExceeded, match=r"\(max_items\)"):
+        codec.decoder().feed(codec.encode(list(range(10))))  # 21 bytes, 11 values

@@ -165,6 +165,7 @@ def test_oversize_message_closes_only_that_connection(engine: str, stream_url: s
                 good.close()
             with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as big:
                 big.send(b"x" * 2048)
+                assert big.recv() == b"error: line longer than 1024 bytes"  # the reason, as a line
                 with pytest.raises((sk.ClosedError, sk.BrokenError)):
                     big.recv()
             if engine != "iterative":
@@ -172,6 +173,18 @@ def test_oversize_message_closes_only_that_connection(engine: str, stream_url: s
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as later:
             assert later.request(b"later") == b"later"
         assert server.stats.errors.get("limit") == 1
+
+
+@pytest.mark.parametrize("frame", [b"NaN", b"1e999999", b'"\\ud800"'])
+def test_json_python_accepts_but_cannot_send_back_gets_an_error_reply(engine: str, frame: bytes) -> None:
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.Json(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as client:
+            client.sock.sendall(frame + b"\n")
+            assert "error" in client.recv()
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        wait_until(lambda: server.stats.connections_open == 0, what="the connection to close")
+        assert server.stats.errors == {"protocol": 1}
 
 
 def test_bad_json_gets_an_error_reply(engine: str, stream_url: str) -> None:
@@ -799,3 +812,41 @@ def test_running_out_of_descriptors_pauses_accepting_then_recovers(engine: str) 
         proc.kill()
     assert "Too many open files" in err or "pausing accepts" in err
     assert "'accept'" in out  # counted
+
+
+def test_expect_100_continue_gets_continue_then_the_response(engine: str) -> None:
+    """curl's large uploads: the client waits for 100 Continue before it sends the body."""
+
+    def upload(message: Any, conn: sk.Connection) -> sk.HttpResponse:
+        return sk.HttpResponse(200, b"got %d bytes" % len(message.body))
+
+    with sk.Server("tcp://127.0.0.1:0", upload, codec=sk.HttpRequest(), engine=engine).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
+            sock.sendall(b"PUT /f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            interim = b""
+            while not interim.endswith(b"\r\n\r\n"):
+                interim += sock.recv(1)
+            assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(b"hello")
+            reply = b""
+            while not reply.endswith(b"got 5 bytes"):
+                data = sock.recv(65536)
+                assert data, reply
+                reply += data
+            assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # the clients stay connected at once
+def test_values_a_handled_message_held_are_released_for_other_connections(engine: str) -> None:
+    """The codec-wide bound on decoded values counts a message only while it is being handled."""
+    codec = sk.Json(max_items=20, max_items_total=30)
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=codec, engine=engine).start() as server:
+        clients = []
+        try:
+            for _ in range(3):  # each stays connected and idle after its reply
+                clients.append(sk.connect(server.url, codec=sk.Json(), timeout=WAIT))
+                assert clients[-1].request(list(range(6))) == list(range(6))  # 14 bytes: 14 values at most
+        finally:
+            for client in clients:
+                client.close()
+        assert server.stats.errors == {}

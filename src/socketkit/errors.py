@@ -14,6 +14,7 @@ The timeout classes also derive from the builtin :class:`TimeoutError`, so
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 __all__ = [
     "BindError",
@@ -46,7 +47,7 @@ class ProtocolError(SocketkitError):
     good request is not lost because a later one is bad).
     """
 
-    messages: list[object]
+    messages: list[Any]
 
     def __init__(self, *args: object) -> None:
         super().__init__(*args)

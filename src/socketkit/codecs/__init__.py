@@ -1,5 +1,6 @@
 """Sans-IO codecs: bytes in, messages out. Nothing here imports socket,
-selectors, ssl or threading (a test checks it)."""
+selectors, ssl or threading, but for the Lock that guards the structured codecs'
+item budget, which connections on many threads share (a test checks it)."""
 
 from .base import Codec, Decoder
 from .http import HttpRequest, HttpResponse

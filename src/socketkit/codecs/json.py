@@ -4,6 +4,12 @@ Encoding is compact and strict: ``NaN``/``Infinity`` are refused
 (they are not JSON), non-ASCII text goes out as UTF-8. With ``Lines`` framing a
 JSON document can never contain a raw newline, so the framing is always safe.
 
+Decoding is as strict as encoding (RFC 8259), so that whatever decodes can be
+sent back: the text must be UTF-8; ``NaN``, ``Infinity``, numbers that
+overflow a float (``1e999999``) and lone surrogate escapes (``"\ud800"``) are
+refused with :class:`RemoteProtocolError`, which the peer sees as
+``{"error": ...}``. Python's own parser accepts all of them.
+
 Nesting is limited to :data:`MAX_DEPTH` arrays and objects. Python's parser
 recurses, so without a limit how deep a message may be would depend on how
 deep the stack of the thread decoding it already is: the same message would
@@ -26,7 +32,9 @@ __all__ = ["MAX_DEPTH", "Json"]
 #: The deepest nesting of arrays and objects a JSON message may have.
 MAX_DEPTH = 200
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped) and brackets
+_SEPARATORS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[{,:]')  # strings (skipped) and what adds a value
 
 
 def _depth(frame: bytes) -> int:
@@ -41,19 +49,55 @@ def _depth(frame: bytes) -> int:
     return deepest
 
 
+def _refuse_constant(name: str) -> Any:
+    raise RemoteProtocolError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise RemoteProtocolError(f"json number {text[:24]} is out of range")
+    return value
+
+
+_INFINITY = float("inf")
+
+
 class Json(StructuredCodec):
     """``Json(framing=Lines())``: dicts, lists, numbers, strings, booleans and None."""
 
     name = "json"
 
-    def __init__(self, framing: Codec | None = None) -> None:
-        super().__init__(framing if framing is not None else Lines())
+    def __init__(
+        self, framing: Codec | None = None, max_items: int = 100_000, max_items_total: int = 8_000_000
+    ) -> None:
+        super().__init__(framing if framing is not None else Lines(), max_items, max_items_total)
 
     def _load(self, frame: bytes) -> Any:
         # Counting brackets is a C-speed bound; only a frame with many is measured exactly.
         if frame.count(b"[") + frame.count(b"{") > MAX_DEPTH and _depth(frame) > MAX_DEPTH:
             raise RemoteProtocolError(f"json message nested deeper than {MAX_DEPTH} levels")
-        return json.loads(frame)
+        try:
+            text = frame.decode()
+        except UnicodeDecodeError as exc:
+            raise RemoteProtocolError(f"json must be UTF-8: {exc.reason} at byte {exc.start}") from None
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if _SURROGATE_ESCAPE.search(frame) is not None:  # rare: only then is the value walked
+            try:
+                json.dumps(value, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise RemoteProtocolError("json string holds a lone surrogate escape") from None
+        return value
+
+    def _count_items(self, frame: bytes, limit: int) -> int:
+        # Each container, each comma and each colon (a key) adds a value; in strings they do not.
+        items = 1
+        for token in _SEPARATORS.finditer(frame):
+            if token.end() - token.start() == 1:
+                items += 1
+                if items > limit:
+                    break
+        return items
 
     def _dump(self, message: Any) -> bytes:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

@@ -43,7 +43,9 @@ class _LengthDecoder(Decoder):
         while size - pos >= header:
             length = int.from_bytes(buf[pos : pos + header], "big")
             if length > self._max:
-                raise LimitExceeded(f"frame of {length} bytes exceeds the limit of {self._max}")
+                error = LimitExceeded(f"frame of {length} bytes exceeds the limit of {self._max}")
+                error.messages = out  # the complete frames before it are kept
+                raise error
             end = pos + header + length
             if end > size:
                 break

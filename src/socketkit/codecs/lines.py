@@ -12,6 +12,7 @@ at a time costs linear, not quadratic, time. A partial line longer than
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from ..errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
@@ -50,29 +51,34 @@ class _LinesDecoder(Decoder):
             buf += data
             if buf.find(delim, start) < 0:
                 if len(buf) > self._partial_max:
-                    raise self._too_long(len(buf))
+                    raise self._too_long()
                 return []
             data = bytes(buf)
             buf.clear()
         elif delim not in data:
             if len(data) > self._partial_max:
-                raise self._too_long(len(data))
+                raise self._too_long()
             buf += data
             return []
         lines = data.split(delim)
         rest = lines.pop()
-        if rest:
-            if len(rest) > self._partial_max:
-                raise self._too_long(len(rest))
-            buf += rest
         if self._strip_cr:
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
         if max(map(len, lines)) > self._max:
-            raise self._too_long(max(map(len, lines)))
+            error = self._too_long()
+            error.messages = list(itertools.takewhile(lambda line: len(line) <= self._max, lines))
+            raise error
+        if rest:
+            if len(rest) > self._partial_max:
+                error = self._too_long()
+                error.messages = lines  # the complete lines before it are kept
+                raise error
+            buf += rest
         return lines
 
-    def _too_long(self, size: int) -> LimitExceeded:
-        return LimitExceeded(f"line longer than {self._max} bytes (got {size} without a delimiter)")
+    def _too_long(self) -> LimitExceeded:
+        # No byte count: the same stream must give the same error however it was split.
+        return LimitExceeded(f"line longer than {self._max} bytes")
 
 
 class Lines(Codec):
@@ -95,6 +101,10 @@ class Lines(Codec):
         if self.delimiter in data:
             raise LocalProtocolError(f"message contains the delimiter {self.delimiter!r}")
         return data + self.delimiter
+
+    def error_reply(self, error: Exception) -> bytes | None:
+        """``error: <what was wrong>`` as one line, so a line peer reads why it is cut off."""
+        return f"error: {error}".encode().replace(self.delimiter, b" ") + self.delimiter
 
     def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
         message = bytes(data)

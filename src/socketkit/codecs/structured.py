@@ -11,45 +11,111 @@ decoder" holds for structured data too.
 from __future__ import annotations
 
 from abc import abstractmethod
+from threading import Lock  # the shared budget's guard: the one thread-aware line here
 from typing import Any
 
-from ..errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from .base import Codec, Decoder
+from ..errors import LimitExceeded, LocalProtocolError, ProtocolError, RemoteProtocolError
+from .base import Codec, Decoder, check_positive
 
 __all__ = ["StructuredCodec"]
 
 
 class _StructuredDecoder(Decoder):
-    __slots__ = ("_codec", "_frames")
+    __slots__ = ("_codec", "_frames", "_held")
 
     def __init__(self, codec: StructuredCodec, frames: Decoder) -> None:
         self._codec = codec
         self._frames = frames
+        self._held = 0  # items of the last large message, counted in the codec's budget
 
     @property
     def buffered(self) -> int:
         return self._frames.buffered
 
     def feed(self, data: bytes) -> list[Any]:
-        load = self._codec.load
+        if self._held:  # reading again: the messages of the last feed were dispatched
+            self.release()
         out: list[Any] = []
         try:
-            for frame in self._frames.feed(data):
-                out.append(load(frame))
+            try:
+                frames = self._frames.feed(data)
+            except ProtocolError as exc:  # the frames complete before the bad one come first
+                for frame in exc.messages:
+                    out.append(self._load(frame))
+                exc.messages = out
+                raise
+            for frame in frames:
+                out.append(self._load(frame))
         except ProtocolError as exc:
-            exc.messages = out + exc.messages
+            if exc.messages is not out:
+                exc.messages = out
             raise
         return out
 
+    def _load(self, frame: bytes) -> Any:
+        codec = self._codec
+        self._held += codec.reserve_items(frame)
+        return codec.load(frame)
+
+    def release(self) -> None:
+        if self._held:
+            self._codec.release_items(self._held)
+            self._held = 0
+
 
 class StructuredCodec(Codec):
-    """Objects (dicts, lists, numbers, strings) serialized into frames of ``framing``."""
+    """Objects (dicts, lists, numbers, strings) serialized into frames of ``framing``.
 
-    def __init__(self, framing: Codec) -> None:
+    What a message costs once decoded is bounded, not only its frame: a 1 MiB
+    msgpack frame of empty arrays is a million lists, about 64 MiB. ``max_items``
+    bounds the values (containers, numbers, strings...) one message may decode
+    to, and ``max_items_total`` the values held at once by all the connections
+    that share this codec, from decoding a message until its handler is done
+    with it (the engine says so, or the connection reads again or closes). A
+    value takes at least one byte of frame, so a frame of up to ``max_items``
+    bytes is charged its length without being counted; a longer one is counted
+    exactly, stopping at the limit. A decoded value costs at most about 72 bytes
+    beyond the bytes it carries (an empty dict), so with the defaults one message
+    decodes to at most about 7 MiB more than its frame, and all of them together
+    to about 600 MiB more. A message over either bound is refused with
+    :class:`LimitExceeded`, which its peer sees as ``{"error": ...}``.
+    """
+
+    def __init__(self, framing: Codec, max_items: int = 100_000, max_items_total: int = 8_000_000) -> None:
         if not isinstance(framing, Codec) or isinstance(framing, StructuredCodec):
             raise TypeError(f"framing must be a byte codec such as Lines(), not {framing!r}")
         self.framing = framing
         self.max_length = framing.max_length
+        self.max_items = check_positive("max_items", max_items)
+        self.max_items_total = check_positive("max_items_total", max_items_total)
+        self._items_held = 0
+        self._items_lock = Lock()
+
+    def reserve_items(self, frame: bytes) -> int:
+        """Count the values in ``frame`` into the shared budget; the count, to release later.
+
+        Raises:
+            LimitExceeded: the frame holds more than max_items values, or the budget is spent.
+        """
+        items = len(frame)  # at least a byte a value: a bound that costs nothing to find
+        if items > self.max_items and (items := self._count_items(frame, self.max_items)) > self.max_items:
+            raise LimitExceeded(f"{self.name} message of more than {self.max_items} values (max_items)")
+        with self._items_lock:
+            if self._items_held + items > self.max_items_total:
+                raise LimitExceeded(
+                    f"{self.name} messages of {self._items_held} values are held already "
+                    f"(max_items_total {self.max_items_total}); send smaller messages or retry"
+                )
+            self._items_held += items
+        return items
+
+    def release_items(self, items: int) -> None:
+        with self._items_lock:
+            self._items_held -= items
+
+    @abstractmethod
+    def _count_items(self, frame: bytes, limit: int) -> int:
+        """The number of values in ``frame``, or any number over ``limit`` once it is passed."""
 
     def decoder(self, max_length: int | None = None) -> Decoder:
         return _StructuredDecoder(self, self.framing.decoder(max_length))
