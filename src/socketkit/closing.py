@@ -2,12 +2,21 @@
 
 Every engine and the datagram path end connections through :func:`report_close`,
 so the same cause gives the same counter and the same log line on every engine.
+
+Lines a peer can cause are sampled, not all written: a flood of bad datagrams
+would otherwise become a flood of log lines (one per datagram), costing more
+than the datagrams. Every event is counted in the stats; per kind, a burst of
+lines is written and then about ten a second, and the next line written says
+how many like it were left out (:class:`LogSampler`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
 
 from .connection import Connection
 from .errors import (
@@ -22,7 +31,7 @@ from .errors import (
 )
 from .stats import StatsRecorder
 
-__all__ = ["classify", "log", "peer_list", "report_close"]
+__all__ = ["LogSampler", "classify", "log", "log_sampled", "peer_list", "report_close"]
 
 log = logging.getLogger("socketkit")
 
@@ -49,13 +58,74 @@ def classify(error: BaseException) -> tuple[str, int, str]:
     return "handler", logging.ERROR, f"handler raised {type(error).__name__}: {error}"
 
 
+class LogSampler:
+    """A token bucket per kind of line: ``burst`` lines at once, then ``rate`` a second."""
+
+    def __init__(
+        self, rate: float = 10.0, burst: int = 20, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, list[float]] = {}  # kind -> [tokens, last refill, left out]
+
+    def take(self, kind: str) -> int | None:
+        """None if this line is left out; else how many of its kind were left out before it."""
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(kind)
+            if bucket is None:
+                bucket = self._buckets[kind] = [float(self.burst), now, 0]
+            tokens = min(float(self.burst), bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[1] = now
+            if tokens < 1.0:
+                bucket[0] = tokens
+                bucket[2] += 1
+                return None
+            bucket[0] = tokens - 1.0
+            left_out = int(bucket[2])
+            bucket[2] = 0
+            return left_out
+
+
+#: One sampler per server (its stats recorder), so one server's flood never mutes another.
+_samplers: weakref.WeakKeyDictionary[StatsRecorder, LogSampler] = weakref.WeakKeyDictionary()
+_samplers_lock = threading.Lock()
+
+
+def log_sampled(
+    stats: StatsRecorder,
+    kind: str,
+    level: int,
+    message: str,
+    *args: object,
+    exc_info: BaseException | None = None,
+) -> None:
+    """Log a line a peer can cause, unless too many of its kind came lately (see module notes)."""
+    if not log.isEnabledFor(level):
+        return
+    with _samplers_lock:
+        sampler = _samplers.get(stats)
+        if sampler is None:
+            sampler = _samplers[stats] = LogSampler()
+    left_out = sampler.take(kind)
+    if left_out is None:
+        return
+    if left_out:
+        message += f" ({left_out} more like it not logged)"
+    log.log(level, message, *args, exc_info=exc_info)
+
+
 def report_close(stats: StatsRecorder, conn: Connection, error: BaseException | None) -> None:
     """Log and count why ``conn`` ended. Clean closes are silent (and never format the peer)."""
     if error is None or isinstance(error, ClosedError):
         return
     kind, level, text = classify(error)
     stats.error(kind)
-    log.log(level, "%s: %s", conn.peer_url, text, exc_info=error if kind == "handler" else None)
+    log_sampled(
+        stats, kind, level, "%s: %s", conn.peer_url, text, exc_info=error if kind == "handler" else None
+    )
 
 
 def peer_list(conns: Sequence[Connection], most: int = 20) -> str:

@@ -10,12 +10,13 @@ and counted as rejected. Engines only decide when to call :meth:`AcceptGate.acce
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import threading
 import time
 from typing import Any
 
-from ..closing import log
+from ..closing import log, log_sampled
 from ..endpoints import Listener
 from ..limits import Limits
 from ..stats import StatsRecorder
@@ -79,7 +80,14 @@ class AcceptGate:
                     self._per_ip[ip] = count + 1
                     return sock, addr
             self.stats.rejected()
-            log.warning("rejected %s: %d connections from this address (max_connections_per_ip)", ip, count)
+            log_sampled(
+                self.stats,
+                "rejected",
+                logging.WARNING,
+                "rejected %s: %d connections from this address (max_connections_per_ip)",
+                ip,
+                count,
+            )
             sock.close()
             return None
         return sock, addr
