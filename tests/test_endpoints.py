@@ -17,7 +17,6 @@ from socketkit.endpoints import DEFAULT_BACKLOG, bind, parse
         ("tcp://127.0.0.1:8888", "tcp", "127.0.0.1", 8888, ""),
         ("tcp://[::1]:0", "tcp", "::1", 0, ""),
         ("tcp://*:80", "tcp", "", 80, ""),
-        ("tcp://:80", "tcp", "", 80, ""),
         ("TCP://localhost:65535", "tcp", "localhost", 65535, ""),
         ("udp://127.0.0.1:9999", "udp", "127.0.0.1", 9999, ""),
         ("unix:///run/app.sock", "unix", "", 0, "/run/app.sock"),
@@ -40,9 +39,11 @@ def test_parse_good_urls(url: str, scheme: str, host: str, port: int, path: str)
         ("tcp://127.0.0.1:-1", "0 to 65535"),
         ("tcp://127.0.0.1:http", "0 to 65535"),
         ("ftp://127.0.0.1:21", "unknown scheme"),
-        ("127.0.0.1:8888", "scheme://"),
+        ("tcp://:8888", "no host .* tcp://127.0.0.1:8888 .* tcp://\\*:8888"),
+        (":8888", "no host"),
+        ("localhost", "no port"),
         ("unix://relative/path.sock", "absolute"),
-        ("unix:relative.sock", "scheme://"),
+        ("unix:relative.sock", "port"),
         ("unix://@", "empty abstract"),
         ("tcp://127.0.0.1:80/path", "unexpected path"),
         ("tcp://user@127.0.0.1:80", "user info"),
@@ -53,6 +54,65 @@ def test_parse_good_urls(url: str, scheme: str, host: str, port: int, path: str)
 def test_parse_bad_urls_name_the_problem(url: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         parse(url)
+
+
+@pytest.mark.parametrize(
+    ("address", "url"),
+    [
+        ("127.0.0.1:8888", "tcp://127.0.0.1:8888"),
+        ("[::1]:8888", "tcp://[::1]:8888"),
+        ("*:8888", "tcp://*:8888"),
+        (("127.0.0.1", 8888), "tcp://127.0.0.1:8888"),
+        (("", 8888), "tcp://*:8888"),  # socket.bind's "" is every interface
+        (("::1", 8888, 0, 0), "tcp://[::1]:8888"),
+        ("/run/app.sock", "unix:///run/app.sock"),
+        ("@name", "unix://@name"),
+    ],
+)
+def test_the_same_shorthands_everywhere(address: str | tuple[str, int], url: str) -> None:
+    assert parse(address) == parse(url)
+    datagram = parse(address, "udp")
+    assert datagram.scheme == ("unixgram" if datagram.is_unix else "udp")
+
+
+def test_server_and_client_take_a_tuple_and_host_port() -> None:
+    with sk.Server(("127.0.0.1", 0), lambda m, c: m).start() as server:
+        host, port = server.addresses[0][:2]
+        with sk.connect(f"{host}:{port}", timeout=5) as client:
+            assert client.request(b"tuple") == b"tuple"
+    with sk.Server(("127.0.0.1", 0), lambda m, c: m, codec=sk.Lines()) as server:
+        assert server.endpoints[0].scheme == "tcp"
+    with pytest.raises(ValueError, match="socket address"):
+        parse(("127.0.0.1", "80"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        ("tcp://*:0", "(every interface, IPv4 and IPv6)"),
+        ("tcp://[::]:0", "(every interface, IPv6 only)"),
+        ("tcp://0.0.0.0:0", "(every IPv4 interface)"),
+        ("tcp://127.0.0.1:0", ""),
+    ],
+)
+def test_the_log_says_which_wildcard_is_dual_stack(url: str, described: str) -> None:
+    listener = bind(parse(url))
+    try:
+        assert listener.described == f"{listener.url} {described}".strip()
+    finally:
+        listener.close()
+
+
+def test_a_unix_permission_error_names_the_directory_not_the_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socketkit.endpoints as endpoints
+
+    def refused(endpoint: object) -> socket.socket:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(endpoints, "_bind_unix", refused)
+    with pytest.raises(sk.BindError, match="pick a directory you can write to") as info:
+        bind(parse("unix:///root/app.sock"))
+    assert "port" not in str(info.value)
 
 
 def test_backlog_option() -> None:

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from .codecs import Codec, Raw
-from .endpoints import Endpoint, connect_socket, parse
+from .endpoints import Address, Endpoint, connect_socket, parse
 from .errors import ClosedError, ConnectError, Timeout, translate_oserror
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect"]
@@ -151,7 +151,7 @@ class Client(_ClientBase):
 
 
 def connect(
-    url: str,
+    url: Address,
     codec: Codec | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     retries: int = 0,
@@ -195,12 +195,12 @@ class DatagramClient(_ClientBase):
 
     def __init__(
         self,
-        url: str,
+        url: Address,
         codec: Codec | None = None,
         timeout: float | None = 5.0,
         retries: int = 2,
     ) -> None:
-        endpoint = parse(url)
+        endpoint = parse(url, "udp")
         if endpoint.is_stream:
             raise ValueError(f"{url} is stream-based: use socketkit.connect({url!r})")
         if retries < 0:

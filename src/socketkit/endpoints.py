@@ -13,6 +13,13 @@ Supported schemes::
 
 Query options: ``?backlog=N`` (default 1024) for stream listeners.
 
+Everywhere an endpoint is taken (``Server``, ``connect``, ``DatagramClient``,
+the CLI) the same shorthands work: ``host:port`` and ``[::1]:port`` (tcp, or
+udp for datagram clients), ``/abs/path`` and ``@name`` (unix), and the
+``(host, port)`` tuple that ``socket.bind`` takes, where ``""`` means every
+interface as it does there. A URL with no host (``tcp://:8888``) is refused:
+write ``127.0.0.1`` for this machine or ``*`` for every interface.
+
 Bad URLs raise :class:`ValueError` naming the problem. Listeners get
 SO_REUSEADDR (stream) and a real backlog. A stale unix socket file is replaced
 only when nothing listens on it; a path that is not a socket is never removed.
@@ -32,7 +39,18 @@ from urllib.parse import parse_qsl, urlsplit
 
 from .errors import BindError, translate_oserror
 
-__all__ = ["DEFAULT_BACKLOG", "Endpoint", "Listener", "bind", "connect_socket", "format_url", "parse"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "Address",
+    "Endpoint",
+    "Listener",
+    "as_url",
+    "bind",
+    "connect_socket",
+    "format_url",
+    "is_address",
+    "parse",
+]
 
 DEFAULT_BACKLOG = 1024
 
@@ -77,19 +95,52 @@ class Endpoint:
         return self.url
 
 
-def parse(url: str) -> Endpoint:
-    """Parse an endpoint URL.
+#: What names an endpoint: a URL, a shorthand (``host:port``, ``/path``), or a socket address tuple.
+Address = str | tuple[Any, ...]
+
+
+def is_address(value: object) -> bool:
+    """Whether ``value`` names one endpoint (as opposed to a list of them)."""
+    return isinstance(value, str) or (
+        isinstance(value, tuple) and len(value) in (2, 4) and isinstance(value[1], int)
+    )
+
+
+def as_url(address: Address, default_scheme: str = "tcp") -> str:
+    """The URL for a URL, a shorthand or a ``(host, port)`` tuple (see the module notes).
+
+    ``default_scheme`` ("tcp" or "udp") is used where the shorthand names none; a
+    path becomes the matching unix scheme.
+    """
+    if isinstance(address, tuple):
+        if not is_address(address) or not isinstance(address[0], str):
+            raise ValueError(
+                f"{address!r} is not a socket address: write (host, port), e.g. ('127.0.0.1', 8888)"
+            )
+        host, port = address[0] or "*", address[1]
+        return f"{default_scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+    if not isinstance(address, str):
+        raise TypeError(f"endpoint must be a URL or a (host, port) tuple, not {type(address).__name__}")
+    if "://" in address:
+        return address
+    if address.startswith(("/", "@")):
+        return f"{'unix' if default_scheme == 'tcp' else 'unixgram'}://{address}"
+    return f"{default_scheme}://{address}"
+
+
+def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
+    """Parse an endpoint URL, or one of the shorthands in the module notes.
 
     Raises:
-        ValueError: the URL has no or an unknown scheme, no port, a port outside
+        ValueError: the URL has an unknown scheme, no host, no port, a port outside
             0-65535, a relative unix path, or an unknown option.
     """
-    if not isinstance(url, str):
-        raise TypeError(f"endpoint URL must be a str, not {type(url).__name__}")
-    if "://" not in url:
+    original = url
+    url = as_url(url, default_scheme)
+    if "://" not in url or not url.split("://", 1)[0]:
         raise ValueError(
-            f"{url!r} is not an endpoint URL: write it as scheme://address, "
-            f"e.g. tcp://127.0.0.1:8888 (schemes: {', '.join(_SCHEMES)})"
+            f"{original!r} is not an endpoint: write scheme://address, e.g. tcp://127.0.0.1:8888, "
+            f"or host:port (schemes: {', '.join(_SCHEMES)})"
         )
     scheme_part = url.split("://", 1)[0].lower()
     if scheme_part not in _SCHEMES:
@@ -111,10 +162,17 @@ def parse(url: str) -> Endpoint:
     except ValueError:
         raise ValueError(f"bad port in {url!r}: the port must be a number from 0 to 65535") from None
     if port is None:
-        raise ValueError(f"no port in {url!r}: write {scheme_part}://host:port (port 0 picks a free one)")
+        raise ValueError(
+            f"no port in {original!r}: write {scheme_part}://host:port (port 0 picks a free one)"
+        )
     host = parts.hostname or ""
     if netloc.startswith("[") and "]" in netloc:
         host = netloc[1 : netloc.index("]")]
+    if not host:
+        raise ValueError(
+            f"no host in {original!r}: write {scheme_part}://127.0.0.1:{port} for this machine only, "
+            f"or {scheme_part}://*:{port} for every interface"
+        )
     if host == "*":
         host = ""
     return Endpoint(scheme_part, kind, host=host, port=port, backlog=backlog)
@@ -195,6 +253,17 @@ class Listener:
         if endpoint.is_unix and not endpoint.path.startswith("\0"):
             self._inode = os.stat(endpoint.path).st_ino
 
+    @property
+    def described(self) -> str:
+        """The URL, and for a wildcard address which families it takes: for the log."""
+        address = self.sock.getsockname()
+        if not isinstance(address, tuple) or address[0] not in ("0.0.0.0", "::"):
+            return self.url
+        if address[0] == "0.0.0.0":
+            return f"{self.url} (every IPv4 interface)"
+        v6only = self.sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        return f"{self.url} (every interface, {'IPv6 only' if v6only else 'IPv4 and IPv6'})"
+
     def accept(self) -> tuple[socket.socket, Any]:
         """``sock.accept()`` without its per-call enum conversions (a hot path under churn).
 
@@ -242,6 +311,8 @@ def bind(endpoint: Endpoint) -> Listener:
             hint = " (check the host name)"
         elif exc.errno == getattr(os, "EADDRINUSE", 98) or "in use" in reason:
             hint = " (is another server running there? stop it or pick another port; port 0 picks a free one)"
+        elif isinstance(exc, PermissionError) and endpoint.is_unix:
+            hint = " (you may not create a socket there: pick a directory you can write to)"
         elif isinstance(exc, PermissionError):
             hint = " (ports below 1024 need privileges; pick a port above 1023)"
         raise BindError(f"cannot listen on {endpoint.url}: {reason}{hint}") from exc

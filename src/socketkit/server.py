@@ -19,7 +19,7 @@ from typing import Any
 
 from .closing import peer_list
 from .codecs import Codec, Raw
-from .endpoints import Endpoint, Listener, bind, parse
+from .endpoints import Address, Endpoint, Listener, bind, is_address, parse
 from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
 from .handlers import Handler, adapt
@@ -57,7 +57,7 @@ class Server:
 
     def __init__(
         self,
-        endpoints: str | Iterable[str],
+        endpoints: Address | Iterable[Address],
         handler: object,
         *,
         codec: Codec | None = None,
@@ -65,7 +65,7 @@ class Server:
         limits: Limits | None = None,
         layers: Iterable[LayerFactory] = (),
     ) -> None:
-        urls = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        urls: list[Address] = [endpoints] if is_address(endpoints) else list(endpoints)  # type: ignore[list-item]
         if not urls:
             raise ValueError("a server needs at least one endpoint URL, e.g. tcp://127.0.0.1:8888")
         self.endpoints: list[Endpoint] = [parse(url) for url in urls]
@@ -162,7 +162,7 @@ class Server:
         self._started.set()
         log.info(
             "serving %s (engine %s, codec %s, handler %s)",
-            ", ".join(self.urls),
+            ", ".join(listener.described for listener in self._listeners),
             self.engine_name,
             self.codec.name,
             self.handler.name,

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ..endpoints import as_url
 from ..errors import SocketkitError
 
 __all__ = ["Failure", "configure_logging", "runtime_errors", "target_url", "usage_errors"]
@@ -44,16 +45,14 @@ def runtime_errors() -> Iterator[None]:
 
 
 def target_url(target: str, udp: bool = False) -> str:
-    """A URL from what a netcat user types: a URL, ``host:port``, or a unix socket path."""
-    if "://" in target:
-        if udp and target.startswith("tcp://"):
-            return "udp://" + target[len("tcp://") :]
-        if udp and target.startswith("unix://"):
-            return "unixgram://" + target[len("unix://") :]
-        return target
-    if target.startswith("/"):
-        return f"{'unixgram' if udp else 'unix'}://{target}"
-    return f"{'udp' if udp else 'tcp'}://{target}"
+    """A URL from what a netcat user types: a URL, ``host:port``, or a unix socket path;
+    with ``-u`` a stream URL becomes its datagram twin."""
+    url = as_url(target, "udp" if udp else "tcp")
+    if udp and url.startswith("tcp://"):
+        return "udp://" + url[len("tcp://") :]
+    if udp and url.startswith("unix://"):
+        return "unixgram://" + url[len("unix://") :]
+    return url
 
 
 class JsonFormatter(logging.Formatter):

@@ -32,8 +32,9 @@ _SERVICES_HELP = "\n".join(f"  {name:8} {summary}" for name, (_, summary) in SER
     "--listen",
     "urls",
     multiple=True,
-    metavar="URL",
-    help=f"Where to listen; repeat to serve several (tcp://, udp://, unix://). Default {DEFAULT_URL}.",
+    metavar="URL|HOST:PORT",
+    help="Where to listen; repeat to serve several (tcp://, udp://, unix://; HOST:PORT is tcp, "
+    f"/path is unix, * is every interface). Default {DEFAULT_URL}.",
 )
 @click.option(
     "--engine",
