@@ -6,7 +6,19 @@ public API.
 """
 
 from .client import Client, DatagramClient, connect
-from .codecs import Codec, Decoder, HttpRequest, HttpResponse, Json, LengthPrefixed, Lines, Msgpack, Raw
+from .codecs import (
+    Codec,
+    Decoder,
+    HttpClient,
+    HttpRequest,
+    HttpResponse,
+    Json,
+    LengthPrefixed,
+    Lines,
+    Msgpack,
+    Raw,
+    Request,
+)
 from .connection import Connection
 from .errors import (
     BindError,
@@ -39,6 +51,7 @@ __all__ = [
     "Connection",
     "DatagramClient",
     "Decoder",
+    "HttpClient",
     "HttpRequest",
     "HttpResponse",
     "Json",
@@ -52,6 +65,7 @@ __all__ = [
     "ProtocolError",
     "Raw",
     "RemoteProtocolError",
+    "Request",
     "Server",
     "SocketkitError",
     "Stats",

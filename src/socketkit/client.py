@@ -86,6 +86,7 @@ class Client(_ClientBase):
     """A stream connection framed by a codec. Create it with :func:`connect`."""
 
     def __init__(self, sock: socket.socket, endpoint: Endpoint, codec: Codec, timeout: float | None) -> None:
+        codec = codec.client_side()  # the same framing, or its other half (HTTP)
         super().__init__(sock, endpoint, codec, timeout)
         self._decoder = codec.decoder()
         self._pending: deque[Any] = deque()

@@ -3,7 +3,8 @@ selectors, ssl or threading, but for the Lock that guards the structured codecs'
 item budget, which connections on many threads share (a test checks it)."""
 
 from .base import Codec, Decoder
-from .http import HttpRequest, HttpResponse
+from .http import HttpRequest, HttpResponse, Request
+from .http_client import HttpClient
 from .json import Json
 from .length import LengthPrefixed
 from .lines import Lines
@@ -14,6 +15,7 @@ __all__ = [
     "CODECS",
     "Codec",
     "Decoder",
+    "HttpClient",
     "HttpRequest",
     "HttpResponse",
     "Json",
@@ -21,6 +23,7 @@ __all__ = [
     "Lines",
     "Msgpack",
     "Raw",
+    "Request",
     "codec_by_name",
 ]
 
