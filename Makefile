@@ -5,14 +5,19 @@ PY     := $(VENV)/bin/python
 
 .PHONY: run test lint clean
 
-$(VENV)/.installed: pyproject.toml
+# Two stamps: running needs socketkit and its CLI only; the tests add the dev toolchain.
+$(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[cli]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.run-installed
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,msgpack,cli,plot]'
 	touch $@
 
 # socketkit's main job: HTTP "Hello, world!" on 127.0.0.1:8888 (try: curl http://127.0.0.1:8888/).
-run: $(VENV)/.installed
+run: $(VENV)/.run-installed
 	$(VENV)/bin/socketkit serve hello
 
 lint: $(VENV)/.installed

@@ -177,6 +177,7 @@ def adapt(handler: object) -> Handler:
     if isinstance(handler, Handler):
         return handler
     name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    _refuse_async(handler, name)
     if isinstance(handler, BlockingHandler):
         return Handler("blocking", handler.fn, name)
     if isinstance(handler, type):
@@ -192,6 +193,24 @@ def adapt(handler: object) -> Handler:
         f"handler must be a function (message, conn) -> reply, a socketkit.Protocol "
         f"subclass or instance, or a @socketkit.blocking function (conn); got {handler!r}"
     )
+
+
+_PROTOCOL_EVENTS = ("on_connect", "on_message", "on_drain", "on_close")
+
+
+def _refuse_async(handler: object, name: str) -> None:
+    """``async def`` handlers would return coroutines no engine awaits: refuse them now,
+    not with "coroutine was never awaited" on every request."""
+    fn = handler.fn if isinstance(handler, BlockingHandler) else handler
+    candidates = [(name, fn)]
+    if isinstance(handler, Protocol) or (isinstance(handler, type) and issubclass(handler, Protocol)):
+        candidates = [(f"{name}.{event}", getattr(handler, event, None)) for event in _PROTOCOL_EVENTS]
+    for what, candidate in candidates:
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
+            raise TypeError(
+                f"{what} is an async def: socketkit's engines call handlers synchronously, so "
+                "write it as a plain def (use @socketkit.blocking for a handler that waits)"
+            )
 
 
 def _check_reply_signature(fn: Callable[..., Any], name: str) -> None:

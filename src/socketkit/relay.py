@@ -104,15 +104,20 @@ def relay_datagrams(
     """Relay datagrams. ``peer`` None: send to the socket's connected peer, or, for a
     listening socket, to whoever sent the last datagram.
 
+    After stdin ends, a connected socket leaves as soon as as many datagrams came
+    back as it sent (request and reply: no wait); otherwise it leaves once the
+    peer has been quiet for ``linger`` seconds.
+
     Raises:
         ConnectError: the peer's port is closed (ICMP port unreachable).
     """
     poller = _watch(sock, stdin, send_only, recv_only)
     reading_stdin = not recv_only
     connected = peer is None and _is_connected(sock)
+    sent = received = 0
     try:
         while True:
-            if not reading_stdin and send_only:
+            if not reading_stdin and (send_only or (connected and received >= sent > 0)):
                 return
             wait = None if reading_stdin else linger * 1000
             events = poller.poll(wait)
@@ -130,8 +135,10 @@ def relay_datagrams(
                         sock.send(data)
                     elif peer is not None:
                         sock.sendto(data, peer)
+                    sent += 1
                 else:
                     data, sender = sock.recvfrom(_CHUNK)
+                    received += 1
                     if not connected:
                         peer = sender
                     _write_all(stdout, data)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import click
@@ -17,8 +18,8 @@ from rich.table import Table
 from .. import netinfo
 from ..client import DatagramClient
 from ..client import connect as connect_client
-from ..codecs import CODECS, Json, Lines, Msgpack, codec_by_name
-from ..endpoints import bind, connect_socket, format_url, parse
+from ..codecs import CODECS, HttpRequest, HttpResponse, Json, Lines, Msgpack, Request, codec_by_name
+from ..endpoints import Endpoint, bind, connect_socket, format_url, parse
 from ..errors import ProtocolError
 from ..probe import parse_ports
 from ..probe import probe as probe_ports
@@ -45,6 +46,11 @@ def _wait_option(default: float | None, meaning: str) -> Callable[[Command], Com
 
 
 _WAIT = _wait_option(None, "Connect timeout, and how long to wait with nothing moving before giving up.")
+_LISTEN_WAIT = _wait_option(
+    None,
+    "How long a client may send and receive nothing before it is let go (UDP: how long to "
+    "wait for more datagrams after stdin ends; default 2).",
+)
 _UDP = click.option("-u", "--udp", is_flag=True, help="Use UDP (host:port and tcp:// become udp://).")
 _CRLF = click.option("-C", "--crlf", is_flag=True, help="Send CRLF line endings.")
 _SEND_ONLY = click.option("--send-only", is_flag=True, help="Only send stdin; ignore what comes back.")
@@ -102,7 +108,7 @@ def connect(url: str, udp: bool, crlf: bool, send_only: bool, recv_only: bool, t
 @_CRLF
 @_SEND_ONLY
 @_RECV_ONLY
-@_WAIT
+@_LISTEN_WAIT
 def listen(
     url: str,
     keep_open: bool,
@@ -168,7 +174,8 @@ def listen(
     type=click.Choice(list(CODECS)),
     default="lines",
     show_default=True,
-    help="How the message and the reply are framed; json and msgpack take MESSAGE as JSON.",
+    help="How the message and the reply are framed; json and msgpack take MESSAGE as JSON; "
+    "http takes MESSAGE as the path to GET (- POSTs stdin to /) and prints the response.",
 )
 @_UDP
 @_wait_option(10.0, "How long to wait for the reply.")
@@ -180,7 +187,10 @@ def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
         raw = sys.stdin.buffer.read() if message == "-" else message.encode()
         structured = isinstance(chosen, (Json, Msgpack))
         payload: Any
-        if structured:
+        if isinstance(chosen, HttpRequest):
+            payload = http_request(endpoint, message, raw)
+            chosen = chosen.client_side()
+        elif structured:
             try:
                 payload = json.loads(raw)
             except ValueError as exc:
@@ -200,9 +210,37 @@ def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
                 reply = datagrams.request(payload)
     if structured:
         click.echo(json.dumps(reply, indent=2, ensure_ascii=False, default=repr))
+    elif isinstance(reply, HttpResponse):
+        sys.stdout.buffer.write(http_response_text(reply))
+        sys.stdout.flush()
     else:
         sys.stdout.buffer.write(reply + (b"\n" if codec == "lines" else b""))
         sys.stdout.flush()
+
+
+def http_request(endpoint: Endpoint, message: str, body: bytes) -> Request:
+    """What ``send --codec http MESSAGE`` sends: GET MESSAGE, or POST / with stdin."""
+    if message != "-" and not message.startswith("/"):
+        raise ValueError(
+            f"with --codec http, MESSAGE is the path to GET (e.g. /) or - to POST stdin, not {message!r}"
+        )
+    host = "localhost" if endpoint.is_unix else endpoint.url.split("://", 1)[1]
+    headers = [(b"host", host.encode()), (b"user-agent", b"socketkit"), (b"connection", b"close")]
+    if message == "-":
+        return Request(b"POST", b"/", b"HTTP/1.1", headers, body)
+    return Request(b"GET", message.encode(), b"HTTP/1.1", headers)
+
+
+def http_response_text(response: HttpResponse) -> bytes:
+    """A response as curl -i prints it: status line, headers, empty line, body."""
+    try:
+        phrase = HTTPStatus(response.status).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {response.status} {phrase}"] + [
+        f"{name}: {value}" for name, value in response.headers
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
 
 
 @click.command()
@@ -220,8 +258,9 @@ def probe(host: str, ports: str, timeout: float) -> None:
             results = probe_ports(host, port_list, timeout)
         except socket.gaierror as exc:
             raise ValueError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address, written as in a URL
     for port, state in results.items():
-        click.echo(f"{host}:{port} {state}")
+        click.echo(f"{shown}:{port} {state}")
     if any(state != "open" for state in results.values()):
         raise click.exceptions.Exit(1)
 
@@ -231,14 +270,20 @@ def probe(host: str, ports: str, timeout: float) -> None:
 @click.option("--service", metavar="NAME|PORT", help="Look up a service by name or port (tcp and udp).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def info(host: str | None, service: str | None, as_json: bool) -> None:
-    """The socket module's look-ups: names, addresses, reverse names, interfaces, services."""
+    """The socket module's look-ups: names, addresses, reverse names, interfaces, services.
+
+    Exits 1 when HOST cannot be looked up (the rest is still printed).
+    """
     with usage_errors():
         services = netinfo.service_info(service) if service else None
     details = netinfo.host_info(host)
     if services is not None:
         details["services"] = services
+    failed = "addresses_error" in details  # the look-up itself failed: exit 1, after printing
     if as_json:
         click.echo(json.dumps(details, indent=2))
+        if failed:
+            raise click.exceptions.Exit(1)
         return
     console = Console()
     console.print(f"[bold]hostname[/] {details['hostname']}   [bold]fqdn[/] {details['fqdn']}")
@@ -269,6 +314,8 @@ def info(host: str | None, service: str | None, as_json: bool) -> None:
         for row in services:
             table.add_row(row["name"], str(row["port"]), row["protocol"])
         console.print(table)
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 __all__ = ["Failure", "connect", "info", "listen", "probe", "send"]

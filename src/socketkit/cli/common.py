@@ -15,7 +15,7 @@ import click
 from ..endpoints import as_url
 from ..errors import SocketkitError
 
-__all__ = ["Failure", "configure_logging", "runtime_errors", "target_url", "usage_errors"]
+__all__ = ["Failure", "JsonFormatter", "configure_logging", "runtime_errors", "target_url", "usage_errors"]
 
 
 class Failure(click.ClickException):
@@ -26,10 +26,11 @@ class Failure(click.ClickException):
 
 @contextmanager
 def usage_errors() -> Iterator[None]:
-    """ValueError/TypeError from building objects out of user input → usage error (exit 2)."""
+    """ValueError/TypeError from building objects out of user input, or an optional
+    dependency the chosen option needs (ImportError) → usage error (exit 2)."""
     try:
         yield
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ImportError) as exc:
         raise click.UsageError(str(exc)) from exc
 
 

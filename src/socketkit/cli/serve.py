@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -15,15 +16,29 @@ from ..limits import Limits
 from ..loader import load_handler
 from ..server import Server
 from ..services import SERVICES, load_service
-from .common import configure_logging, runtime_errors, usage_errors
+from .common import JsonFormatter, configure_logging, runtime_errors, usage_errors
 
 DEFAULT_URL = "tcp://127.0.0.1:8888"
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 _SERVICES_HELP = "\n".join(f"  {name:8} {summary}" for name, (_, summary) in SERVICES.items())
+_DEFAULTS = Limits()
+
+
+def _limit(flag: str, meaning: str) -> Callable[[Command], Command]:
+    """An option for one field of Limits, its type and default taken from there."""
+    field = flag.lstrip("-").replace("-", "_")
+    default = getattr(_DEFAULTS, field)
+    kind = (
+        click.FloatRange(min=0, min_open=field != "grace")
+        if isinstance(default, float)
+        else click.IntRange(min=0 if field == "write_buffer_low" else 1)
+    )
+    return click.option(flag, type=kind, default=None, help=f"{meaning}  [default: {default}]")
 
 
 @click.command(
-    epilog=f"Built-in services:\n\n{_SERVICES_HELP}\n\nOr MODULE:ATTR: a handler function, Protocol or "
+    epilog=f"\b\nBuilt-in services:\n{_SERVICES_HELP}\n\nOr MODULE:ATTR: a handler function, Protocol or "
     "@blocking handler from your own code (the current directory is importable).",
 )
 @click.argument("service", metavar="SERVICE|MODULE:ATTR")
@@ -49,33 +64,31 @@ _SERVICES_HELP = "\n".join(f"  {name:8} {summary}" for name, (_, summary) in SER
     default=None,
     help="Message framing (default: the service's own; raw for MODULE:ATTR).",
 )
-@click.option("--max-connections", type=click.IntRange(min=1), default=None, help="Connections at once.")
-@click.option(
-    "--max-connections-per-ip",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Connections at once from one IP address.",
-)
-@click.option(
-    "--idle-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Seconds a silent connection stays open.",
-)
-@click.option("--max-message-size", type=click.IntRange(min=1), default=None, help="Largest message, bytes.")
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Seconds Ctrl-C/SIGTERM lets open requests finish.",
-)
+@_limit("--max-connections", "Connections served at once; more wait in the listen backlog.")
+@_limit("--max-connections-per-ip", "Connections at once from one IP address; more are closed.")
+@_limit("--idle-timeout", "Seconds a connection may stay silent between messages.")
+@_limit("--read-timeout", "Seconds a peer has to finish a message it started.")
+@_limit("--max-message-size", "Largest message in bytes (raises or lowers the codec's own limit).")
+@_limit("--write-buffer-high", "Unsent bytes to one peer above which its input is not read.")
+@_limit("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
+@_limit("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
 @click.option(
     "--stats", is_flag=True, help="Show a live panel of connections, requests/s, bytes/s and errors."
 )
 @click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="How much to log: debug adds resets and detail, warning keeps only problems.",
 )
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object a line.",
+)
 def serve(
     service: str,
     urls: tuple[str, ...],
@@ -84,7 +97,10 @@ def serve(
     max_connections: int | None,
     max_connections_per_ip: int | None,
     idle_timeout: float | None,
+    read_timeout: float | None,
     max_message_size: int | None,
+    write_buffer_high: int | None,
+    write_buffer_low: int | None,
     grace: float | None,
     stats: bool,
     log_level: str,
@@ -106,10 +122,15 @@ def serve(
             "max_connections": max_connections,
             "max_connections_per_ip": max_connections_per_ip,
             "idle_timeout": idle_timeout,
+            "read_timeout": read_timeout,
             "max_message_size": max_message_size,
+            "write_buffer_high": write_buffer_high,
+            "write_buffer_low": write_buffer_low,
             "grace": grace,
         }
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
+        if max_message_size is not None:  # the option raises the codec's own limit too
+            chosen = chosen.resized(max_message_size)
         server = Server(list(urls) or [DEFAULT_URL], handler, codec=chosen, engine=engine, limits=limits)
         if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
             raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")
@@ -132,8 +153,12 @@ def serve(
             if panel is not None:
                 panel.stop()
     totals = server.stats
-    click.echo(
-        f"socketkit: stopped; served {totals.connections_total:,} connection(s), "
-        f"{totals.messages_in:,} message(s) in, {totals.messages_out:,} out",
-        err=True,
+    line = (
+        f"stopped; served {totals.connections_total:,} connection(s), "
+        f"{totals.messages_in:,} message(s) in, {totals.messages_out:,} out"
     )
+    if log_format == "json":  # the last line is a log line like the others
+        record = logging.LogRecord("socketkit", logging.INFO, __file__, 0, line, None, None)
+        click.echo(JsonFormatter().format(record), err=True)
+    else:
+        click.echo(f"{chr(10) if panel is not None else ''}socketkit: {line}", err=True)

@@ -23,6 +23,7 @@ Contract (DESIGN §5):
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -89,6 +90,20 @@ class Codec(ABC):
             RemoteProtocolError: the datagram is not one valid message.
             LimitExceeded: it is larger than the limit.
         """
+
+    def resized(self, max_length: int) -> Codec:
+        """A copy of this codec whose own message limit is ``max_length`` (higher or lower);
+        what ``serve --max-message-size`` uses, since ``Limits`` can only lower it."""
+        check_positive("max_length", max_length)
+        codec = copy.copy(self)
+        codec.max_length = max_length
+        return codec
+
+    def client_side(self) -> Codec:
+        """The codec a client uses to talk to a server framed by this one: the same
+        codec, except where the two directions differ (HTTP: requests one way, responses
+        the other)."""
+        return self
 
     def error_reply(self, error: Exception) -> bytes | None:
         """The bytes telling a peer its input was refused, or None if the format has no way to say it."""

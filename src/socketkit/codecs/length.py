@@ -68,6 +68,9 @@ class LengthPrefixed(Codec):
         self.header_size = header_size
         self.max_length = min(max_length, (1 << (8 * header_size)) - 1)
 
+    def resized(self, max_length: int) -> Codec:
+        return LengthPrefixed(self.header_size, max_length)  # capped by what the header can say
+
     def decoder(self, max_length: int | None = None) -> Decoder:
         return _LengthDecoder(self.header_size, self._limit(max_length))
 

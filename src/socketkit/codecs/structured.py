@@ -10,6 +10,7 @@ decoder" holds for structured data too.
 
 from __future__ import annotations
 
+import copy
 from abc import abstractmethod
 from threading import Lock  # the shared budget's guard: the one thread-aware line here
 from typing import Any
@@ -116,6 +117,12 @@ class StructuredCodec(Codec):
     @abstractmethod
     def _count_items(self, frame: bytes, limit: int) -> int:
         """The number of values in ``frame``, or any number over ``limit`` once it is passed."""
+
+    def resized(self, max_length: int) -> Codec:
+        codec = copy.copy(self)
+        codec.framing = self.framing.resized(max_length)
+        codec.max_length = codec.framing.max_length
+        return codec
 
     def decoder(self, max_length: int | None = None) -> Decoder:
         return _StructuredDecoder(self, self.framing.decoder(max_length))
