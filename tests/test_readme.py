@@ -86,6 +86,7 @@ EXPECTED: dict[str, str | None] = {
     "probe 127.0.0.1": "open",
     "head -n 3": '!"#$%',
     "send --codec json": '"hello": [',
+    "send --codec http": "Hello, world!",
     "make this loud": "MAKE THIS LOUD",
     "ncat 127.0.0.1 7000": None,  # the broker sends it to the other clients, not back
     "hi, listener": None,  # it appears on the listener's stdout
