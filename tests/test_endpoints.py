@@ -104,7 +104,7 @@ def test_the_log_says_which_wildcard_is_dual_stack(url: str, described: str) -> 
 
 
 def test_a_unix_permission_error_names_the_directory_not_the_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    import socketkit.endpoints as endpoints
+    from socketkit import endpoints
 
     def refused(endpoint: object) -> socket.socket:
         raise PermissionError(13, "Permission denied")
