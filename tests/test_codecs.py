@@ -311,3 +311,23 @@ def test_values_held_by_all_connections_are_bounded_and_released() -> None:
     second.feed(b"")  # reading again also lets go of what it decoded before
     with pytest.raises(errors.LimitExceeded, match=r"\(max_items\)"):
         codec.decoder().feed(codec.encode(list(range(10))))  # 21 bytes, 11 values
+
+
+def _values_and_depth(value: Any) -> tuple[int, int]:
+    if isinstance(value, list):
+        inner = [_values_and_depth(v) for v in value]
+    elif isinstance(value, dict):
+        inner = [_values_and_depth(v) for v in value.values()] + [(len(value), 0)]
+    else:
+        return 1, 0
+    return 1 + sum(n for n, _ in inner), 1 + max((d for _, d in inner), default=0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_msgpack_shape_counts_values_and_depth_without_decoding(value: Any) -> None:
+    import msgspec
+
+    from socketkit.codecs.msgpack import _shape
+
+    assert _shape(msgspec.msgpack.encode(value), 1 << 40, 1 << 40) == _values_and_depth(value)

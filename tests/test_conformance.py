@@ -687,19 +687,28 @@ def test_a_burst_fanned_out_to_readers_that_read_reaches_them(engine: str) -> No
         assert s.stats.errors.get("limit") is None
 
 
-def test_deeply_nested_json_is_refused_the_same_way_on_every_engine(engine: str, stream_url: str) -> None:
-    with sk.Server(stream_url, echo, codec=sk.Json(), engine=engine).start() as server:
-        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as client:
+@pytest.mark.parametrize("kind", ["json", "msgpack"])
+def test_deep_nesting_is_refused_the_same_way_on_every_engine(
+    engine: str, stream_url: str, kind: str
+) -> None:
+    """Past MAX_DEPTH is refused whatever the stack of the thread decoding (msgspec's own
+    limit, like Python's parser, depends on it)."""
+    codec = sk.Json() if kind == "json" else sk.Msgpack()
+    with sk.Server(stream_url, echo, codec=codec, engine=engine).start() as server:
+        with sk.connect(server.url, codec=codec, timeout=WAIT) as client:
             nested: object = 1
-            for _ in range(150):
+            for _ in range(200):
                 nested = [nested]
-            assert client.request(nested) == nested
-            client.sock.sendall(b"[" * 980 + b"]" * 980 + b"\n")
+            assert client.request(nested) == nested  # MAX_DEPTH levels: decoded
+            if kind == "json":
+                client.sock.sendall(b"[" * 980 + b"]" * 980 + b"\n")
+            else:
+                client.sock.sendall(sk.LengthPrefixed().encode(b"\x91" * 600 + b"\x01"))
             reply = client.recv()
-            assert "nested deeper than" in reply["error"]
+            assert "nested deeper than 200" in reply["error"]
             with pytest.raises(sk.ClosedError):
                 client.recv()
-        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as other:
+        with sk.connect(server.url, codec=codec, timeout=WAIT) as other:
             assert other.request({"still": "serving"}) == {"still": "serving"}
         assert server.stats.errors == {"protocol": 1}
 
@@ -850,3 +859,19 @@ def test_values_a_handled_message_held_are_released_for_other_connections(engine
             for client in clients:
                 client.close()
         assert server.stats.errors == {}
+
+
+def test_a_tls_client_hello_to_http_gets_400_at_once(engine: str) -> None:
+    """Bytes that can never begin a request are refused when they arrive, not at read_timeout."""
+    hello = load_service("hello")
+    limits = sk.Limits(read_timeout=60)  # far beyond the client's wait: only an early answer passes
+    with sk.Server(
+        "tcp://127.0.0.1:0", hello.handler, codec=hello.codec, engine=engine, limits=limits
+    ).start() as s:
+        with socket.create_connection(s.addresses[0][:2], timeout=WAIT) as sock:
+            sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32))
+            received = b""
+            while data := sock.recv(65536):
+                received += data
+        assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert received.endswith(b"400 Bad Request: malformed request line\n")

@@ -25,12 +25,9 @@ from typing import Any
 from ..errors import RemoteProtocolError
 from .base import Codec
 from .lines import Lines
-from .structured import StructuredCodec
+from .structured import MAX_DEPTH, StructuredCodec
 
 __all__ = ["MAX_DEPTH", "Json"]
-
-#: The deepest nesting of arrays and objects a JSON message may have.
-MAX_DEPTH = 200
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped) and brackets

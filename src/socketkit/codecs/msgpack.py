@@ -3,16 +3,23 @@
 msgspec does the (de)serialization; it is imported when a ``Msgpack`` codec is
 created, not when socketkit is imported, so the core stays standard-library
 only. Without it, creating the codec raises ImportError saying what to install.
+
+Nesting is limited to :data:`MAX_DEPTH` levels, as for JSON: msgspec's own
+limit is Python's recursion limit less the depth of the stack decoding, so
+without ours the same message would decode on one engine and fail on another.
+A frame with few container headers is never walked; one with more than
+``MAX_DEPTH`` is walked once (headers only) to find its depth and value count.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..errors import RemoteProtocolError
 from .base import Codec
 from .length import LengthPrefixed
 from .lines import Lines
-from .structured import StructuredCodec
+from .structured import MAX_DEPTH, StructuredCodec
 
 __all__ = ["Msgpack"]
 
@@ -33,6 +40,50 @@ def _header_sizes() -> list[int]:
 
 _FIXED_SIZE = _header_sizes()
 _EXT = frozenset((0xC7, 0xC8, 0xC9))
+_CONTAINERS = bytes([*range(0x80, 0xA0), *range(0xDC, 0xE0)])
+_NOT_CONTAINERS = bytes(byte for byte in range(256) if byte not in _CONTAINERS)
+_UNBOUNDED = 1 << 62
+
+
+def _members(byte: int, frame: bytes, pos: int) -> int:
+    """How many values follow the container header at ``pos`` (a map's keys count)."""
+    if byte < 0xA0:
+        return (2 if byte < 0x90 else 1) * (byte & 0x0F)
+    width = 2 if byte in (0xDC, 0xDE) else 4
+    return (2 if byte >= 0xDE else 1) * int.from_bytes(frame[pos + 1 : pos + 1 + width], "big")
+
+
+def _shape(frame: bytes, item_limit: int, depth_limit: int) -> tuple[int, int]:
+    """(values, deepest nesting of containers) in a msgpack frame, without decoding it.
+
+    Every value starts with a header byte and a container's members follow it, so
+    walking the headers and skipping the payloads of the others finds both. The walk
+    stops once either limit is passed (the counts are then just over it).
+    """
+    items = deepest = pos = 0
+    open_members: list[int] = []  # for each open container, the members still to come
+    end = len(frame)
+    while pos < end and items <= item_limit and deepest <= depth_limit:
+        byte = frame[pos]
+        size = _FIXED_SIZE[byte]
+        members = -1  # not a container
+        if size < 0:  # a length field of -size bytes, then that many bytes
+            width = -size
+            size = 1 + width + int.from_bytes(frame[pos + 1 : pos + 1 + width], "big") + (byte in _EXT)
+        elif 0x80 <= byte < 0xA0 or (byte >= 0xDC and byte < 0xE0):
+            members = _members(byte, frame, pos)
+            deepest = max(deepest, len(open_members) + 1)
+        pos += size
+        items += 1
+        if members > 0:
+            open_members.append(members)
+            continue
+        while open_members:  # this value is complete, and so may be the containers it ends
+            open_members[-1] -= 1
+            if open_members[-1]:
+                break
+            open_members.pop()
+    return items, deepest
 
 
 class Msgpack(StructuredCodec):
@@ -56,27 +107,19 @@ class Msgpack(StructuredCodec):
         self._decode_error = msgspec.DecodeError
 
     def _load(self, frame: bytes) -> Any:
+        # Counting container headers is a C-speed bound; only a frame with many is walked.
+        if (
+            len(frame.translate(None, _NOT_CONTAINERS)) > MAX_DEPTH
+            and _shape(frame, _UNBOUNDED, MAX_DEPTH)[1] > MAX_DEPTH
+        ):
+            raise RemoteProtocolError(f"msgpack message nested deeper than {MAX_DEPTH} levels")
         try:
             return self._decoder.decode(frame)
         except self._decode_error as exc:
             raise ValueError(str(exc)) from exc
 
     def _count_items(self, frame: bytes, limit: int) -> int:
-        # Every value starts with a header byte; containers' members follow them, so the
-        # values are counted by walking headers and skipping the payloads of the others.
-        items = 0
-        pos = 0
-        end = len(frame)
-        while pos < end and items <= limit:
-            size = _FIXED_SIZE[frame[pos]]
-            if size < 0:  # a length field of -size bytes, then that many bytes
-                width = -size
-                size = 1 + width + int.from_bytes(frame[pos + 1 : pos + 1 + width], "big")
-                if frame[pos] in _EXT:
-                    size += 1  # the ext type byte
-            pos += size
-            items += 1
-        return items
+        return _shape(frame, limit, _UNBOUNDED)[0]
 
     def _dump(self, message: Any) -> bytes:
         return self._encoder.encode(message)

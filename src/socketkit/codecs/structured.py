@@ -18,7 +18,10 @@ from typing import Any
 from ..errors import LimitExceeded, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .base import Codec, Decoder, check_positive
 
-__all__ = ["StructuredCodec"]
+__all__ = ["MAX_DEPTH", "StructuredCodec"]
+
+#: The deepest nesting of arrays and objects (maps) a structured message may have.
+MAX_DEPTH = 200
 
 
 class _StructuredDecoder(Decoder):
