@@ -57,7 +57,7 @@ class Decoder(ABC):
 
     def take_interim(self) -> bytes:
         """Bytes the protocol says to send the peer before the message is complete, once
-        (HTTP's ``100 Continue``); engines ask while a message is partial. None by default."""
+        (HTTP's ``100 Continue``); engines ask while a message is partial. Nothing by default."""
         return b""
 
 

@@ -30,7 +30,7 @@ class _StructuredDecoder(Decoder):
     def __init__(self, codec: StructuredCodec, frames: Decoder) -> None:
         self._codec = codec
         self._frames = frames
-        self._held = 0  # items of the last large message, counted in the codec's budget
+        self._held = 0  # values of the messages not yet handled, counted in the codec's budget
 
     @property
     def buffered(self) -> int:
