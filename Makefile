@@ -21,8 +21,8 @@ run: $(VENV)/.run-installed
 	$(VENV)/bin/socketkit serve hello
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests examples bench
-	$(VENV)/bin/ruff format --check src tests examples bench
+	$(VENV)/bin/ruff check src tests examples bench tools
+	$(VENV)/bin/ruff format --check src tests examples bench tools
 	$(VENV)/bin/mypy --strict src
 
 test: lint

@@ -229,7 +229,13 @@ def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
 
 
 class HttpRequest(Codec):
-    """``HttpRequest(max_head=8192, max_body=1 MiB)``: server side of HTTP/1.0 and 1.1."""
+    """``HttpRequest(max_head=8192, max_body=1 MiB)``: server side of HTTP/1.0 and 1.1.
+
+    Decodes :class:`Request` (method, target, headers, body, keep_alive) as
+    strictly as h11, whatever the split of the stream into reads; encodes
+    :class:`HttpResponse` or bytes. Refusals carry their status (400, 413, 417,
+    431, 501, 505) in the error reply, and the connection closes after it.
+    """
 
     name = "http"
 
