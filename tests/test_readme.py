@@ -43,7 +43,7 @@ SH_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
 TRY_BLOCKS = [block for block in SH_BLOCKS if "socketkit " in block and "make run" not in block]
 
 
-ENDPOINT = re.compile(r"\b(tcp|udp)://127\.0\.0\.1:(\d+)")
+ENDPOINT = re.compile(r"\b(tcp|udp|tls)://127\.0\.0\.1:(\d+)")
 
 
 def bound_ports(server_line: str, started: str) -> dict[tuple[str, str], str]:
@@ -57,20 +57,23 @@ def bound_ports(server_line: str, started: str) -> dict[tuple[str, str], str]:
 def remap(line: str, ports: dict[tuple[str, str], str]) -> str:
     """A client line with the README's port replaced by the one bound for its transport."""
     scheme = "udp" if re.search(r"(^|\s)-u\s|udp://", line) else "tcp"
+    if "tls://" in line or "https://" in line:
+        scheme = "tls"
     for (transport, old), new in ports.items():
         if transport == scheme:
             line = re.sub(rf"(?<=[: ]){old}\b", new, line)
     return line
 
 
-def split_block(block: str) -> tuple[str | None, list[str]]:
-    """(the terminal-1 server line or None, the client lines)."""
+def split_block(block: str) -> tuple[list[str], str | None, list[str]]:
+    """(the set-up lines before terminal 1, the terminal-1 server line or None, the client lines)."""
     lines = [line.strip() for line in block.splitlines() if line.strip()]
     if "# terminal 1" not in lines:
-        return None, lines
+        return [], None, lines
+    setup = lines[: lines.index("# terminal 1")]
     server = lines[lines.index("# terminal 1") + 1]
     clients = lines[lines.index("# terminal 2") + 1 :]
-    return server, clients
+    return setup, server, clients
 
 
 #: what each client line in "Try it" prints (a substring of its stdout); None: it prints nothing.
@@ -91,6 +94,8 @@ EXPECTED: dict[str, str | None] = {
     "ncat 127.0.0.1 7000": None,  # the broker sends it to the other clients, not back
     "hi, listener": None,  # it appears on the listener's stdout
     "info localhost": "http",
+    "openssl req": None,  # writes the key and certificate files
+    "curl --cacert": "Hello, world!",
 }
 
 
@@ -105,11 +110,11 @@ def check_client(line: str, result: subprocess.CompletedProcess[bytes]) -> None:
         assert expected.encode() in result.stdout, (line, result.stdout)
 
 
-def run_line(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+def run_line(line: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         ["bash", "-o", "pipefail", "-c", line],
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         timeout=60,
         check=False,
@@ -117,12 +122,15 @@ def run_line(line: str, env: dict[str, str]) -> subprocess.CompletedProcess[byte
 
 
 @pytest.mark.parametrize("block", TRY_BLOCKS, ids=lambda b: b.split("\n")[1][:40])
-def test_try_it_block_runs(block: str) -> None:
-    server_line, client_lines = split_block(block)
+def test_try_it_block_runs(block: str, tmp_path: Path) -> None:
+    setup, server_line, client_lines = split_block(block)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    cwd = tmp_path if setup else ROOT  # files a block makes go to a directory of its own
+    for line in setup:
+        check_client(line, run_line(line, env, cwd))
     if server_line is None:
         for line in client_lines:
-            check_client(line, run_line(line, env))
+            check_client(line, run_line(line, env, cwd))
         return
     if server_line.startswith("socketkit serve") and " -l " not in server_line:
         server_line += " -l tcp://127.0.0.1:8888"  # the documented default, made explicit to remap it
@@ -130,7 +138,7 @@ def test_try_it_block_runs(block: str) -> None:
     server = subprocess.Popen(
         ["bash", "-c", f"exec {any_port}"],
         env=dict(env, COLUMNS="1000"),  # one log line per record, even from rich (--stats)
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -141,7 +149,7 @@ def test_try_it_block_runs(block: str) -> None:
         assert "serving" in started or "listening on" in started, started
         ports = bound_ports(server_line, started)
         for line in client_lines:
-            check_client(line, run_line(remap(line, ports), env))
+            check_client(line, run_line(remap(line, ports), env, cwd))
     finally:
         # `listen` ends by itself once its client leaves; a server is stopped with Ctrl-C.
         if server.poll() is None and not server_line.startswith("socketkit listen"):

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import socketkit  # noqa: E402
-from socketkit import netinfo  # noqa: E402
+from socketkit import netinfo, tls  # noqa: E402
 
 OUT = ROOT / "docs" / "api.md"
 
@@ -76,6 +76,9 @@ def reference() -> str:
     for name in sorted(socketkit.__all__, key=str.lower):
         if name != "__version__":
             lines += _entry(name, getattr(socketkit, name))
+    lines += ["## socketkit.tls (contexts for `Server(tls=...)` and `connect(tls=...)`)", ""]
+    for name in tls.__all__:
+        lines += _entry(name, getattr(tls, name), "socketkit.tls")
     lines += ["## socketkit.netinfo (the look-ups behind `socketkit info`)", ""]
     for name in netinfo.__all__:
         lines += _entry(name, getattr(netinfo, name), "socketkit.netinfo")

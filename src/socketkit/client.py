@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from typing import Any
 from .codecs import Codec, Raw
 from .endpoints import Address, Endpoint, connect_socket, parse
 from .errors import ClosedError, ConnectError, Timeout, translate_oserror
+from .tls import client_context
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect"]
 
@@ -157,16 +159,25 @@ def connect(
     timeout: float | None = DEFAULT_TIMEOUT,
     retries: int = 0,
     backoff: float = 0.1,
+    *,
+    tls: bool | ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> Client:
-    """Connect to a stream endpoint (``tcp://``, ``unix://``).
+    """Connect to a stream endpoint (``tcp://``, ``tls://``, ``unix://``).
 
     ``timeout`` bounds the connect and every later send/recv (None waits
     forever). A refused or timed-out connect is retried ``retries`` times,
     waiting ``backoff``, then twice that, and so on (with jitter).
 
+    TLS is on for ``tls://`` URLs, or with ``tls=True`` or an ``ssl.SSLContext``;
+    ``tls=True`` verifies the server against the system's CAs
+    (:func:`socketkit.tls.client_context` makes one for another CA). The name
+    checked is ``server_hostname``, or the URL's host.
+
     Raises:
         ValueError: a bad URL, or a datagram URL (use :class:`DatagramClient`).
-        ConnectError / ConnectTimeout: every attempt failed.
+        ConnectError / ConnectTimeout: every attempt failed, or the TLS handshake did
+            (a certificate that does not verify, a server that does not speak TLS).
     """
     endpoint = parse(url)
     if not endpoint.is_stream:
@@ -183,7 +194,30 @@ def connect(
                 raise
             time.sleep(backoff * (2**attempt) * random.uniform(0.8, 1.2))
             attempt += 1
+    if endpoint.is_tls if tls is None else tls is not False:
+        sock = _start_tls(sock, endpoint, tls, server_hostname)
     return Client(sock, endpoint, codec if codec is not None else Raw(), timeout)
+
+
+def _start_tls(
+    sock: socket.socket, endpoint: Endpoint, tls: bool | ssl.SSLContext | None, server_hostname: str | None
+) -> ssl.SSLSocket:
+    """The TLS client handshake on a connected socket; errors name the server and the reason."""
+    context = tls if isinstance(tls, ssl.SSLContext) else client_context()
+    hostname = server_hostname or endpoint.host or "localhost"
+    try:
+        return context.wrap_socket(sock, server_hostname=hostname)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        raise ConnectError(
+            f"TLS: {endpoint.url} has a certificate that does not verify: {exc.verify_message}"
+        ) from exc
+    except ssl.SSLError as exc:
+        sock.close()
+        raise ConnectError(f"TLS handshake with {endpoint.url} failed: {exc.reason or exc}") from exc
+    except OSError as exc:
+        sock.close()
+        raise translate_oserror(exc, endpoint.url, "connect") from exc
 
 
 class DatagramClient(_ClientBase):

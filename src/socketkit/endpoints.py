@@ -7,6 +7,7 @@ server can listen on ``tcp://[::1]:0``, ``udp://127.0.0.1:9999`` and
 Supported schemes::
 
     tcp://host:port      tcp://[::1]:port      tcp://*:port  (all interfaces, dual-stack)
+    tls://host:port      (TCP with TLS: Server(tls=context), connect(tls=...))
     udp://host:port      (same host forms)
     unix:///abs/path     unix://@abstract-name  (Linux abstract namespace)
     unixgram:///abs/path unixgram://@name       (unix datagrams)
@@ -56,6 +57,7 @@ DEFAULT_BACKLOG = 1024
 
 _SCHEMES: dict[str, tuple[socket.AddressFamily | None, socket.SocketKind]] = {
     "tcp": (None, socket.SOCK_STREAM),
+    "tls": (None, socket.SOCK_STREAM),  # TCP with TLS on top
     "udp": (None, socket.SOCK_DGRAM),
     "unix": (socket.AF_UNIX, socket.SOCK_STREAM),
     "unixgram": (socket.AF_UNIX, socket.SOCK_DGRAM),
@@ -81,6 +83,10 @@ class Endpoint:
     @property
     def is_stream(self) -> bool:
         return self.type == socket.SOCK_STREAM
+
+    @property
+    def is_tls(self) -> bool:
+        return self.scheme == "tls"
 
     @property
     def url(self) -> str:
@@ -249,6 +255,8 @@ class Listener:
             inherited = sys.platform.startswith("linux")
             self.set_nodelay = not (inherited and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         self._accept: Callable[[], tuple[int, Any]] = getattr(sock, "_accept")  # noqa: B009 - not in typeshed
+        #: the byte layers each connection accepted here gets (TLS on a tls:// listener)
+        self.layer_factories: tuple[Callable[[], Any], ...] = ()
         self._inode: int | None = None
         if endpoint.is_unix and not endpoint.path.startswith("\0"):
             self._inode = os.stat(endpoint.path).st_ino

@@ -2,8 +2,8 @@
 
 Stream relay: bytes from ``stdin`` go to the socket and bytes from the socket
 go to ``stdout``. At the end of stdin the socket's write side is shut
-(half-close) and the relay goes on until the peer closes, so ``echo hi |
-socketkit connect ...`` prints the reply before it exits. ``poll`` watches
+(half-close; over TLS, a close_notify) and the relay goes on until the peer
+closes, so ``echo hi | socketkit connect ...`` prints the reply before it exits. ``poll`` watches
 both sides, so stdin may be a terminal, a pipe or a regular file.
 
 Datagram relay: each read from stdin is one datagram; each datagram received
@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 import select
 import socket
+import ssl
 from typing import Any
 
 from .errors import Timeout, translate_oserror
 
-__all__ = ["relay_datagrams", "relay_stream"]
+__all__ = ["TlsStream", "relay_datagrams", "relay_stream"]
 
 _CHUNK = 65536
 
@@ -43,7 +44,7 @@ def _to_crlf(data: bytes) -> bytes:
 
 
 def relay_stream(
-    sock: socket.socket,
+    sock: socket.socket | TlsStream,
     name: str,
     *,
     stdin: int = 0,
@@ -59,7 +60,8 @@ def relay_stream(
         Timeout: nothing moved for ``idle_timeout`` seconds.
         BrokenError: the connection broke.
     """
-    sock.settimeout(idle_timeout)  # bounds a send to a peer that does not read
+    raw = sock.sock if isinstance(sock, TlsStream) else sock
+    raw.settimeout(idle_timeout)  # bounds a send to a peer that does not read
     poller = _watch(sock, stdin, send_only, recv_only)
     reading_stdin = not recv_only
     try:
@@ -77,16 +79,104 @@ def relay_stream(
                         continue
                     poller.unregister(stdin)
                     reading_stdin = False
-                    sock.shutdown(socket.SHUT_WR)
+                    _end_sending(sock)
                 else:
                     data = sock.recv(_CHUNK)
                     if not data:
                         return
                     _write_all(stdout, data)
+                    while isinstance(sock, TlsStream) and sock.pending():  # decrypted, so never polled
+                        data = sock.recv(_CHUNK)
+                        if not data:
+                            return
+                        _write_all(stdout, data)
     except _OutputClosed:
         return
     except OSError as exc:
         raise translate_oserror(exc, name) from exc
+
+
+def _end_sending(sock: socket.socket | TlsStream) -> None:
+    """Half-close: no more from us, and the peer may still answer."""
+    if isinstance(sock, TlsStream):
+        sock.end_sending()
+    else:
+        sock.shutdown(socket.SHUT_WR)
+
+
+class TlsStream:
+    """The client side of TLS over a connected blocking socket, with a half-close.
+
+    Why not ``ssl.SSLSocket``: its ``unwrap()`` sends close_notify and then
+    insists on reading the peer's, failing (and losing it) when an answer comes
+    first, which is exactly what a half-closing client waits for. On an
+    ``SSLObject`` over memory BIOs the close_notify is sent and the answer is
+    still read. It offers what the relay uses: ``recv``, ``sendall``,
+    ``end_sending``, ``pending`` and ``fileno``.
+    """
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        self.sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    raise ssl.SSLEOFError(
+                        "the server closed the connection during the TLS handshake"
+                    ) from None
+        self._flush()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def version(self) -> str | None:
+        return self._tls.version()
+
+    def pending(self) -> int:
+        return self._tls.pending()
+
+    def sendall(self, data: bytes) -> None:
+        self._tls.write(data)
+        self._flush()
+
+    def recv(self, size: int) -> bytes:
+        """Plaintext, b"" once the server ended the session or closed."""
+        while True:
+            try:
+                return self._tls.read(size)
+            except ssl.SSLWantReadError:
+                if not self._fill():
+                    return b""
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def end_sending(self) -> None:
+        try:
+            self._tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # close_notify is written; the server's comes after its answer
+        self._flush()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self._incoming.write(data)
+        return True
+
+    def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            self.sock.sendall(data)
 
 
 def relay_datagrams(
@@ -150,7 +240,7 @@ def relay_datagrams(
         ) from exc
 
 
-def _watch(sock: socket.socket, stdin: int, send_only: bool, recv_only: bool) -> select.poll:
+def _watch(sock: socket.socket | TlsStream, stdin: int, send_only: bool, recv_only: bool) -> select.poll:
     """A poll object watching stdin (unless recv_only) and the socket (unless send_only)."""
     poller = select.poll()
     if not recv_only:

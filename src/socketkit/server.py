@@ -11,7 +11,9 @@ called from, so it is safe from any thread, a handler, or a signal handler.
 
 from __future__ import annotations
 
+import functools
 import signal
+import ssl
 import threading
 from collections.abc import Iterable
 from types import FrameType, TracebackType
@@ -24,6 +26,7 @@ from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
 from .handlers import Handler, adapt
 from .layers import LayerFactory
+from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
 from .stats import Stats, StatsRecorder
 
@@ -49,6 +52,8 @@ class Server:
             nearest the socket first: callables that make one
             :class:`~socketkit.layers.Layer` per connection (the seam TLS and
             the PROXY protocol use).
+        tls: the ``ssl.SSLContext`` for the ``tls://`` endpoints (see
+            :func:`socketkit.tls.server_context`); raised to TLS 1.2 at least.
 
     Raises:
         ValueError: a bad URL, an unknown engine, or a handler the engine cannot run.
@@ -64,6 +69,7 @@ class Server:
         engine: str = "auto",
         limits: Limits | None = None,
         layers: Iterable[LayerFactory] = (),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         urls: list[Address] = [endpoints] if is_address(endpoints) else list(endpoints)  # type: ignore[list-item]
         if not urls:
@@ -81,6 +87,7 @@ class Server:
             raise TypeError(f"limits must be a socketkit.Limits, not {limits!r}")
         self.limits = limits
         self.layers: tuple[LayerFactory, ...] = tuple(layers)
+        self.tls = _check_tls(tls, self.endpoints)
         self.engine_name = resolve_engine_name(engine, self.handler.is_blocking)
         self._engine_class = engine_class(self.engine_name)
         self._check_handler_fits()
@@ -150,6 +157,12 @@ class Server:
                 for listener in listeners:
                     listener.close()
                 raise
+            for listener in listeners:
+                listener.layer_factories = self.layers
+                if listener.endpoint.is_tls:
+                    assert self.tls is not None
+                    # TLS is nearest the socket: the layers given see plaintext.
+                    listener.layer_factories = (functools.partial(TlsLayer, self.tls), *self.layers)
             self._listeners = listeners
             engine = self._engine_class(
                 listeners, self.handler, self.codec, self.limits, self._stats, self.layers
@@ -312,3 +325,21 @@ class Server:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._stopped else "new"
         return f"<Server {' '.join(self.urls)} engine={self.engine_name} {state}>"
+
+
+def _check_tls(tls: ssl.SSLContext | None, endpoints: list[Endpoint]) -> ssl.SSLContext | None:
+    """The TLS context, checked against the endpoints that would use it."""
+    wants_tls = [endpoint.url for endpoint in endpoints if endpoint.is_tls]
+    if tls is None:
+        if wants_tls:
+            raise ValueError(
+                f"{wants_tls[0]} needs a TLS context: Server(..., tls=socketkit.tls.server_context(cert, key))"
+            )
+        return None
+    if not isinstance(tls, ssl.SSLContext):
+        raise TypeError(f"tls must be an ssl.SSLContext, not {type(tls).__name__}")
+    if not wants_tls:
+        if not any(endpoint.is_stream for endpoint in endpoints):
+            raise ValueError("TLS over datagrams is not available (the standard library has no DTLS)")
+        raise ValueError("Server(tls=...) serves TLS on tls:// endpoints; name one (tcp:// stays plaintext)")
+    return require_modern(tls)

@@ -130,7 +130,15 @@ class Session(Connection):
         "reading",
     )
 
-    def __init__(self, host: SessionHost, peer: Any, local: Any, scheme: str, now: float) -> None:
+    def __init__(
+        self,
+        host: SessionHost,
+        peer: Any,
+        local: Any,
+        scheme: str,
+        now: float,
+        layer_factories: tuple[LayerFactory, ...] | None = None,
+    ) -> None:
         super().__init__(host.codec, peer, local, scheme)
         self._host = host
         self._limits = limits = host.limits
@@ -139,7 +147,7 @@ class Session(Connection):
         # is told when they were handled; the others cost nothing for it.
         self._release = decoder.release if type(decoder).release is not Decoder.release else None
         self._dispatch: Dispatch = _NO_DISPATCH
-        factories = host.layer_factories
+        factories = host.layer_factories if layer_factories is None else layer_factories
         self._layers: list[Layer] | None = [make() for make in factories] if factories else None
         self._pending: deque[Any] | None = None  # decoded messages a blocking handler has not taken
         self._pending_error: ProtocolError | None = None  # raised to a blocking handler after those
@@ -185,11 +193,7 @@ class Session(Connection):
         self._last_active = now
         self._heard = True
         if self._layers is not None:
-            try:
-                data = self._lower(data)
-            except ProtocolError as exc:
-                self._bad_input(exc)
-                return
+            data = self._through_layers(data, now)
             if not data:
                 return
         decoder = self._decoder
@@ -234,6 +238,8 @@ class Session(Connection):
             self._bad_input(bad)
         elif len(self.out) > self._limits.write_buffer_high:
             self._settle()
+        if self._layers is not None and self.phase is OPEN and any(layer.ended for layer in self._layers):
+            self._end_of_stream()  # TLS close_notify: the peer's stream ended inside the layers
 
     def sent(self, count: int, now: float) -> None:
         """The kernel took the first ``count`` bytes of :attr:`out`."""
@@ -398,6 +404,10 @@ class Session(Connection):
             self.reading = False
             if self.error is None:
                 self.error = error
+            if self._layers is not None:  # their goodbyes (TLS close_notify) follow the output
+                for layer in self._layers:
+                    layer.close()
+                self._take_layer_output()
 
     def _end_input(self) -> None:
         """No more input will be read. A blocking handler may still reply; otherwise close."""
@@ -452,6 +462,27 @@ class Session(Connection):
         )
 
     # -- layers ---------------------------------------------------------------------------
+
+    def _through_layers(self, data: bytes, now: float) -> bytes:
+        """Wire bytes up through the layers: what reaches the codec, b"" if nothing does
+        (then what the layers did is settled here: a handshake, an error, the stream's end)."""
+        assert self._layers is not None
+        try:
+            data = self._lower(data)
+        except ProtocolError as exc:
+            self._take_layer_output()  # e.g. the TLS alert that says why
+            self._bad_input(exc)
+            return b""
+        if not data:
+            busy = any(layer.in_progress for layer in self._layers)
+            if busy and not self._partial:  # a handshake: read_timeout is its deadline
+                self._partial = True
+                self._message_started = now
+            elif not busy and self._partial and not self._decoder.buffered:
+                self._partial = False  # the handshake is done; no message has begun
+            if any(layer.ended for layer in self._layers):
+                self._end_of_stream()
+        return data
 
     def _lower(self, data: bytes) -> bytes:
         """Wire bytes up through the layers (the first is nearest the socket)."""

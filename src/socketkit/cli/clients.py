@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,9 +24,10 @@ from ..endpoints import Endpoint, bind, connect_socket, format_url, parse
 from ..errors import ProtocolError
 from ..probe import parse_ports
 from ..probe import probe as probe_ports
-from ..relay import relay_datagrams, relay_stream
+from ..relay import TlsStream, relay_datagrams, relay_stream
 from ..server import Server
 from ..services.broker import Broker
+from ..tls import client_context
 from .common import Failure, configure_logging, runtime_errors, target_url, usage_errors
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -57,6 +59,34 @@ _SEND_ONLY = click.option("--send-only", is_flag=True, help="Only send stdin; ig
 _RECV_ONLY = click.option("--recv-only", is_flag=True, help="Only print what comes; do not read stdin.")
 
 
+def _tls_options(command: Command) -> Command:
+    """--tls, --tls-ca and --insecure: how a client speaks TLS (tls:// URLs turn it on too)."""
+    command = click.option(
+        "--insecure", is_flag=True, help="With TLS, accept any certificate (testing only: no protection)."
+    )(command)
+    command = click.option(
+        "--tls-ca",
+        metavar="FILE",
+        help="With TLS, trust the CA certificates in FILE instead of the system's.",
+    )(command)
+    return click.option("--tls", "use_tls", is_flag=True, help="Speak TLS (tls://HOST:PORT does too).")(
+        command
+    )
+
+
+def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: bool) -> ssl.SSLContext | None:
+    """The client TLS context the options ask for, or None for plaintext."""
+    if not (use_tls or endpoint.is_tls):
+        if ca or insecure:
+            raise ValueError("--tls-ca and --insecure need --tls or a tls:// URL")
+        return None
+    if not endpoint.is_stream:
+        raise ValueError("TLS over datagrams is not available (the standard library has no DTLS)")
+    if ca and insecure:
+        raise ValueError("--tls-ca and --insecure exclude each other")
+    return client_context(ca, insecure=insecure)
+
+
 @click.command()
 @click.argument("url", metavar="URL|HOST:PORT")
 @_UDP
@@ -64,18 +94,31 @@ _RECV_ONLY = click.option("--recv-only", is_flag=True, help="Only print what com
 @_SEND_ONLY
 @_RECV_ONLY
 @_WAIT
-def connect(url: str, udp: bool, crlf: bool, send_only: bool, recv_only: bool, timeout: float | None) -> None:
+@_tls_options
+def connect(
+    url: str,
+    udp: bool,
+    crlf: bool,
+    send_only: bool,
+    recv_only: bool,
+    timeout: float | None,
+    use_tls: bool,
+    tls_ca: str | None,
+    insecure: bool,
+) -> None:
     """Like nc: stdin to the socket, the socket to stdout, until either side closes."""
     with usage_errors():
         endpoint = parse(target_url(url, udp))
         if send_only and recv_only:
             raise ValueError("--send-only and --recv-only exclude each other")
+        context = _client_tls(endpoint, use_tls, tls_ca, insecure)
     with runtime_errors():
         sock = connect_socket(endpoint, timeout)
         with sock:
             if endpoint.is_stream:
+                stream = sock if context is None else _start_tls_stream(sock, endpoint, context)
                 relay_stream(
-                    sock,
+                    stream,
                     endpoint.url,
                     crlf=crlf,
                     send_only=send_only,
@@ -179,10 +222,21 @@ def listen(
 )
 @_UDP
 @_wait_option(10.0, "How long to wait for the reply.")
-def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
+@_tls_options
+def send(
+    url: str,
+    message: str,
+    codec: str,
+    udp: bool,
+    timeout: float,
+    use_tls: bool,
+    tls_ca: str | None,
+    insecure: bool,
+) -> None:
     """Send one MESSAGE (- reads it from stdin) and print the reply."""
     with usage_errors():
         endpoint = parse(target_url(url, udp))
+        context = _client_tls(endpoint, use_tls, tls_ca, insecure)
         chosen = codec_by_name(codec)
         raw = sys.stdin.buffer.read() if message == "-" else message.encode()
         structured = isinstance(chosen, (Json, Msgpack))
@@ -203,7 +257,7 @@ def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
             raise ValueError(f"MESSAGE cannot be sent with --codec {codec}: {exc}") from None
     with runtime_errors():
         if endpoint.is_stream:
-            with connect_client(endpoint.url, codec=chosen, timeout=timeout) as client:
+            with connect_client(endpoint.url, codec=chosen, timeout=timeout, tls=context or False) as client:
                 reply = client.request(payload)
         else:
             with DatagramClient(endpoint.url, codec=chosen, timeout=timeout) as datagrams:
@@ -216,6 +270,17 @@ def send(url: str, message: str, codec: str, udp: bool, timeout: float) -> None:
     else:
         sys.stdout.buffer.write(reply + (b"\n" if codec == "lines" else b""))
         sys.stdout.flush()
+
+
+def _start_tls_stream(sock: socket.socket, endpoint: Endpoint, context: ssl.SSLContext) -> TlsStream:
+    try:
+        return TlsStream(sock, context, endpoint.host or "localhost")
+    except ssl.SSLCertVerificationError as exc:
+        raise Failure(
+            f"TLS: {endpoint.url} has a certificate that does not verify: {exc.verify_message}"
+        ) from None
+    except ssl.SSLError as exc:
+        raise Failure(f"TLS handshake with {endpoint.url} failed: {exc.reason or exc}") from None
 
 
 def http_request(endpoint: Endpoint, message: str, body: bytes) -> Request:

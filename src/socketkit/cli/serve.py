@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
+import signal
+import ssl
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
 
+from ..closing import log
 from ..codecs import CODECS, codec_by_name
 from ..engines import ENGINES
 from ..limits import Limits
 from ..loader import load_handler
 from ..server import Server
 from ..services import SERVICES, load_service
+from ..tls import server_context
 from .common import JsonFormatter, configure_logging, runtime_errors, usage_errors
 
 DEFAULT_URL = "tcp://127.0.0.1:8888"
@@ -35,6 +40,21 @@ def _limit(flag: str, meaning: str) -> Callable[[Command], Command]:
         else click.IntRange(min=0 if field == "write_buffer_low" else 1)
     )
     return click.option(flag, type=kind, default=None, help=f"{meaning}  [default: {default}]")
+
+
+def _reload_on_sighup(context: ssl.SSLContext, cert: str, key: str | None) -> None:
+    """SIGHUP loads the certificate and key again: new connections get them, open ones
+    keep theirs (a renewed certificate without a restart)."""
+
+    def reload(signum: int, frame: FrameType | None) -> None:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            log.error("SIGHUP: cannot reload the TLS certificate %s: %s; keeping the old one", cert, exc)
+        else:
+            log.info("SIGHUP: reloaded the TLS certificate %s", cert)
+
+    signal.signal(signal.SIGHUP, reload)
 
 
 @click.command(
@@ -73,6 +93,12 @@ def _limit(flag: str, meaning: str) -> Callable[[Command], Command]:
 @_limit("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
 @_limit("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
 @click.option(
+    "--tls-cert", metavar="FILE", help="The certificate (PEM, chain first) tls:// endpoints present."
+)
+@click.option("--tls-key", metavar="FILE", help="Its private key, if not in the certificate file.")
+@click.option("--tls-ca", metavar="FILE", help="CA certificates that client certificates must chain to.")
+@click.option("--tls-client-auth", is_flag=True, help="Require a client certificate that --tls-ca verifies.")
+@click.option(
     "--stats", is_flag=True, help="Show a live panel of connections, requests/s, bytes/s and errors."
 )
 @click.option(
@@ -102,6 +128,10 @@ def serve(
     write_buffer_high: int | None,
     write_buffer_low: int | None,
     grace: float | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    tls_client_auth: bool,
     stats: bool,
     log_level: str,
     log_format: str,
@@ -131,7 +161,12 @@ def serve(
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         if max_message_size is not None:  # the option raises the codec's own limit too
             chosen = chosen.resized(max_message_size)
-        server = Server(list(urls) or [DEFAULT_URL], handler, codec=chosen, engine=engine, limits=limits)
+        if tls_cert is None and (tls_key or tls_ca or tls_client_auth):
+            raise ValueError("--tls-key, --tls-ca and --tls-client-auth need --tls-cert")
+        tls = server_context(tls_cert, tls_key, ca=tls_ca, client_auth=tls_client_auth) if tls_cert else None
+        server = Server(
+            list(urls) or [DEFAULT_URL], handler, codec=chosen, engine=engine, limits=limits, tls=tls
+        )
         if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
             raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")
     console = Console(stderr=True)
@@ -139,6 +174,8 @@ def serve(
     if stats and log_format == "text":
         log_handler = RichHandler(console=console, show_path=False)
     configure_logging(log_level, log_format, log_handler)
+    if tls is not None and tls_cert is not None:
+        _reload_on_sighup(tls, tls_cert, tls_key)
     panel = None
     if stats:
         from .stats_panel import StatsPanel  # noqa: PLC0415

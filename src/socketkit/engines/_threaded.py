@@ -77,7 +77,14 @@ class ThreadedConnection(Session):
     )
 
     def __init__(self, sock: socket.socket, peer: Any, engine: ThreadHost, listener: Listener) -> None:
-        super().__init__(engine, peer, listener.accepted_local, listener.endpoint.scheme, time.monotonic())
+        super().__init__(
+            engine,
+            peer,
+            listener.accepted_local,
+            listener.endpoint.scheme,
+            time.monotonic(),
+            listener.layer_factories,
+        )
         self._sock = sock
         self._engine = engine
         # The kernel timeouts are set on first need: a connection whose request

@@ -67,7 +67,14 @@ class ReactorConnection(Session):
     __slots__ = ("_engine", "_fd", "_queued", "_sock", "_timer_at", "_wants_read", "_writing")
 
     def __init__(self, sock: socket.socket, addr: Any, engine: ReactorEngine, listener: Listener) -> None:
-        super().__init__(engine, addr, listener.accepted_local, listener.endpoint.scheme, engine.now)
+        super().__init__(
+            engine,
+            addr,
+            listener.accepted_local,
+            listener.endpoint.scheme,
+            engine.now,
+            listener.layer_factories,
+        )
         self._sock = sock
         self._fd = sock.fileno()
         self._engine = engine

@@ -28,9 +28,25 @@ class Layer:
 
     __slots__ = ()
 
+    @property
+    def in_progress(self) -> bool:
+        """Whether the layer is in the middle of something of its own (a handshake): the
+        connection then counts as a message in progress, under ``read_timeout``."""
+        return False
+
+    @property
+    def ended(self) -> bool:
+        """Whether the peer ended its stream inside this layer (TLS close_notify): the
+        session then treats it as the end of input."""
+        return False
+
     def feed(self, data: bytes) -> bytes:
         """Bytes from the peer (never empty) -> bytes for the layer above (may be empty)."""
         return data
+
+    def close(self) -> None:
+        """The connection is closing: queue the layer's goodbye, if it has one, for
+        :meth:`take_output` (TLS close_notify). Nothing is wrapped after this."""
 
     def end(self) -> None:
         """The peer closed its side. Raises RemoteProtocolError if that was mid-record."""
