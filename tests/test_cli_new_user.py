@@ -166,6 +166,7 @@ def test_readme_documents_the_public_api_a_user_looks_for() -> None:
         "wrk",
         "ncat",
         "socat",
+        "openssl",
     ):
         assert name in readme, name
 
