@@ -295,3 +295,21 @@ def test_sighup_reloads_the_certificate_for_new_connections(pki: Pki, tmp_path: 
             with pytest.raises(sk.ConnectError, match="does not verify"):
                 sk.connect(urls[0], tls=trusting(pki), timeout=WAIT)
             assert before.request(b"kept") == b"kept"  # the open connection is untouched
+
+
+@pytest.mark.parametrize("engine", ["threads", "epoll"])
+def test_whoami_behind_a_proxy_header_then_tls(engine: str, pki: Pki) -> None:
+    """TLS passed through a TCP balancer: the PROXY header first, in clear, then the handshake."""
+    from socketkit.services import load_service
+
+    whoami = load_service("whoami")
+    url = "tls://127.0.0.1:0?proxy=v1"
+    ctx = server_context(str(pki.server))
+    with sk.Server(url, whoami.handler, codec=sk.Lines(), engine=engine, tls=ctx).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as raw:
+            raw.sendall(b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n")
+            with trusting(pki).wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"who\n")
+                reply = tls.recv(1000).decode()
+    assert reply.startswith("client: tls://203.0.113.7:56324; local: tcp://127.0.0.1:")
+    assert "proxy: v1 PROXY" in reply and "tls: TLSv1." in reply

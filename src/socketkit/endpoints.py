@@ -12,7 +12,9 @@ Supported schemes::
     unix:///abs/path     unix://@abstract-name  (Linux abstract namespace)
     unixgram:///abs/path unixgram://@name       (unix datagrams)
 
-Query options: ``?backlog=N`` (default 1024) for stream listeners.
+Query options for stream listeners: ``?backlog=N`` (default 1024), and
+``?proxy=v1|v2|any``: each connection starts with a PROXY protocol header from
+a trusted load balancer, naming the real client (see ``layers.proxy``).
 
 Everywhere an endpoint is taken (``Server``, ``connect``, ``DatagramClient``,
 the CLI) the same shorthands work: ``host:port`` and ``[::1]:port`` (tcp, or
@@ -62,7 +64,8 @@ _SCHEMES: dict[str, tuple[socket.AddressFamily | None, socket.SocketKind]] = {
     "unix": (socket.AF_UNIX, socket.SOCK_STREAM),
     "unixgram": (socket.AF_UNIX, socket.SOCK_DGRAM),
 }
-_OPTIONS = {"backlog"}
+_OPTIONS = {"backlog", "proxy"}
+_PROXY_VERSIONS = {"v1": ("v1",), "v2": ("v2",), "any": ("v1", "v2")}
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Endpoint:
     port: int = 0
     path: str = ""  # unix: filesystem path, or "\0name" for the abstract namespace
     backlog: int = DEFAULT_BACKLOG
+    #: PROXY protocol versions expected first on each connection (``?proxy=v1|v2|any``)
+    proxy: tuple[str, ...] | None = None
 
     @property
     def is_unix(self) -> bool:
@@ -152,11 +157,17 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
     if scheme_part not in _SCHEMES:
         raise ValueError(f"unknown scheme {scheme_part!r} in {url!r}: use one of {', '.join(_SCHEMES)}")
     parts = urlsplit(url)
-    backlog = _parse_options(url, parts.query)
+    backlog, proxy = _parse_options(url, parts.query)
     _family, kind = _SCHEMES[scheme_part]
+    if proxy is not None and kind != socket.SOCK_STREAM:
+        raise ValueError(f"?proxy= is for stream endpoints (tcp://, tls://, unix://), not {url!r}")
     if scheme_part in ("unix", "unixgram"):
         return Endpoint(
-            scheme_part, kind, path=_parse_unix_path(url, parts.netloc, parts.path), backlog=backlog
+            scheme_part,
+            kind,
+            path=_parse_unix_path(url, parts.netloc, parts.path),
+            backlog=backlog,
+            proxy=proxy,
         )
     if parts.path not in ("", "/"):
         raise ValueError(f"unexpected path {parts.path!r} in {url!r}: write {scheme_part}://host:port")
@@ -181,21 +192,27 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
         )
     if host == "*":
         host = ""
-    return Endpoint(scheme_part, kind, host=host, port=port, backlog=backlog)
+    return Endpoint(scheme_part, kind, host=host, port=port, backlog=backlog, proxy=proxy)
 
 
-def _parse_options(url: str, query: str) -> int:
+def _parse_options(url: str, query: str) -> tuple[int, tuple[str, ...] | None]:
     backlog = DEFAULT_BACKLOG
+    proxy = None
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in _OPTIONS:
             raise ValueError(f"unknown option {key!r} in {url!r}: known options are {sorted(_OPTIONS)}")
+        if key == "proxy":
+            if value not in _PROXY_VERSIONS:
+                raise ValueError(f"proxy must be v1, v2 or any in {url!r}, not {value!r}")
+            proxy = _PROXY_VERSIONS[value]
+            continue
         try:
             backlog = int(value)
         except ValueError:
             raise ValueError(f"backlog must be a positive integer in {url!r}") from None
         if backlog < 1:
             raise ValueError(f"backlog must be a positive integer in {url!r}")
-    return backlog
+    return backlog, proxy
 
 
 def _parse_unix_path(url: str, netloc: str, path: str) -> str:
@@ -257,6 +274,9 @@ class Listener:
         self._accept: Callable[[], tuple[int, Any]] = getattr(sock, "_accept")  # noqa: B009 - not in typeshed
         #: the byte layers each connection accepted here gets (TLS on a tls:// listener)
         self.layer_factories: tuple[Callable[[], Any], ...] = ()
+        #: whether accepted peers count against max_connections_per_ip at accept; not when
+        #: a PROXY header names the real peer later
+        self.counts_per_ip = endpoint.proxy is None
         self._inode: int | None = None
         if endpoint.is_unix and not endpoint.path.startswith("\0"):
             self._inode = os.stat(endpoint.path).st_ino

@@ -26,6 +26,7 @@ from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
 from .handlers import Handler, adapt
 from .layers import LayerFactory
+from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
 from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
 from .stats import Stats, StatsRecorder
@@ -54,6 +55,8 @@ class Server:
             the PROXY protocol use).
         tls: the ``ssl.SSLContext`` for the ``tls://`` endpoints (see
             :func:`socketkit.tls.server_context`); raised to TLS 1.2 at least.
+        trusted_proxies: who may send the PROXY header on ``?proxy=`` endpoints
+            (CIDRs; default loopback only).
 
     Raises:
         ValueError: a bad URL, an unknown engine, or a handler the engine cannot run.
@@ -70,6 +73,7 @@ class Server:
         limits: Limits | None = None,
         layers: Iterable[LayerFactory] = (),
         tls: ssl.SSLContext | None = None,
+        trusted_proxies: Iterable[str] = DEFAULT_TRUSTED,
     ) -> None:
         urls: list[Address] = [endpoints] if is_address(endpoints) else list(endpoints)  # type: ignore[list-item]
         if not urls:
@@ -88,6 +92,7 @@ class Server:
         self.limits = limits
         self.layers: tuple[LayerFactory, ...] = tuple(layers)
         self.tls = _check_tls(tls, self.endpoints)
+        self.trusted_proxies = trusted_networks(trusted_proxies)
         self.engine_name = resolve_engine_name(engine, self.handler.is_blocking)
         self._engine_class = engine_class(self.engine_name)
         self._check_handler_fits()
@@ -158,17 +163,24 @@ class Server:
                     listener.close()
                 raise
             for listener in listeners:
-                listener.layer_factories = self.layers
-                if listener.endpoint.is_tls:
-                    assert self.tls is not None
-                    # TLS is nearest the socket: the layers given see plaintext.
-                    listener.layer_factories = (functools.partial(TlsLayer, self.tls), *self.layers)
+                listener.layer_factories = self._layers_for(listener.endpoint)
             self._listeners = listeners
             engine = self._engine_class(
                 listeners, self.handler, self.codec, self.limits, self._stats, self.layers
             )
             self._engine = engine
         return engine
+
+    def _layers_for(self, endpoint: Endpoint) -> tuple[LayerFactory, ...]:
+        """The layers of a listener's connections, nearest the socket first: the PROXY
+        header (it precedes everything), TLS, then the layers given (they see plaintext)."""
+        factories = list(self.layers)
+        if endpoint.is_tls:
+            assert self.tls is not None
+            factories.insert(0, functools.partial(TlsLayer, self.tls))
+        if endpoint.proxy is not None:
+            factories.insert(0, functools.partial(ProxyProtocolLayer, endpoint.proxy, self.trusted_proxies))
+        return tuple(factories)
 
     def _announce(self) -> None:
         """Say the server is up; signal handlers, where there are any, are in place by now."""

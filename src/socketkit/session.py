@@ -53,6 +53,8 @@ from .errors import (
 )
 from .handlers import Dispatch
 
+LayerT = typing.TypeVar("LayerT", bound="Layer")
+
 if TYPE_CHECKING:
     from .codecs import Codec
     from .handlers import Handler
@@ -105,6 +107,10 @@ class SessionHost(typing.Protocol):
     def connection_finished(self, session: Session) -> None:
         """``session`` ended: forget it (open count, per-IP count, stats)."""
 
+    def admit(self, peer: Any) -> LimitExceeded | None:
+        """Count a peer learned after accept (a PROXY header) against max_connections_per_ip;
+        the refusal, if it is over."""
+
 
 class Session(Connection):
     """One connection's state machine; also what its handler sees as ``conn``."""
@@ -126,6 +132,7 @@ class Session(Connection):
         "_release",
         "error",
         "out",
+        "per_ip_counted",
         "phase",
         "reading",
     )
@@ -149,6 +156,14 @@ class Session(Connection):
         self._dispatch: Dispatch = _NO_DISPATCH
         factories = host.layer_factories if layer_factories is None else layer_factories
         self._layers: list[Layer] | None = [make() for make in factories] if factories else None
+        #: Whether the engine counted this connection against max_connections_per_ip (not
+        #: yet, behind a PROXY header: its real peer is not known before the header).
+        self.per_ip_counted = True
+        if self._layers is not None:
+            for layer in self._layers:
+                layer.opened(peer)
+                if layer.readdresses:
+                    self.per_ip_counted = False
         self._pending: deque[Any] | None = None  # decoded messages a blocking handler has not taken
         self._pending_error: ProtocolError | None = None  # raised to a blocking handler after those
         self._owner = _get_ident()  # the thread that runs this connection's events: made on it
@@ -340,6 +355,14 @@ class Session(Connection):
 
     # -- what handlers call -------------------------------------------------------------
 
+    def layer(self, kind: type[LayerT]) -> LayerT | None:
+        """This connection's layer of class ``kind`` (``TlsLayer``, ``ProxyProtocolLayer``), if any:
+        what it learned (TLS version, the PROXY header's TLVs)."""
+        for layer in self._layers or ():
+            if isinstance(layer, kind):
+                return layer
+        return None
+
     @property
     def write_buffer_size(self) -> int:
         return len(self.out)
@@ -473,6 +496,8 @@ class Session(Connection):
             self._take_layer_output()  # e.g. the TLS alert that says why
             self._bad_input(exc)
             return b""
+        if not self.per_ip_counted and not self._readdress():
+            return b""
         if not data:
             busy = any(layer.in_progress for layer in self._layers)
             if busy and not self._partial:  # a handshake: read_timeout is its deadline
@@ -483,6 +508,31 @@ class Session(Connection):
             if any(layer.ended for layer in self._layers):
                 self._end_of_stream()
         return data
+
+    def _readdress(self) -> bool:
+        """Take the real peer a layer learned (a PROXY header) and count it against the
+        per-IP limit; False if the connection was refused for it."""
+        assert self._layers is not None
+        for layer in self._layers:
+            peer = layer.peer_address
+            if peer is None:
+                if layer.in_progress:
+                    return True  # not known yet
+                continue
+            refusal = self._host.admit(peer)
+            if refusal is not None:
+                self._bad_input(refusal)
+                return False
+            self.peer = peer
+            self._peer_url = None
+            self.per_ip_counted = True
+            return True
+        self.per_ip_counted = True  # a health check (PROXY LOCAL): the socket's own peer stands
+        refusal = self._host.admit(self.peer)
+        if refusal is not None:
+            self._bad_input(refusal)
+            return False
+        return True
 
     def _lower(self, data: bytes) -> bytes:
         """Wire bytes up through the layers (the first is nearest the socket)."""

@@ -15,7 +15,9 @@ from rich.logging import RichHandler
 
 from ..closing import log
 from ..codecs import CODECS, codec_by_name
+from ..endpoints import as_url
 from ..engines import ENGINES
+from ..layers.proxy import DEFAULT_TRUSTED
 from ..limits import Limits
 from ..loader import load_handler
 from ..server import Server
@@ -40,6 +42,12 @@ def _limit(flag: str, meaning: str) -> Callable[[Command], Command]:
         else click.IntRange(min=0 if field == "write_buffer_low" else 1)
     )
     return click.option(flag, type=kind, default=None, help=f"{meaning}  [default: {default}]")
+
+
+def _with_proxy(url: str, version: str) -> str:
+    """``url`` (a URL or shorthand) with ``?proxy=version`` added."""
+    full = as_url(url)
+    return f"{full}{'&' if '?' in full else '?'}proxy={version}"
 
 
 def _reload_on_sighup(context: ssl.SSLContext, cert: str, key: str | None) -> None:
@@ -93,6 +101,18 @@ def _reload_on_sighup(context: ssl.SSLContext, cert: str, key: str | None) -> No
 @_limit("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
 @_limit("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
 @click.option(
+    "--proxy-protocol",
+    type=click.Choice(["v1", "v2", "any"]),
+    help="Every connection starts with a PROXY header from a load balancer (as ?proxy= on each URL).",
+)
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="CIDR",
+    help="Who may send the PROXY header; repeat for several.  [default: 127.0.0.0/8, ::1/128]",
+)
+@click.option(
     "--tls-cert", metavar="FILE", help="The certificate (PEM, chain first) tls:// endpoints present."
 )
 @click.option("--tls-key", metavar="FILE", help="Its private key, if not in the certificate file.")
@@ -128,6 +148,8 @@ def serve(
     write_buffer_high: int | None,
     write_buffer_low: int | None,
     grace: float | None,
+    proxy_protocol: str | None,
+    trusted_proxies: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
     tls_ca: str | None,
@@ -164,8 +186,19 @@ def serve(
         if tls_cert is None and (tls_key or tls_ca or tls_client_auth):
             raise ValueError("--tls-key, --tls-ca and --tls-client-auth need --tls-cert")
         tls = server_context(tls_cert, tls_key, ca=tls_ca, client_auth=tls_client_auth) if tls_cert else None
+        listen = list(urls) or [DEFAULT_URL]
+        if proxy_protocol is not None:
+            listen = [_with_proxy(url, proxy_protocol) for url in listen]
+        elif trusted_proxies:
+            raise ValueError("--trusted-proxy needs --proxy-protocol (or ?proxy= on a URL)")
         server = Server(
-            list(urls) or [DEFAULT_URL], handler, codec=chosen, engine=engine, limits=limits, tls=tls
+            listen,
+            handler,
+            codec=chosen,
+            engine=engine,
+            limits=limits,
+            tls=tls,
+            trusted_proxies=trusted_proxies or DEFAULT_TRUSTED,
         )
         if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
             raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")

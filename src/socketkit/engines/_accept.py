@@ -18,6 +18,7 @@ from typing import Any
 
 from ..closing import log, log_sampled
 from ..endpoints import Listener
+from ..errors import LimitExceeded
 from ..limits import Limits
 from ..stats import StatsRecorder
 
@@ -71,26 +72,36 @@ class AcceptGate:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
-            if not self._count_per_ip:
+            if not self._count_per_ip or not listener.counts_per_ip:
+                return sock, addr  # behind a PROXY header the peer is counted once it is known
+            refusal = self.admit(addr)
+            if refusal is None:
                 return sock, addr
-            ip = addr[0]
-            with self._lock:
-                count = self._per_ip.get(ip, 0)
-                if count < self.limits.max_connections_per_ip:
-                    self._per_ip[ip] = count + 1
-                    return sock, addr
-            self.stats.rejected()
-            log_sampled(
-                self.stats,
-                "rejected",
-                logging.WARNING,
-                "rejected %s: %d connections from this address (max_connections_per_ip)",
-                ip,
-                count,
-            )
             sock.close()
             return None
         return sock, addr
+
+    def admit(self, addr: Any) -> LimitExceeded | None:
+        """Count ``addr`` against max_connections_per_ip; the refusal (logged and counted as
+        rejected) if it is over."""
+        if not self._count_per_ip or not isinstance(addr, tuple):
+            return None
+        ip = addr[0]
+        with self._lock:
+            count = self._per_ip.get(ip, 0)
+            if count < self.limits.max_connections_per_ip:
+                self._per_ip[ip] = count + 1
+                return None
+        self.stats.rejected()
+        log_sampled(
+            self.stats,
+            "rejected",
+            logging.WARNING,
+            "rejected %s: %d connections from this address (max_connections_per_ip)",
+            ip,
+            count,
+        )
+        return LimitExceeded(f"{count} connections from {ip} already (max_connections_per_ip)")
 
     def release(self, addr: Any) -> None:
         """Forget a closed connection for the per-IP count."""

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from ..closing import log
 from ..codecs import Codec
 from ..endpoints import Listener
+from ..errors import LimitExceeded
 from ..handlers import Handler
 from ..layers import LayerFactory
 from ..limits import Limits
@@ -147,7 +148,12 @@ class Engine(ABC):
 
     def connection_finished(self, session: Session) -> None:
         self.stats.untrack(session)
-        self.gate.release(session.peer)
+        if session.per_ip_counted:
+            self.gate.release(session.peer)
+
+    def admit(self, peer: Any) -> LimitExceeded | None:
+        """A peer learned after accept (a PROXY header) counted against the per-IP limit."""
+        return self.gate.admit(peer)
 
     def open_connections(self) -> Sequence[Session]:
         """The connections being served now (for the forced-shutdown report)."""

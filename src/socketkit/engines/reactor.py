@@ -418,7 +418,8 @@ class ReactorEngine(Engine):
     def connection_finished(self, session: Session) -> None:
         self._open -= 1
         self.stats.untrack(session)
-        self.gate.release(session.peer)
+        if session.per_ip_counted:
+            self.gate.release(session.peer)
         self._compact_timers()
 
     def open_connections(self) -> Sequence[Session]:

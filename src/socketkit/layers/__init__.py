@@ -14,6 +14,7 @@ handshake, an alert), which the session collects after every event.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Layer", "LayerFactory"]
 
@@ -33,6 +34,18 @@ class Layer:
         """Whether the layer is in the middle of something of its own (a handshake): the
         connection then counts as a message in progress, under ``read_timeout``."""
         return False
+
+    #: Whether this layer may name another peer (the PROXY protocol): the connection is then
+    #: counted against max_connections_per_ip only once that peer is known.
+    readdresses = False
+
+    @property
+    def peer_address(self) -> Any:
+        """The peer's real address once the layer learned it (a PROXY header), else None."""
+        return None
+
+    def opened(self, peer: Any) -> None:
+        """The connection was accepted from ``peer`` (the socket's own peer address)."""
 
     @property
     def ended(self) -> bool:

@@ -1,0 +1,202 @@
+"""ProxyProtocolLayer: the PROXY protocol header (v1 text, v2 binary), as a sans-IO layer.
+
+Why a layer: a load balancer (HAProxy ``send-proxy-v2``, AWS NLB, GCP) opens
+the connection, so the socket's peer is the balancer; the header it sends
+first names the real client. Parsed here, before TLS and the codec, it works
+the same on every engine. Written from haproxy's specification
+(doc/proxy-protocol.txt).
+
+Rules kept: the header is required and comes first (anything else closes the
+connection: a client that talks to a PROXY port directly could otherwise claim
+any address); it is accepted only from trusted addresses (a balancer), by
+default loopback; it must arrive within ``read_timeout`` (the connection
+counts as a message in progress until then); a v2 ``LOCAL`` command (a health
+check) keeps the socket's own addresses. v2 TLVs are kept as
+``{type: value}`` (``PP2_TYPE_AUTHORITY`` is the SNI the client asked the
+balancer for; ``PP2_TYPE_SSL`` what its TLS was).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import RemoteProtocolError
+from . import Layer
+
+__all__ = [
+    "DEFAULT_TRUSTED",
+    "PP2_TYPE_ALPN",
+    "PP2_TYPE_AUTHORITY",
+    "PP2_TYPE_SSL",
+    "PP2_TYPE_UNIQUE_ID",
+    "ProxyProtocolLayer",
+    "trusted_networks",
+]
+
+V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+V1_PREFIX = b"PROXY "
+V1_MAX = 107  # the longest v1 line, CRLF included
+PP2_TYPE_ALPN = 0x01
+PP2_TYPE_AUTHORITY = 0x02
+PP2_TYPE_UNIQUE_ID = 0x05
+PP2_TYPE_SSL = 0x20
+#: Who may send a PROXY header unless told otherwise: this machine only.
+DEFAULT_TRUSTED = ("127.0.0.0/8", "::1/128")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """Parse CIDRs (``10.0.0.0/8``, ``::1``); ValueError names a bad one."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not an address or network: write e.g. 10.0.0.0/8 or ::1") from None
+    return tuple(networks)
+
+
+class ProxyProtocolLayer(Layer):
+    """``ProxyProtocolLayer(versions=("v1", "v2"), trusted=DEFAULT_TRUSTED networks)``."""
+
+    readdresses = True
+
+    __slots__ = (
+        "_buf",
+        "_trusted",
+        "_untrusted_peer",
+        "_versions",
+        "command",
+        "done",
+        "source",
+        "tlvs",
+        "version",
+    )
+
+    def __init__(
+        self, versions: Iterable[str] = ("v1", "v2"), trusted: Iterable[Network] | None = None
+    ) -> None:
+        self._versions = frozenset(versions)
+        self._trusted = tuple(trusted) if trusted is not None else trusted_networks(DEFAULT_TRUSTED)
+        self._buf = bytearray()
+        self._untrusted_peer: str | None = None
+        self.done = False
+        #: The client's address as the balancer saw it (a socket-module tuple), or None for
+        #: a LOCAL (health check) or UNKNOWN header: then the socket's own peer stands.
+        self.source: tuple[Any, ...] | None = None
+        self.version = ""
+        self.command = ""
+        self.tlvs: dict[int, bytes] = {}
+
+    @property
+    def in_progress(self) -> bool:
+        return not self.done
+
+    @property
+    def peer_address(self) -> tuple[Any, ...] | None:
+        return self.source
+
+    def opened(self, peer: Any) -> None:
+        host = peer[0] if isinstance(peer, tuple) else None
+        if host is None:
+            return  # a unix socket: only local processes can connect
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not any(address in network for network in self._trusted):
+            self._untrusted_peer = str(address)
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            return data
+        if self._untrusted_peer is not None:
+            raise RemoteProtocolError(
+                f"PROXY header expected from a trusted proxy, and {self._untrusted_peer} is not one "
+                "(add it with --trusted-proxy)"
+            )
+        buf = self._buf
+        buf += data
+        rest = self._parse(buf)
+        if rest is None:
+            return b""
+        self.done = True
+        self._buf = bytearray()
+        return rest
+
+    def end(self) -> None:
+        if not self.done:
+            raise RemoteProtocolError("connection closed before its PROXY header was complete")
+
+    def _parse(self, buf: bytearray) -> bytes | None:
+        """The bytes after a complete header, None while it is incomplete; raises if it is bad."""
+        if "v2" in self._versions and buf[:12] == V2_SIGNATURE[: len(buf)]:
+            if len(buf) < 16:
+                return None
+            length = int.from_bytes(buf[14:16], "big")
+            if len(buf) < 16 + length:
+                return None
+            self._parse_v2(bytes(buf[12:16]), bytes(buf[16 : 16 + length]))
+            return bytes(buf[16 + length :])
+        if "v1" in self._versions and buf[:6] == V1_PREFIX[: len(buf)]:
+            end = buf.find(b"\r\n", 0, V1_MAX)
+            if end < 0:
+                if len(buf) >= V1_MAX:
+                    raise RemoteProtocolError("PROXY v1 header longer than 107 bytes")
+                return None
+            self._parse_v1(bytes(buf[:end]))
+            return bytes(buf[end + 2 :])
+        wanted = " or ".join(sorted(self._versions))
+        raise RemoteProtocolError(f"no PROXY protocol {wanted} header (this port expects one first)")
+
+    def _parse_v1(self, line: bytes) -> None:
+        self.version = "v1"
+        parts = line.decode("ascii", "replace").split(" ")
+        if parts[1:2] == ["UNKNOWN"]:
+            self.command = "UNKNOWN"
+            return
+        if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
+            raise RemoteProtocolError(f"malformed PROXY v1 header {line[:60]!r}")
+        _, family, source, _destination, source_port, _destination_port = parts
+        try:
+            host = ipaddress.ip_address(source)
+            port = int(source_port)
+        except ValueError:
+            raise RemoteProtocolError(f"malformed PROXY v1 header {line[:60]!r}") from None
+        if (family == "TCP4") != (host.version == 4) or not 0 <= port <= 65535 or source_port != str(port):
+            raise RemoteProtocolError(f"malformed PROXY v1 header {line[:60]!r}")
+        self.command = "PROXY"
+        self.source = (str(host), port) if host.version == 4 else (str(host), port, 0, 0)
+
+    def _parse_v2(self, head: bytes, body: bytes) -> None:
+        self.version = "v2"
+        version_command, family = head[0], head[1]
+        if version_command >> 4 != 2 or version_command & 0x0F > 1:
+            raise RemoteProtocolError(f"bad PROXY v2 version/command byte 0x{version_command:02x}")
+        self.command = "PROXY" if version_command & 0x0F else "LOCAL"
+        size = {0x11: 12, 0x12: 12, 0x21: 36, 0x22: 36, 0x31: 216, 0x32: 216}.get(family, 0)
+        if len(body) < size:
+            raise RemoteProtocolError("PROXY v2 header shorter than its addresses")
+        self.tlvs = _tlvs(body[size:])
+        if self.command == "LOCAL":
+            return  # a health check from the balancer itself: the socket's addresses stand
+        if family in (0x11, 0x12):
+            self.source = (socket.inet_ntop(socket.AF_INET, body[0:4]), int.from_bytes(body[8:10], "big"))
+        elif family in (0x21, 0x22):
+            host = socket.inet_ntop(socket.AF_INET6, body[0:16])
+            self.source = (host, int.from_bytes(body[32:34], "big"), 0, 0)
+
+
+def _tlvs(data: bytes) -> dict[int, bytes]:
+    tlvs: dict[int, bytes] = {}
+    pos = 0
+    while pos + 3 <= len(data):
+        kind, length = data[pos], int.from_bytes(data[pos + 1 : pos + 3], "big")
+        if pos + 3 + length > len(data):
+            raise RemoteProtocolError("PROXY v2 TLV runs past the header")
+        tlvs[kind] = data[pos + 3 : pos + 3 + length]
+        pos += 3 + length
+    return tlvs
