@@ -47,9 +47,11 @@ __all__ = [
     "Address",
     "Endpoint",
     "Listener",
+    "adopt",
     "as_url",
     "bind",
     "connect_socket",
+    "describe_socket",
     "format_url",
     "is_address",
     "parse",
@@ -319,6 +321,44 @@ class Listener:
             with contextlib.suppress(OSError):
                 if os.stat(self.endpoint.path).st_ino == self._inode:
                     os.unlink(self.endpoint.path)
+
+
+def describe_socket(sock: socket.socket) -> Endpoint:
+    """The endpoint an existing socket is bound to (a socket passed by systemd, or made by
+    the caller): its scheme from its family and type, its address from getsockname().
+
+    Raises:
+        ValueError: it is not an inet or unix socket of stream or datagram type, or not bound.
+    """
+    kind = sock.type
+    if kind not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        raise ValueError(f"socket fd {sock.fileno()} is neither a stream nor a datagram socket")
+    stream = kind == socket.SOCK_STREAM
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        if isinstance(address, bytes):
+            address = (
+                "\0" + address[1:].decode("utf-8", "backslashreplace")
+                if address[:1] == b"\0"
+                else address.decode()
+            )
+        if not address:
+            raise ValueError(f"unix socket fd {sock.fileno()} is not bound to a path or name")
+        return Endpoint("unix" if stream else "unixgram", kind, path=str(address))
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        raise ValueError(f"socket fd {sock.fileno()} is of family {sock.family!r}: not inet or unix")
+    host, port = str(address[0]), int(address[1])
+    return Endpoint(
+        "tcp" if stream else "udp", kind, host="" if host in ("0.0.0.0", "::") else host, port=port
+    )
+
+
+def adopt(sock: socket.socket, endpoint: Endpoint) -> Listener:
+    """A Listener for a socket bound elsewhere: a stream socket is put to listening, if it is
+    not already (socket activation passes it listening; a caller's may be only bound)."""
+    if endpoint.is_stream and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.listen(endpoint.backlog)
+    return Listener(sock, endpoint)
 
 
 def bind(endpoint: Endpoint) -> Listener:

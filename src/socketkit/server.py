@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from typing import Any
 
 from .closing import peer_list
 from .codecs import Codec, Raw
-from .endpoints import Address, Endpoint, Listener, bind, is_address, parse
+from .endpoints import Address, Endpoint, Listener, adopt, bind, describe_socket, is_address, parse
 from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
 from .handlers import Handler, adapt
@@ -30,6 +31,7 @@ from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
 from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
 from .stats import Stats, StatsRecorder
+from .systemd import Watchdog, listen_fds, notify, watchdog_interval
 
 __all__ = ["Server"]
 
@@ -65,7 +67,7 @@ class Server:
 
     def __init__(
         self,
-        endpoints: Address | Iterable[Address],
+        endpoints: Address | socket.socket | Iterable[Address | socket.socket],
         handler: object,
         *,
         codec: Codec | None = None,
@@ -75,10 +77,18 @@ class Server:
         tls: ssl.SSLContext | None = None,
         trusted_proxies: Iterable[str] = DEFAULT_TRUSTED,
     ) -> None:
-        urls: list[Address] = [endpoints] if is_address(endpoints) else list(endpoints)  # type: ignore[list-item]
+        single = is_address(endpoints) or isinstance(endpoints, socket.socket)
+        urls: list[Any] = [endpoints] if single else list(endpoints)  # type: ignore[arg-type]
         if not urls:
             raise ValueError("a server needs at least one endpoint URL, e.g. tcp://127.0.0.1:8888")
-        self.endpoints: list[Endpoint] = [parse(url) for url in urls]
+        self.endpoints: list[Endpoint] = []
+        #: sockets bound elsewhere (systemd, the caller), by their index in ``endpoints``
+        self._adopted: dict[int, socket.socket] = {}
+        for url in urls:
+            for endpoint, sock in _resolve(url):
+                if sock is not None:
+                    self._adopted[len(self.endpoints)] = sock
+                self.endpoints.append(endpoint)
         self.handler: Handler = adapt(handler)
         if codec is None:
             codec = Raw()
@@ -98,6 +108,7 @@ class Server:
         self._check_handler_fits()
         self._stats = StatsRecorder()
         self._listeners: list[Listener] = []
+        self._watchdog: Watchdog | None = None
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -156,8 +167,9 @@ class Server:
                 raise RuntimeError("this server was stopped; create a new Server")
             listeners: list[Listener] = []
             try:
-                for endpoint in self.endpoints:
-                    listeners.append(bind(endpoint))
+                for index, endpoint in enumerate(self.endpoints):
+                    adopted = self._adopted.get(index)
+                    listeners.append(bind(endpoint) if adopted is None else adopt(adopted, endpoint))
             except BaseException:
                 for listener in listeners:
                     listener.close()
@@ -185,6 +197,11 @@ class Server:
     def _announce(self) -> None:
         """Say the server is up; signal handlers, where there are any, are in place by now."""
         self._started.set()
+        notify("READY=1")  # systemd (Type=notify): up; a no-op elsewhere
+        interval = watchdog_interval()
+        if interval is not None:
+            self._watchdog = Watchdog(interval)
+            self._watchdog.start()
         log.info(
             "serving %s (engine %s, codec %s, handler %s)",
             ", ".join(listener.described for listener in self._listeners),
@@ -246,6 +263,8 @@ class Server:
             log.critical("engine %s failed: %s", self.engine_name, exc, exc_info=exc)
             engine.close_listeners()
         finally:
+            if self._watchdog is not None:
+                self._watchdog.stop()
             self._done.set()
 
     def _install_signal_handlers(self, engine: Engine) -> dict[int, Any]:
@@ -258,6 +277,7 @@ class Server:
             signals_seen += 1
             name = signal.Signals(signum).name
             if signals_seen == 1:
+                notify("STOPPING=1")
                 log.warning(
                     "%s: stopping; finishing %d open connection(s) within %gs (Ctrl-C again to force)",
                     name,
@@ -299,6 +319,7 @@ class Server:
             for listener in self._listeners:
                 listener.close()
             return
+        notify("STOPPING=1")
         engine.stop(grace)
         if getattr(current, "engine", None) is engine:
             return  # called from the server's own thread: it cannot wait for itself
@@ -355,3 +376,31 @@ def _check_tls(tls: ssl.SSLContext | None, endpoints: list[Endpoint]) -> ssl.SSL
             raise ValueError("TLS over datagrams is not available (the standard library has no DTLS)")
         raise ValueError("Server(tls=...) serves TLS on tls:// endpoints; name one (tcp:// stays plaintext)")
     return require_modern(tls)
+
+
+def _resolve(url: Any) -> list[tuple[Endpoint, socket.socket | None]]:
+    """The endpoints one item of ``Server(endpoints)`` names, with the socket of each that
+    is bound already: a URL or shorthand (bound later), a socket object, ``fd://N`` (an
+    inherited descriptor), or ``systemd://[name]`` (socket activation: every socket passed,
+    or those named ``name`` by FileDescriptorName=)."""
+    if isinstance(url, socket.socket):
+        return [(describe_socket(url), url)]
+    if isinstance(url, str) and url.startswith("fd://"):
+        number = url[len("fd://") :]
+        if not number.isdigit():
+            raise ValueError(f"{url!r}: write fd://N with N an open socket's descriptor number")
+        try:
+            sock = socket.socket(fileno=int(number))
+        except OSError as exc:
+            raise ValueError(f"{url!r}: descriptor {number} is not an open socket ({exc.strerror})") from None
+        return [(describe_socket(sock), sock)]
+    if isinstance(url, str) and url.startswith("systemd://"):
+        name = url[len("systemd://") :]
+        passed = [(label, sock) for label, sock in listen_fds() if not name or label == name]
+        if not passed:
+            raise ValueError(
+                f"{url!r}: systemd passed no socket{' named ' + repr(name) if name else ''} "
+                "(run from a .socket unit, or systemd-socket-activate; LISTEN_FDS is not set for us)"
+            )
+        return [(describe_socket(sock), sock) for _, sock in passed]
+    return [(parse(url), None)]
