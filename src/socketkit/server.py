@@ -21,7 +21,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from .closing import peer_list
-from .codecs import Codec, Raw
+from .codecs import Codec, HttpRequest, Raw
 from .endpoints import Address, Endpoint, Listener, adopt, bind, describe_socket, is_address, parse
 from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
@@ -30,7 +30,7 @@ from .layers import LayerFactory
 from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
 from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
-from .stats import Stats, StatsRecorder
+from .stats import LatencyHistogram, Stats, StatsRecorder
 from .systemd import Watchdog, listen_fds, notify, watchdog_interval
 
 __all__ = ["Server"]
@@ -59,6 +59,8 @@ class Server:
             :func:`socketkit.tls.server_context`); raised to TLS 1.2 at least.
         trusted_proxies: who may send the PROXY header on ``?proxy=`` endpoints
             (CIDRs; default loopback only).
+        metrics: where to serve Prometheus metrics (``GET /metrics``), e.g.
+            ``tcp://127.0.0.1:9100``; needs ``pip install 'socketkit[metrics]'``.
 
     Raises:
         ValueError: a bad URL, an unknown engine, or a handler the engine cannot run.
@@ -76,6 +78,7 @@ class Server:
         layers: Iterable[LayerFactory] = (),
         tls: ssl.SSLContext | None = None,
         trusted_proxies: Iterable[str] = DEFAULT_TRUSTED,
+        metrics: Address | None = None,
     ) -> None:
         single = is_address(endpoints) or isinstance(endpoints, socket.socket)
         urls: list[Any] = [endpoints] if single else list(endpoints)  # type: ignore[arg-type]
@@ -116,6 +119,18 @@ class Server:
         self._lock = threading.Lock()
         self._stopped = False
         self._failure: BaseException | None = None
+        self._quiet = False  # a server's own metrics endpoint: it does not announce itself
+        self._metrics: Server | None = None
+        if metrics is not None:
+            from .metrics import MetricsEndpoint  # noqa: PLC0415 - its dependency is optional
+
+            self._stats.latency = LatencyHistogram()
+            self._metrics = Server(
+                metrics, MetricsEndpoint(self), codec=HttpRequest(), engine=self.engine_name
+            )
+            self._metrics._quiet = True  # the serving line of this server names it
+            if not all(endpoint.is_stream for endpoint in self._metrics.endpoints):
+                raise ValueError(f"the metrics endpoint {metrics!r} must be a stream (tcp://, unix://)")
 
     def _check_handler_fits(self) -> None:
         if not self.handler.is_blocking:
@@ -153,6 +168,16 @@ class Server:
         return [listener.address for listener in self._listeners]
 
     @property
+    def latency(self) -> LatencyHistogram | None:
+        """Handler time per message, kept when a metrics endpoint is served."""
+        return self._stats.latency
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the Prometheus metrics are served (``/metrics``), if they are."""
+        return None if self._metrics is None else self._metrics.url
+
+    @property
     def stats(self) -> Stats:
         """A snapshot of connection, traffic and error counters."""
         return self._stats.snapshot()
@@ -176,6 +201,13 @@ class Server:
                 raise
             for listener in listeners:
                 listener.layer_factories = self._layers_for(listener.endpoint)
+            if self._metrics is not None:
+                try:
+                    self._metrics.start()
+                except BaseException:
+                    for listener in listeners:
+                        listener.close()
+                    raise
             self._listeners = listeners
             engine = self._engine_class(
                 listeners, self.handler, self.codec, self.limits, self._stats, self.layers
@@ -197,17 +229,21 @@ class Server:
     def _announce(self) -> None:
         """Say the server is up; signal handlers, where there are any, are in place by now."""
         self._started.set()
+        if self._quiet:
+            return
         notify("READY=1")  # systemd (Type=notify): up; a no-op elsewhere
         interval = watchdog_interval()
         if interval is not None:
             self._watchdog = Watchdog(interval)
             self._watchdog.start()
+        metrics = f"; metrics at {self._metrics.url}/metrics" if self._metrics is not None else ""
         log.info(
-            "serving %s (engine %s, codec %s, handler %s)",
+            "serving %s (engine %s, codec %s, handler %s%s)",
             ", ".join(listener.described for listener in self._listeners),
             self.engine_name,
             self.codec.name,
             self.handler.name,
+            metrics,
         )
 
     def start(self) -> Server:
@@ -265,6 +301,8 @@ class Server:
         finally:
             if self._watchdog is not None:
                 self._watchdog.stop()
+            if self._metrics is not None:
+                self._metrics.stop(0)
             self._done.set()
 
     def _install_signal_handlers(self, engine: Engine) -> dict[int, Any]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 import typing
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ from .errors import (
 )
 from .handlers import Dispatch
 
+_perf_counter = time.perf_counter
 LayerT = typing.TypeVar("LayerT", bound="Layer")
 
 if TYPE_CHECKING:
@@ -122,6 +124,7 @@ class Session(Connection):
         "_host",
         "_in_event",
         "_last_active",
+        "_latency",
         "_layers",
         "_limits",
         "_message_started",
@@ -150,6 +153,7 @@ class Session(Connection):
         self._host = host
         self._limits = limits = host.limits
         self._decoder = decoder = host.codec.decoder(limits.max_message_size)
+        self._latency = host.stats.latency
         # A decoder that counts what its messages hold (a structured codec's item budget)
         # is told when they were handled; the others cost nothing for it.
         self._release = decoder.release if type(decoder).release is not Decoder.release else None
@@ -240,10 +244,13 @@ class Session(Connection):
                 handle = self._dispatch.message
                 self._in_event = True
                 try:
-                    for message in messages:
-                        handle(message)
-                        if self._closed:  # the handler closed: later pipelined messages are not answered
-                            break
+                    if self._latency is None:
+                        for message in messages:
+                            handle(message)
+                            if self._closed:  # the handler closed: later pipelined messages are not answered
+                                break
+                    else:
+                        self._timed_dispatch(handle, messages)
                 except Exception as exc:
                     self._close(exc)
                 self._in_event = False
@@ -255,6 +262,17 @@ class Session(Connection):
             self._settle()
         if self._layers is not None and self.phase is OPEN and any(layer.ended for layer in self._layers):
             self._end_of_stream()  # TLS close_notify: the peer's stream ended inside the layers
+
+    def _timed_dispatch(self, handle: Any, messages: list[Any]) -> None:
+        """The dispatch loop, timing each handler call for the latency histogram."""
+        latency = self._latency
+        assert latency is not None
+        for message in messages:
+            started = _perf_counter()
+            handle(message)
+            latency.observe(_perf_counter() - started)
+            if self._closed:
+                break
 
     def sent(self, count: int, now: float) -> None:
         """The kernel took the first ``count`` bytes of :attr:`out`."""

@@ -9,11 +9,32 @@ plus the live ones. Rare events (opens, closes, errors) take a lock.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-__all__ = ["Counters", "Stats", "StatsRecorder"]
+__all__ = ["LATENCY_BUCKETS", "Counters", "LatencyHistogram", "Stats", "StatsRecorder"]
+
+#: Upper bounds (seconds) of the handler-latency buckets: Prometheus's defaults, finer below 5 ms.
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 
 
 class Counters:
@@ -42,6 +63,31 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+class LatencyHistogram:
+    """How long handlers took per message, in cumulative-ready buckets; thread-safe.
+
+    Kept only when asked for (``Server(metrics=...)``): timing every message costs
+    two clock reads and a lock.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.buckets = buckets
+        self._counts = [0] * (len(buckets) + 1)  # the last one: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        index = bisect.bisect_left(self.buckets, seconds)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += seconds
+
+    def snapshot(self) -> tuple[list[int], float]:
+        """(count per bucket, the last above every bound; the sum of all observations)."""
+        with self._lock:
+            return list(self._counts), self._sum
+
+
 class StatsRecorder:
     """Collects counters from every engine thread; ``snapshot()`` reads them."""
 
@@ -53,6 +99,8 @@ class StatsRecorder:
         self._total = 0
         self._rejected = 0
         self._errors: Counter[str] = Counter()
+        #: handler latency per message, when a metrics endpoint wants it (else None: not timed)
+        self.latency: LatencyHistogram | None = None
 
     def track(self, counters: Counters, connection: bool = True) -> None:
         with self._lock:

@@ -101,6 +101,11 @@ def _reload_on_sighup(context: ssl.SSLContext, cert: str, key: str | None) -> No
 @_limit("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
 @_limit("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
 @click.option(
+    "--metrics",
+    metavar="URL|HOST:PORT",
+    help="Serve Prometheus metrics at URL/metrics (needs pip install 'socketkit[metrics]').",
+)
+@click.option(
     "--proxy-protocol",
     type=click.Choice(["v1", "v2", "any"]),
     help="Every connection starts with a PROXY header from a load balancer (as ?proxy= on each URL).",
@@ -148,6 +153,7 @@ def serve(
     write_buffer_high: int | None,
     write_buffer_low: int | None,
     grace: float | None,
+    metrics: str | None,
     proxy_protocol: str | None,
     trusted_proxies: tuple[str, ...],
     tls_cert: str | None,
@@ -199,6 +205,7 @@ def serve(
             limits=limits,
             tls=tls,
             trusted_proxies=trusted_proxies or DEFAULT_TRUSTED,
+            metrics=metrics,
         )
         if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
             raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")

@@ -1,0 +1,121 @@
+"""Prometheus metrics: a server's stats in the exposition format, served over HTTP.
+
+Why prometheus-client: the text format has escaping and type rules that are
+easy to get subtly wrong; the client library writes it (an optional
+``metrics`` extra, imported only when metrics are asked for). The numbers are
+read from the server's stats when Prometheus scrapes (a custom collector), so
+the hot path counts nothing new except, when metrics are on, the handler
+latency per message. The endpoint is a second socketkit server: the HTTP codec
+and the same engine as the server it reports on.
+
+Metrics (labels: ``engine``; errors also ``kind``):
+``socketkit_connections_open``, ``socketkit_connections_total``,
+``socketkit_connections_rejected_total``, ``socketkit_received_bytes_total``,
+``socketkit_sent_bytes_total``, ``socketkit_received_messages_total``,
+``socketkit_sent_messages_total``, ``socketkit_errors_total``, and the
+histogram ``socketkit_handler_seconds``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from .codecs import HttpResponse, Request
+from .connection import Connection
+from .stats import LatencyHistogram, Stats
+
+
+class Server(Protocol):
+    """What the metrics need of a server (socketkit.Server has it)."""
+
+    @property
+    def stats(self) -> Stats: ...
+
+    @property
+    def engine_name(self) -> str: ...
+
+    @property
+    def latency(self) -> LatencyHistogram | None: ...
+
+__all__ = ["MetricsEndpoint", "exposition"]
+
+
+def _prometheus() -> Any:
+    try:
+        import prometheus_client  # noqa: PLC0415 - optional dependency, imported on use
+        import prometheus_client.core  # noqa: PLC0415
+    except ImportError as exc:
+        raise ImportError("metrics need prometheus-client: pip install 'socketkit[metrics]'") from exc
+    return prometheus_client
+
+
+class _StatsCollector:
+    """A prometheus-client collector that reads the server's stats at each scrape."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Any]:
+        core = _prometheus().core
+        server = self.server
+        stats = server.stats
+        engine = [server.engine_name]
+
+        def family(kind: str, name: str, text: str, value: float) -> Any:
+            metric = getattr(core, f"{kind}MetricFamily")(name, text, labels=["engine"])
+            metric.add_metric(engine, value)
+            return metric
+
+        yield family("Gauge", "socketkit_connections_open", "Connections open now.", stats.connections_open)
+        yield family("Counter", "socketkit_connections", "Connections accepted.", stats.connections_total)
+        yield family(
+            "Counter",
+            "socketkit_connections_rejected",
+            "Connections refused by a limit.",
+            stats.connections_rejected,
+        )
+        yield family("Counter", "socketkit_received_bytes", "Bytes received.", stats.bytes_in)
+        yield family("Counter", "socketkit_sent_bytes", "Bytes sent.", stats.bytes_out)
+        yield family("Counter", "socketkit_received_messages", "Messages decoded.", stats.messages_in)
+        yield family("Counter", "socketkit_sent_messages", "Messages sent.", stats.messages_out)
+        errors = core.CounterMetricFamily(
+            "socketkit_errors", "Connections ended by an error, by kind.", labels=["engine", "kind"]
+        )
+        for kind, count in sorted(stats.errors.items()):
+            errors.add_metric([*engine, kind], count)
+        yield errors
+        latency = server.latency
+        if latency is not None:
+            counts, total = latency.snapshot()
+            cumulative, buckets = 0, []
+            for bound, count in zip([*latency.buckets, float("inf")], counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            histogram = core.HistogramMetricFamily(
+                "socketkit_handler_seconds", "Time the handler took per message.", labels=["engine"]
+            )
+            histogram.add_metric(engine, buckets, total)
+            yield histogram
+
+
+def exposition(server: Server) -> tuple[bytes, str]:
+    """The server's metrics in the Prometheus text format, and its content type."""
+    client = _prometheus()
+    registry = client.CollectorRegistry(auto_describe=False)
+    registry.register(_StatsCollector(server))
+    return client.generate_latest(registry), client.CONTENT_TYPE_LATEST
+
+
+class MetricsEndpoint:
+    """The HTTP handler of the metrics server: ``GET /metrics``; anything else is a 404."""
+
+    def __init__(self, server: Server) -> None:
+        _prometheus()  # missing: say so when the server is made, not at the first scrape
+        self.server = server
+
+    def __call__(self, request: Request, conn: Connection) -> HttpResponse:
+        if request.method not in (b"GET", b"HEAD") or request.target.split(b"?", 1)[0] != b"/metrics":
+            return HttpResponse(404, b"metrics are at /metrics\n", [("Content-Type", "text/plain")])
+        body, content_type = exposition(self.server)
+        return HttpResponse(200, body, [("Content-Type", content_type)], head_only=request.method == b"HEAD")
