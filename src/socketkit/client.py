@@ -162,6 +162,7 @@ def connect(
     *,
     tls: bool | ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    source_address: tuple[str, int] | None = None,
 ) -> Client:
     """Connect to a stream endpoint (``tcp://``, ``tls://``, ``unix://``).
 
@@ -173,6 +174,8 @@ def connect(
     ``tls=True`` verifies the server against the system's CAs
     (:func:`socketkit.tls.client_context` makes one for another CA). The name
     checked is ``server_hostname``, or the URL's host.
+
+    ``source_address``: the local (host, port) to connect from (port 0: any).
 
     Raises:
         ValueError: a bad URL, or a datagram URL (use :class:`DatagramClient`).
@@ -187,7 +190,7 @@ def connect(
     attempt = 0
     while True:
         try:
-            sock = connect_socket(endpoint, timeout)
+            sock = connect_socket(endpoint, timeout, source_address)
             break
         except ConnectError:
             if attempt >= retries:

@@ -14,7 +14,9 @@ Supported schemes::
 
 Query options for stream listeners: ``?backlog=N`` (default 1024), and
 ``?proxy=v1|v2|any``: each connection starts with a PROXY protocol header from
-a trusted load balancer, naming the real client (see ``layers.proxy``).
+a trusted load balancer, naming the real client (see ``layers.proxy``). Socket
+options (``keepalive``, ``rcvbuf``, ``reuseport``, ``interface``, ``mode``,
+...) are in :mod:`socketkit.sockopts`.
 
 Everywhere an endpoint is taken (``Server``, ``connect``, ``DatagramClient``,
 the CLI) the same shorthands work: ``host:port`` and ``[::1]:port`` (tcp, or
@@ -41,6 +43,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import BindError, translate_oserror
+from .sockopts import OPTIONS, apply_after_bind, apply_before_bind, parse_option
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -66,7 +69,7 @@ _SCHEMES: dict[str, tuple[socket.AddressFamily | None, socket.SocketKind]] = {
     "unix": (socket.AF_UNIX, socket.SOCK_STREAM),
     "unixgram": (socket.AF_UNIX, socket.SOCK_DGRAM),
 }
-_OPTIONS = {"backlog", "proxy"}
+_OPTIONS = {"backlog", "proxy", *OPTIONS}
 _PROXY_VERSIONS = {"v1": ("v1",), "v2": ("v2",), "any": ("v1", "v2")}
 
 
@@ -82,6 +85,12 @@ class Endpoint:
     backlog: int = DEFAULT_BACKLOG
     #: PROXY protocol versions expected first on each connection (``?proxy=v1|v2|any``)
     proxy: tuple[str, ...] | None = None
+    #: socket options from the query (see :mod:`socketkit.sockopts`), as (name, value) pairs
+    sockopts: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.sockopts)
 
     @property
     def is_unix(self) -> bool:
@@ -159,7 +168,7 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
     if scheme_part not in _SCHEMES:
         raise ValueError(f"unknown scheme {scheme_part!r} in {url!r}: use one of {', '.join(_SCHEMES)}")
     parts = urlsplit(url)
-    backlog, proxy = _parse_options(url, parts.query)
+    backlog, proxy, sockopts = _parse_options(url, parts.query, scheme_part)
     _family, kind = _SCHEMES[scheme_part]
     if proxy is not None and kind != socket.SOCK_STREAM:
         raise ValueError(f"?proxy= is for stream endpoints (tcp://, tls://, unix://), not {url!r}")
@@ -170,6 +179,7 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
             path=_parse_unix_path(url, parts.netloc, parts.path),
             backlog=backlog,
             proxy=proxy,
+            sockopts=sockopts,
         )
     if parts.path not in ("", "/"):
         raise ValueError(f"unexpected path {parts.path!r} in {url!r}: write {scheme_part}://host:port")
@@ -194,15 +204,22 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
         )
     if host == "*":
         host = ""
-    return Endpoint(scheme_part, kind, host=host, port=port, backlog=backlog, proxy=proxy)
+    return Endpoint(scheme_part, kind, host=host, port=port, backlog=backlog, proxy=proxy, sockopts=sockopts)
 
 
-def _parse_options(url: str, query: str) -> tuple[int, tuple[str, ...] | None]:
+def _parse_options(
+    url: str, query: str, scheme: str
+) -> tuple[int, tuple[str, ...] | None, tuple[tuple[str, Any], ...]]:
     backlog = DEFAULT_BACKLOG
     proxy = None
+    sockopts: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in _OPTIONS:
             raise ValueError(f"unknown option {key!r} in {url!r}: known options are {sorted(_OPTIONS)}")
+        if key in OPTIONS:
+            name, parsed = parse_option(url, key, value, scheme)
+            sockopts[name] = parsed
+            continue
         if key == "proxy":
             if value not in _PROXY_VERSIONS:
                 raise ValueError(f"proxy must be v1, v2 or any in {url!r}, not {value!r}")
@@ -214,7 +231,7 @@ def _parse_options(url: str, query: str) -> tuple[int, tuple[str, ...] | None]:
             raise ValueError(f"backlog must be a positive integer in {url!r}") from None
         if backlog < 1:
             raise ValueError(f"backlog must be a positive integer in {url!r}")
-    return backlog, proxy
+    return backlog, proxy, tuple(sorted(sockopts.items()))
 
 
 def _parse_unix_path(url: str, netloc: str, path: str) -> str:
@@ -395,20 +412,20 @@ def _bind_inet(endpoint: Endpoint) -> socket.socket:
     else:  # all interfaces: one dual-stack IPv6 socket where the OS allows it
         family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
         address = ("::" if family == socket.AF_INET6 else "0.0.0.0", endpoint.port)
-    dualstack = not host and family == socket.AF_INET6
-    if endpoint.is_stream:
-        sock = socket.create_server(
-            address, family=family, backlog=endpoint.backlog, dualstack_ipv6=dualstack
-        )
-        # Request/reply traffic must not wait for Nagle's algorithm. Linux
-        # passes the option on to accepted connections: no call per accept.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    options = endpoint.options
+    sock = socket.socket(family, endpoint.type)
     try:
+        if endpoint.is_stream:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dualstack else 1)
+            v6only = options.get("v6only", bool(host))  # "*" is dual-stack unless told otherwise
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if v6only else 0)
+        # Request/reply traffic must not wait for Nagle's algorithm (nodelay, on by default).
+        # Linux passes these options on to accepted connections: no call per accept.
+        apply_before_bind(sock, options, endpoint.is_stream)
         sock.bind(address)
+        if endpoint.is_stream:
+            sock.listen(endpoint.backlog)
     except BaseException:
         sock.close()
         raise
@@ -427,7 +444,9 @@ def _bind_unix(endpoint: Endpoint) -> socket.socket:
         _remove_stale_socket(path, endpoint)
     sock = socket.socket(socket.AF_UNIX, endpoint.type)
     try:
+        apply_before_bind(sock, endpoint.options, endpoint.is_stream)
         sock.bind(path)
+        apply_after_bind(path, endpoint.options)  # before listen: no one connects through 0644
         if endpoint.is_stream:
             sock.listen(endpoint.backlog)
     except BaseException:
@@ -459,7 +478,9 @@ def _remove_stale_socket(path: str, endpoint: Endpoint) -> None:
     raise BindError(f"cannot listen on {endpoint.url}: another process is listening on {path}")
 
 
-def connect_socket(endpoint: Endpoint, timeout: float | None) -> socket.socket:
+def connect_socket(
+    endpoint: Endpoint, timeout: float | None, source_address: tuple[str, int] | None = None
+) -> socket.socket:
     """A socket connected to ``endpoint`` (datagram sockets are connected too).
 
     Unix datagram sockets are bound to an autobound abstract address first, so
@@ -482,11 +503,15 @@ def connect_socket(endpoint: Endpoint, timeout: float | None) -> socket.socket:
             return sock
         host = endpoint.host or "localhost"
         if endpoint.is_stream:
-            return socket.create_connection((host, endpoint.port), timeout=timeout)
+            return socket.create_connection(
+                (host, endpoint.port), timeout=timeout, source_address=source_address
+            )
         family, _, _, _, sockaddr = socket.getaddrinfo(host, endpoint.port, type=endpoint.type)[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.settimeout(timeout)
+            if source_address is not None:
+                sock.bind(source_address)
             sock.connect(sockaddr)
         except BaseException:
             sock.close()

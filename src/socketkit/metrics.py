@@ -38,6 +38,7 @@ class Server(Protocol):
     @property
     def latency(self) -> LatencyHistogram | None: ...
 
+
 __all__ = ["MetricsEndpoint", "exposition"]
 
 

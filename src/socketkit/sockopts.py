@@ -1,0 +1,116 @@
+"""Socket options as endpoint query options: parsed and checked once, applied at bind.
+
+Why in the URL: a listener's options belong to where it listens, and one string
+then says all of it (``tcp://*:8000?keepalive=1&keepalive_idle=60&reuseport=1``),
+in code, on the command line and in a unit file alike. Options that TCP
+connections need (keepalive, buffer sizes, nodelay) are set on the listener:
+Linux gives every accepted connection its listener's options, so no call is
+made per connection.
+
+Stream and datagram endpoints: ``rcvbuf``, ``sndbuf`` (bytes), ``reuseport``
+(0/1, several processes share a port), ``interface`` (SO_BINDTODEVICE: only
+that network interface, e.g. ``eth0``; needs CAP_NET_RAW), ``v6only`` (0/1,
+for ``*`` and ``[::]``). TCP: ``keepalive`` (0/1) with ``keepalive_idle``,
+``keepalive_interval`` (seconds) and ``keepalive_count``, ``nodelay`` (default
+1). Unix paths: ``mode`` (octal, default 0600: only the owner may connect) and
+``owner`` (``user`` or ``user:group``).
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import socket
+from typing import Any
+
+__all__ = ["DEFAULT_UNIX_MODE", "OPTIONS", "apply_after_bind", "apply_before_bind", "parse_option"]
+
+DEFAULT_UNIX_MODE = 0o600
+
+_FLAGS = ("keepalive", "nodelay", "reuseport", "v6only")
+_COUNTS = ("rcvbuf", "sndbuf", "keepalive_idle", "keepalive_interval", "keepalive_count")
+_INET_ONLY = (
+    *_FLAGS,
+    "rcvbuf",
+    "sndbuf",
+    "keepalive_idle",
+    "keepalive_interval",
+    "keepalive_count",
+    "interface",
+)
+_TCP_ONLY = ("keepalive", "nodelay", "keepalive_idle", "keepalive_interval", "keepalive_count")
+_UNIX_ONLY = ("mode", "owner")
+#: Every socket option an endpoint URL may carry.
+OPTIONS = (*_FLAGS, *_COUNTS, "interface", "mode", "owner")
+
+
+def parse_option(url: str, key: str, value: str, scheme: str) -> tuple[str, Any]:
+    """(key, checked value) of one option for an endpoint of ``scheme``; ValueError says why not."""
+    unix = scheme in ("unix", "unixgram")
+    if key in _UNIX_ONLY and not unix:
+        raise ValueError(f"?{key}= is for unix:// endpoints, not {url!r}")
+    if key in _INET_ONLY and unix:
+        raise ValueError(f"?{key}= is for tcp://, tls:// and udp:// endpoints, not {url!r}")
+    if key in _TCP_ONLY and scheme == "udp":
+        raise ValueError(f"?{key}= is for TCP (tcp://, tls://), not {url!r}")
+    if key in _FLAGS:
+        if value not in ("0", "1"):
+            raise ValueError(f"{key} must be 0 or 1 in {url!r}, not {value!r}")
+        return key, value == "1"
+    if key in _COUNTS:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{key} must be a positive integer in {url!r}, not {value!r}")
+        return key, int(value)
+    if key == "interface":
+        if not value or len(value) >= 16:
+            raise ValueError(f"interface must be a network interface name such as eth0 in {url!r}")
+        return key, value
+    if key == "mode":
+        try:
+            mode = int(value, 8)
+        except ValueError:
+            mode = -1
+        if not 0 <= mode <= 0o777:
+            raise ValueError(f"mode must be octal permissions such as 0600 in {url!r}, not {value!r}")
+        return key, mode
+    user, _, group = value.partition(":")
+    try:
+        uid = pwd.getpwnam(user).pw_uid if user else -1
+        gid = grp.getgrnam(group).gr_gid if group else -1
+    except KeyError:
+        raise ValueError(f"owner {value!r} in {url!r}: no such user or group") from None
+    return key, (uid, gid)
+
+
+def apply_before_bind(sock: socket.socket, options: dict[str, Any], stream: bool) -> None:
+    """The options that must be set before bind (and listen)."""
+    if options.get("reuseport"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if "interface" in options:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, options["interface"].encode())
+    if "rcvbuf" in options:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, options["rcvbuf"])
+    if "sndbuf" in options:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, options["sndbuf"])
+    if stream and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if options.get("nodelay") is False else 1)
+        if options.get("keepalive"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for key, name in (
+            ("keepalive_idle", "TCP_KEEPIDLE"),
+            ("keepalive_interval", "TCP_KEEPINTVL"),
+            ("keepalive_count", "TCP_KEEPCNT"),
+        ):
+            if key in options:
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), options[key])
+
+
+def apply_after_bind(path: str, options: dict[str, Any]) -> None:
+    """A unix socket file's permissions (default 0600) and owner."""
+    if path.startswith("\0"):
+        return  # an abstract name has no file
+    os.chmod(path, options.get("mode", DEFAULT_UNIX_MODE))
+    if "owner" in options:
+        uid, gid = options["owner"]
+        os.chown(path, uid, gid)
