@@ -312,4 +312,4 @@ def test_whoami_behind_a_proxy_header_then_tls(engine: str, pki: Pki) -> None:
                 tls.sendall(b"who\n")
                 reply = tls.recv(1000).decode()
     assert reply.startswith("client: tls://203.0.113.7:56324; local: tcp://127.0.0.1:")
-    assert "proxy: v1 PROXY" in reply and "tls: TLSv1." in reply
+    assert "proxy: v1 PROXY" in reply and "tls: TLSv1." in reply and "sni: localhost" in reply

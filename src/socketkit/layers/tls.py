@@ -31,11 +31,18 @@ _READ_SIZE = 256 * 1024
 
 
 def require_modern(context: ssl.SSLContext) -> ssl.SSLContext:
-    """``context``, raised to TLS 1.2 at least if it allowed less (safe by default)."""
+    """``context``, raised to TLS 1.2 at least if it allowed less (safe by default), and
+    remembering the name each client asked for (SNI) unless it has a callback of its own."""
     minimum = context.minimum_version
     if minimum == ssl.TLSVersion.MINIMUM_SUPPORTED or minimum < MINIMUM_VERSION:
         context.minimum_version = MINIMUM_VERSION
+    if context.sni_callback is None and context.protocol != ssl.PROTOCOL_TLS_CLIENT:
+        context.sni_callback = _remember_sni
     return context
+
+
+def _remember_sni(tls: ssl.SSLObject | ssl.SSLSocket, name: str | None, context: ssl.SSLContext) -> None:
+    tls.socketkit_sni = name  # type: ignore[union-attr]  # read by TlsLayer.sni
 
 
 class TlsLayer(Layer):
@@ -69,6 +76,11 @@ class TlsLayer(Layer):
     def version(self) -> str | None:
         """The protocol agreed on (``"TLSv1.3"``), once the handshake is done."""
         return self._tls.version() if self.handshake_done else None
+
+    @property
+    def sni(self) -> str | None:
+        """The server name the client asked for (SNI), once the handshake is done."""
+        return getattr(self._tls, "socketkit_sni", None) if self.handshake_done else None
 
     @property
     def alpn_protocol(self) -> str | None:

@@ -6,7 +6,7 @@ operator) needs an answer it can read. Over HTTP (the default) each request
 gets a text/plain reply; with ``--codec lines`` (or raw) every message does.
 The reply names the client address and port as the server sees them (after a
 PROXY header), the local address, the PROXY header's version and authority
-(the SNI the client gave the balancer), and the TLS version, if any.
+(the SNI the client gave the balancer), and the TLS version and SNI, if any.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ def describe(conn: Connection) -> str:
     tls = layer(TlsLayer) if layer else None
     if tls is not None:
         lines.append(f"tls: {tls.version}")
+        if tls.sni:
+            lines.append(f"sni: {tls.sni}")
     return "\n".join(lines) + "\n"
 
 
