@@ -313,3 +313,25 @@ def test_whoami_behind_a_proxy_header_then_tls(engine: str, pki: Pki) -> None:
                 reply = tls.recv(1000).decode()
     assert reply.startswith("client: tls://203.0.113.7:56324; local: tcp://127.0.0.1:")
     assert "proxy: v1 PROXY" in reply and "tls: TLSv1." in reply and "sni: localhost" in reply
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_over_tls_bad_input_gets_its_error_reply_and_stop_drains(engine: str, pki: Pki) -> None:
+    """The connection rules hold over TLS: an oversize line gets its reason (encrypted), the
+    server keeps serving, and stop() lets a request in flight finish."""
+    limits = sk.Limits(max_message_size=1024)
+    ctx = server_context(str(pki.server))
+    with sk.Server(
+        "tls://127.0.0.1:0", echo, codec=sk.Lines(), engine=engine, tls=ctx, limits=limits
+    ).start() as s:
+        with sk.connect(s.url, codec=sk.Lines(), tls=trusting(pki), timeout=WAIT) as big:
+            big.send(b"x" * 2048)
+            assert big.recv() == b"error: line longer than 1024 bytes"
+            with pytest.raises((sk.ClosedError, sk.BrokenError)):
+                big.recv()
+        with sk.connect(s.url, codec=sk.Lines(), tls=trusting(pki), timeout=WAIT) as client:
+            assert client.request(b"still here") == b"still here"
+            client.sock.sendall(b"last words\n")  # in flight when stop() comes
+            s.stop()
+            assert client.recv() == b"last words"
+        assert s.stats.errors == {"limit": 1}
