@@ -9,6 +9,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ ENGINES = list(REGISTRY)
 THREADED = [name for name in ENGINES if engine_class(name).supports_blocking]
 CONCURRENT = [name for name in ENGINES if name != "iterative"]  # serve two connections at once
 REACTORS = [name for name in ENGINES if getattr(engine_class(name), "selector_name", None)]
-STREAMS = ["tcp", "unix"]
+STREAMS = ["tcp", "unix", "tls"]
 DATAGRAMS = ["udp", "unixgram"]
 
 
@@ -49,13 +50,60 @@ def make_url(transport: str, directory: str) -> str:
         return "tcp://127.0.0.1:0"
     if transport == "udp":
         return "udp://127.0.0.1:0"
+    if transport == "tls":
+        return "tls://127.0.0.1:0"
     name = os.path.join(directory, f"{uuid.uuid4().hex[:8]}.sock")
     return f"{transport}://{name}"
 
 
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """(CA file, server certificate and key file) for localhost and 127.0.0.1, from trustme."""
+    import trustme
+
+    root = tmp_path_factory.mktemp("test-pki")
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    ca.issue_cert("localhost", "127.0.0.1", "::1").private_key_and_cert_chain_pem.write_to_path(
+        str(root / "server.pem")
+    )
+    return str(root / "ca.pem"), str(root / "server.pem")
+
+
 @pytest.fixture(params=STREAMS)
-def stream_url(request: pytest.FixtureRequest, short_tmp: str) -> str:
+def stream_url(
+    request: pytest.FixtureRequest, short_tmp: str, monkeypatch: pytest.MonkeyPatch, test_pki: tuple[str, str]
+) -> str:
+    """A stream endpoint of each transport. For tls:// the suite runs unchanged: servers on a
+    tls:// URL get the test certificate, and clients trust the test CA (SSL_CERT_FILE, which
+    ssl.create_default_context reads) and verify it as they would any other."""
+    if request.param == "tls":
+        from socketkit.tls import server_context
+
+        ca, cert = test_pki
+        monkeypatch.setenv("SSL_CERT_FILE", ca)
+        original = sk.Server.__init__
+
+        def with_test_certificate(self: sk.Server, endpoints: Any, *args: Any, **kwargs: Any) -> None:
+            urls = [endpoints] if isinstance(endpoints, str) else endpoints
+            if any(isinstance(url, str) and url.startswith("tls://") for url in urls):
+                kwargs.setdefault("tls", server_context(cert))
+            original(self, endpoints, *args, **kwargs)
+
+        monkeypatch.setattr(sk.Server, "__init__", with_test_certificate)
     return make_url(request.param, short_tmp)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked plaintext speak raw bytes to the socket: they run over tcp and unix only."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        over_tls = params is not None and params.params.get("stream_url") == "tls"
+        (dropped if over_tls and item.get_closest_marker("plaintext") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(params=DATAGRAMS)

@@ -25,7 +25,7 @@ from typing import Any
 from .codecs import Codec, Raw
 from .endpoints import Address, Endpoint, connect_socket, parse
 from .errors import ClosedError, ConnectError, Timeout, translate_oserror
-from .tls import client_context
+from .tls import TlsStream, client_context
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect"]
 
@@ -34,7 +34,9 @@ _RECV_SIZE = 65536
 
 
 class _ClientBase:
-    def __init__(self, sock: socket.socket, endpoint: Endpoint, codec: Codec, timeout: float | None) -> None:
+    def __init__(
+        self, sock: socket.socket | TlsStream, endpoint: Endpoint, codec: Codec, timeout: float | None
+    ) -> None:
         self.sock = sock
         self.endpoint = endpoint
         self.codec = codec
@@ -87,7 +89,9 @@ class _ClientBase:
 class Client(_ClientBase):
     """A stream connection framed by a codec. Create it with :func:`connect`."""
 
-    def __init__(self, sock: socket.socket, endpoint: Endpoint, codec: Codec, timeout: float | None) -> None:
+    def __init__(
+        self, sock: socket.socket | TlsStream, endpoint: Endpoint, codec: Codec, timeout: float | None
+    ) -> None:
         codec = codec.client_side()  # the same framing, or its other half (HTTP)
         super().__init__(sock, endpoint, codec, timeout)
         self._decoder = codec.decoder()
@@ -197,19 +201,20 @@ def connect(
                 raise
             time.sleep(backoff * (2**attempt) * random.uniform(0.8, 1.2))
             attempt += 1
+    stream: socket.socket | TlsStream = sock
     if endpoint.is_tls if tls is None else tls is not False:
-        sock = _start_tls(sock, endpoint, tls, server_hostname)
-    return Client(sock, endpoint, codec if codec is not None else Raw(), timeout)
+        stream = _start_tls(sock, endpoint, tls, server_hostname)
+    return Client(stream, endpoint, codec if codec is not None else Raw(), timeout)
 
 
 def _start_tls(
     sock: socket.socket, endpoint: Endpoint, tls: bool | ssl.SSLContext | None, server_hostname: str | None
-) -> ssl.SSLSocket:
+) -> TlsStream:
     """The TLS client handshake on a connected socket; errors name the server and the reason."""
     context = tls if isinstance(tls, ssl.SSLContext) else client_context()
     hostname = server_hostname or endpoint.host or "localhost"
     try:
-        return context.wrap_socket(sock, server_hostname=hostname)
+        return TlsStream(sock, context, hostname)
     except ssl.SSLCertVerificationError as exc:
         sock.close()
         raise ConnectError(

@@ -503,9 +503,13 @@ def connect_socket(
             return sock
         host = endpoint.host or "localhost"
         if endpoint.is_stream:
-            return socket.create_connection(
+            stream = socket.create_connection(
                 (host, endpoint.port), timeout=timeout, source_address=source_address
             )
+            # Request/reply: a small message must not wait for the ACK of the one before
+            # (Nagle's algorithm against a delayed ACK costs 40 ms a time).
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return stream
         family, _, _, _, sockaddr = socket.getaddrinfo(host, endpoint.port, type=endpoint.type)[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import select
 import socket
-import ssl
 from typing import Any
 
 from .errors import Timeout, translate_oserror
+from .tls import TlsStream
 
-__all__ = ["TlsStream", "relay_datagrams", "relay_stream"]
+__all__ = ["relay_datagrams", "relay_stream"]
 
 _CHUNK = 65536
 
@@ -102,81 +102,6 @@ def _end_sending(sock: socket.socket | TlsStream) -> None:
         sock.end_sending()
     else:
         sock.shutdown(socket.SHUT_WR)
-
-
-class TlsStream:
-    """The client side of TLS over a connected blocking socket, with a half-close.
-
-    Why not ``ssl.SSLSocket``: its ``unwrap()`` sends close_notify and then
-    insists on reading the peer's, failing (and losing it) when an answer comes
-    first, which is exactly what a half-closing client waits for. On an
-    ``SSLObject`` over memory BIOs the close_notify is sent and the answer is
-    still read. It offers what the relay uses: ``recv``, ``sendall``,
-    ``end_sending``, ``pending`` and ``fileno``.
-    """
-
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        self.sock = sock
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
-        while True:
-            try:
-                self._tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._flush()
-                if not self._fill():
-                    raise ssl.SSLEOFError(
-                        "the server closed the connection during the TLS handshake"
-                    ) from None
-        self._flush()
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def version(self) -> str | None:
-        return self._tls.version()
-
-    def pending(self) -> int:
-        return self._tls.pending()
-
-    def sendall(self, data: bytes) -> None:
-        self._tls.write(data)
-        self._flush()
-
-    def recv(self, size: int) -> bytes:
-        """Plaintext, b"" once the server ended the session or closed."""
-        while True:
-            try:
-                return self._tls.read(size)
-            except ssl.SSLWantReadError:
-                if not self._fill():
-                    return b""
-            except ssl.SSLZeroReturnError:
-                return b""
-
-    def end_sending(self) -> None:
-        try:
-            self._tls.unwrap()
-        except ssl.SSLWantReadError:
-            pass  # close_notify is written; the server's comes after its answer
-        self._flush()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def _fill(self) -> bool:
-        data = self.sock.recv(65536)
-        if not data:
-            return False
-        self._incoming.write(data)
-        return True
-
-    def _flush(self) -> None:
-        data = self._outgoing.read()
-        if data:
-            self.sock.sendall(data)
 
 
 def relay_datagrams(

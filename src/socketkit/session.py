@@ -32,6 +32,7 @@ one object per connection, and the hot path calls no layer it does not need.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 import time
@@ -55,6 +56,7 @@ from .errors import (
 from .handlers import Dispatch
 
 _perf_counter = time.perf_counter
+_NO_GUARD = contextlib.nullcontext()
 LayerT = typing.TypeVar("LayerT", bound="Layer")
 
 if TYPE_CHECKING:
@@ -406,8 +408,9 @@ class Session(Connection):
     def _append(self, data: bytes) -> None:
         self.messages_out += 1
         if self._layers is not None:
-            data = self._raise(data, len(self._layers))
-        self.out += data
+            self._commit(data, len(self._layers))
+        else:
+            self.out += data
         if not self._in_event:
             self._output_added()
 
@@ -446,9 +449,10 @@ class Session(Connection):
             if self.error is None:
                 self.error = error
             if self._layers is not None:  # their goodbyes (TLS close_notify) follow the output
-                for layer in self._layers:
-                    layer.close()
-                self._take_layer_output()
+                with self._layer_guard():
+                    for layer in self._layers:
+                        layer.close()
+                    self._take_layer_output()
 
     def _end_input(self) -> None:
         """No more input will be read. A blocking handler may still reply; otherwise close."""
@@ -480,8 +484,9 @@ class Session(Connection):
     def _write_own(self, data: bytes) -> None:
         """Bytes the session itself sends (not a handler's message), within an event."""
         if self._layers is not None:
-            data = self._raise(data, len(self._layers))
-        self.out += data
+            self._commit(data, len(self._layers))
+        else:
+            self.out += data
 
     def _settle(self) -> None:
         """Backpressure: stop reading above write_buffer_high until output drains below low."""
@@ -555,12 +560,24 @@ class Session(Connection):
     def _lower(self, data: bytes) -> bytes:
         """Wire bytes up through the layers (the first is nearest the socket)."""
         assert self._layers is not None
-        for layer in self._layers:
-            data = layer.feed(data)
-            if not data:
-                break
-        self._take_layer_output()
+        with self._layer_guard():
+            for layer in self._layers:
+                data = layer.feed(data)
+                if not data:
+                    break
+            self._take_layer_output()
         return data
+
+    def _commit(self, data: bytes, above: int) -> None:
+        """Wrap bytes from above layer ``above`` and queue them for the wire, in one step:
+        a TLS record's place in the stream is fixed when it is made."""
+        with self._layer_guard():
+            self.out += self._raise(data, above)
+
+    def _layer_guard(self) -> typing.ContextManager[object]:
+        """What keeps the layers to one thread at a time (an engine whose other threads send
+        on this connection locks here); nothing by default."""
+        return _NO_GUARD
 
     def _raise(self, data: bytes, above: int) -> bytes:
         """Bytes from above layer ``above`` down through the layers below it, to the wire."""
@@ -575,7 +592,7 @@ class Session(Connection):
         for index, layer in enumerate(self._layers):
             own = layer.take_output()
             if own:
-                self.out += self._raise(own, index)
+                self._commit(own, index)
 
     # -- the engine's I/O (overridden by each engine) --------------------------------------
 

@@ -11,11 +11,13 @@ less.
 
 from __future__ import annotations
 
+import socket
 import ssl
+from typing import Any
 
 from .layers.tls import require_modern
 
-__all__ = ["client_context", "server_context"]
+__all__ = ["TlsStream", "client_context", "server_context"]
 
 
 def server_context(
@@ -69,3 +71,102 @@ def _load_ca(context: ssl.SSLContext, ca: str) -> None:
         raise ValueError(f"CA file not found: {ca}") from None
     except ssl.SSLError as exc:
         raise ValueError(f"cannot read CA certificates from {ca}: {exc.reason or exc}") from None
+
+
+class TlsStream:
+    """The client side of TLS over a connected blocking socket, with a half-close.
+
+    Why not ``ssl.SSLSocket``: its ``unwrap()`` sends close_notify and then insists on
+    reading the peer's, failing (and losing it) when an answer comes first, which is
+    exactly what a half-closing client waits for; and its ``shutdown(SHUT_WR)`` drops
+    TLS altogether. On an ``SSLObject`` over memory BIOs close_notify is sent and the
+    answer is still read. It has what socketkit's clients and relay use (``recv``,
+    ``send``, ``sendall``, ``shutdown``, ``pending``, ``version``, ``close``); the
+    socket's other methods (``getsockname``, ``settimeout``...) are the socket's own.
+
+    Raises (from the constructor): ``ssl.SSLError`` for a failed handshake
+    (``ssl.SSLCertVerificationError`` for a certificate that does not verify).
+    """
+
+    _RAW_IO = frozenset(
+        {"recv_into", "recvfrom", "recvfrom_into", "recvmsg", "sendto", "sendmsg", "makefile", "sendfile"}
+    )
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        self.sock = sock
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        while True:
+            try:
+                self._tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                if not self._fill():
+                    raise ssl.SSLEOFError(
+                        "the server closed the connection during the TLS handshake"
+                    ) from None
+        self._flush()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._RAW_IO:
+            raise AttributeError(f"TlsStream has no {name}: it would bypass TLS")
+        return getattr(self.sock, name)
+
+    def version(self) -> str | None:
+        return self._tls.version()
+
+    def getpeercert(self) -> dict[str, Any] | None:
+        return self._tls.getpeercert()
+
+    def pending(self) -> int:
+        return self._tls.pending()
+
+    def send(self, data: bytes) -> int:
+        self.sendall(data)
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        self._tls.write(data)
+        self._flush()
+
+    def recv(self, size: int) -> bytes:
+        """Plaintext; b"" once the server ended the session (close_notify) or closed."""
+        while True:
+            try:
+                return self._tls.read(size)
+            except ssl.SSLWantReadError:
+                if not self._fill():
+                    return b""
+            except ssl.SSLZeroReturnError:
+                return b""
+
+    def shutdown(self, how: int) -> None:
+        """``SHUT_WR``: close_notify, and the answer can still be read; otherwise as the socket."""
+        if how != socket.SHUT_WR:
+            self.sock.shutdown(how)
+            return
+        self.end_sending()
+
+    def end_sending(self) -> None:
+        try:
+            self._tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass  # close_notify is written; the server's comes after its answer
+        self._flush()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _fill(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self._incoming.write(data)
+        return True
+
+    def _flush(self) -> None:
+        data = self._outgoing.read()
+        if data:
+            self.sock.sendall(data)

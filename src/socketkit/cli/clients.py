@@ -24,10 +24,10 @@ from ..endpoints import Endpoint, bind, connect_socket, format_url, parse
 from ..errors import ProtocolError
 from ..probe import parse_ports
 from ..probe import probe as probe_ports
-from ..relay import TlsStream, relay_datagrams, relay_stream
+from ..relay import relay_datagrams, relay_stream
 from ..server import Server
 from ..services.broker import Broker
-from ..tls import client_context
+from ..tls import TlsStream, client_context
 from .common import Failure, configure_logging, runtime_errors, target_url, usage_errors
 
 Command = TypeVar("Command", bound=Callable[..., Any])

@@ -25,11 +25,12 @@ import socket
 import struct
 import threading
 import time
+import typing
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..endpoints import Listener
 from ..errors import ClosedError, SocketkitError, translate_oserror
-from ..session import OPEN, Session, SessionHost
+from ..session import INPUT_ENDED, OPEN, Session, SessionHost
 from ._datagrams import RECV_SIZE
 
 if TYPE_CHECKING:
@@ -91,7 +92,9 @@ class ThreadedConnection(Session):
         # is already there and whose reply fits the send buffer needs neither.
         self._rcvtimeo = 0.0  # SO_RCVTIMEO now (0: not set)
         self._sndtimeo = False  # whether SO_SNDTIMEO is set
-        self._lock = threading.Lock()  # the socket's writes and the outbox, against other threads
+        # The socket's writes, the outbox and (with TLS) the layers, against other threads;
+        # re-entrant: a layer's own output is committed while its input is being read.
+        self._lock = threading.RLock()
         self._parked = False  # waiting between messages: stop() may end the wait
         self._big_reads = False  # the peer sent _PARKED_RECV_SIZE or more at once
         self._outbox = bytearray()  # what other threads sent that the kernel did not take yet
@@ -159,11 +162,24 @@ class ThreadedConnection(Session):
 
     # -- sends and closes from other threads -------------------------------------------------
 
+    def _layer_guard(self) -> typing.ContextManager[object]:
+        return self._lock
+
+    def _commit(self, data: bytes, above: int) -> None:
+        # With layers (TLS) every record goes through the outbox, in the order made, so a
+        # record made on another thread can never overtake one made here, or the reverse.
+        with self._lock:
+            self._outbox += self._raise(data, above)
+
     def _send_from_elsewhere(self, data: bytes) -> None:
         """A send from another thread: never blocks; a peer that cannot keep up is cut off."""
         with self._lock:
             if self._cut_off is not None:
                 return
+            if self._layers is not None:
+                if self.phase is not OPEN and self.phase is not INPUT_ENDED:
+                    return  # closing: nothing is wrapped after the layers' goodbye
+                data = self._raise(data, len(self._layers))
             self.messages_out += 1
             outbox = self._outbox
             if outbox:
