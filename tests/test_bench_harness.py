@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_harness_quick_run(tmp_path: Path) -> None:
-    servers = "socketkit epoll,socketkit threads,bare selectors,asyncio protocol,socketserver threads"
+    # Every case and the median of two runs, on one engine and one peer: a smoke test of the
+    # harness (the comparison itself is the full run, by hand).
+    servers = "socketkit epoll,asyncio protocol"
     result = subprocess.run(
         [
             sys.executable,
