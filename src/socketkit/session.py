@@ -135,6 +135,7 @@ class Session(Connection):
         "_pending",
         "_pending_error",
         "_release",
+        "_reported",
         "error",
         "out",
         "per_ip_counted",
@@ -156,6 +157,7 @@ class Session(Connection):
         self._limits = limits = host.limits
         self._decoder = decoder = host.codec.decoder(limits.max_message_size)
         self._latency = host.stats.latency
+        self._reported = False  # why it ended was counted and logged already
         # A decoder that counts what its messages hold (a structured codec's item budget)
         # is told when they were handled; the others cost nothing for it.
         self._release = decoder.release if type(decoder).release is not Decoder.release else None
@@ -362,7 +364,7 @@ class Session(Connection):
         host = self._host
         # Count and log before the peer can see the close, so stats never lag it.
         host.connection_finished(self)
-        if error is not None:
+        if error is not None and not self._reported:
             report_close(host.stats, self, error)
         self._close_transport()
         self.out.clear()
@@ -449,6 +451,9 @@ class Session(Connection):
             if self.error is None:
                 self.error = error
             if self._layers is not None:  # their goodbyes (TLS close_notify) follow the output
+                if self.error is not None:  # the peer may read the goodbye before finish(): report now
+                    report_close(self._host.stats, self, self.error)
+                    self._reported = True
                 with self._layer_guard():
                     for layer in self._layers:
                         layer.close()
