@@ -9,6 +9,7 @@ import logging
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,3 +336,41 @@ def test_over_tls_bad_input_gets_its_error_reply_and_stop_drains(engine: str, pk
             s.stop()
             assert client.recv() == b"last words"
         assert s.stats.errors == {"limit": 1}
+
+
+def test_tls_stream_half_close_keeps_an_answer_that_came_first(pki: Pki) -> None:
+    """Two records arrive in one read, then the client half-closes: both still come out
+    (OpenSSL's shutdown would otherwise read, and drop, the second one)."""
+    from socketkit.tls import TlsStream
+
+    ctx = server_context(str(pki.server))
+    client_sock, server_sock = socket.socketpair()
+    server = TlsLayer(ctx)
+    done = threading.Event()
+
+    def serve() -> None:  # the server side, sans-IO over the other end of the pair
+        while not done.is_set():
+            data = server_sock.recv(65536)
+            if not data:
+                return
+            if server.feed(data) == b"go\n":
+                server_sock.sendall(server.take_output() + server.wrap(b"one\n") + server.wrap(b"two\n"))
+                done.set()
+                return
+            server_sock.sendall(server.take_output())
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        stream = TlsStream(client_sock, trusting(pki), "localhost")
+        stream.sendall(b"go\n")
+        thread.join(WAIT)
+        first = stream.recv(65536)
+        assert stream.pending()  # the second record waits in memory, not in the socket
+        stream.end_sending()
+        assert first + stream.recv(65536) == b"one\ntwo\n"
+    finally:
+        done.set()
+        client_sock.close()
+        server_sock.close()
+        thread.join(WAIT)

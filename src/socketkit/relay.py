@@ -80,6 +80,8 @@ def relay_stream(
                     poller.unregister(stdin)
                     reading_stdin = False
                     _end_sending(sock)
+                    while isinstance(sock, TlsStream) and sock.pending():  # read ahead of the close
+                        _write_all(stdout, sock.recv(_CHUNK))
                 else:
                     data = sock.recv(_CHUNK)
                     if not data:

@@ -97,6 +97,7 @@ class TlsStream:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        self._early = bytearray()  # plaintext read ahead of a half-close (see end_sending)
         while True:
             try:
                 self._tls.do_handshake()
@@ -121,7 +122,8 @@ class TlsStream:
         return self._tls.getpeercert()
 
     def pending(self) -> int:
-        return self._tls.pending()
+        """Bytes received and not yet returned: read them without waiting for the socket."""
+        return len(self._early) + self._tls.pending() + self._incoming.pending
 
     def send(self, data: bytes) -> int:
         self.sendall(data)
@@ -133,6 +135,10 @@ class TlsStream:
 
     def recv(self, size: int) -> bytes:
         """Plaintext; b"" once the server ended the session (close_notify) or closed."""
+        if self._early:
+            data = bytes(self._early[:size])
+            del self._early[:size]
+            return data
         while True:
             try:
                 return self._tls.read(size)
@@ -150,6 +156,16 @@ class TlsStream:
         self.end_sending()
 
     def end_sending(self) -> None:
+        # OpenSSL's shutdown also tries to read the peer's close_notify, and fails on (and
+        # drops) an answer already received: take what was received first.
+        while True:
+            try:
+                chunk = self._tls.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            self._early += chunk
         try:
             self._tls.unwrap()
         except ssl.SSLWantReadError:
