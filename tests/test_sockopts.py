@@ -47,6 +47,26 @@ def test_tcp_options_reach_the_listener_and_every_accepted_connection() -> None:
         default.close()
 
 
+def test_nodelay_0_holds_for_what_the_engines_accept() -> None:
+    """The engines' accept sets TCP_NODELAY where it is not inherited; not over ?nodelay=0."""
+    from socketkit.engines._accept import AcceptGate
+    from socketkit.stats import StatsRecorder
+
+    for url, expected in (("tcp://127.0.0.1:0?nodelay=0", 0), ("tcp://127.0.0.1:0", 1)):
+        listener = bind(parse(url))
+        gate = AcceptGate(sk.Limits(), StatsRecorder())
+        client = socket.create_connection(listener.sock.getsockname()[:2], timeout=WAIT)
+        try:
+            listener.sock.setblocking(True)
+            accepted = gate.accept(listener)
+            assert accepted is not None
+            with accepted[0] as conn:
+                assert bool(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) == bool(expected), url
+        finally:
+            client.close()
+            listener.close()
+
+
 def test_reuseport_lets_two_servers_share_a_port() -> None:
     with sk.Server("tcp://127.0.0.1:0?reuseport=1", echo).start() as first:
         port = first.addresses[0][1]

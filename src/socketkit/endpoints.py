@@ -285,9 +285,9 @@ class Listener:
             self.accepted_local = address
         self._family, self._type, self._proto = int(sock.family), int(sock.type), sock.proto
         #: whether accepted TCP connections still need TCP_NODELAY set (they
-        #: inherit it from a listener that has it on Linux).
+        #: inherit it from a listener that has it on Linux; ``?nodelay=0`` wants it off).
         self.set_nodelay = False
-        if endpoint.is_stream and not endpoint.is_unix:
+        if endpoint.is_stream and not endpoint.is_unix and endpoint.options.get("nodelay", True):
             inherited = sys.platform.startswith("linux")
             self.set_nodelay = not (inherited and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         self._accept: Callable[[], tuple[int, Any]] = getattr(sock, "_accept")  # noqa: B009 - not in typeshed
