@@ -27,7 +27,7 @@ from .endpoints import Address, Endpoint, connect_socket, parse
 from .errors import ClosedError, ConnectError, Timeout, translate_oserror
 from .tls import TlsStream, client_context
 
-__all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect"]
+__all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect", "start_tls"]
 
 DEFAULT_TIMEOUT = 30.0
 _RECV_SIZE = 65536
@@ -203,14 +203,19 @@ def connect(
             attempt += 1
     stream: socket.socket | TlsStream = sock
     if endpoint.is_tls if tls is None else tls is not False:
-        stream = _start_tls(sock, endpoint, tls, server_hostname)
+        stream = start_tls(sock, endpoint, tls, server_hostname)
     return Client(stream, endpoint, codec if codec is not None else Raw(), timeout)
 
 
-def _start_tls(
+def start_tls(
     sock: socket.socket, endpoint: Endpoint, tls: bool | ssl.SSLContext | None, server_hostname: str | None
 ) -> TlsStream:
-    """The TLS client handshake on a connected socket; errors name the server and the reason."""
+    """The TLS client handshake on a connected socket (closed if it fails).
+
+    Raises:
+        ConnectError: the certificate does not verify, or the handshake failed; the
+            message names the server and the reason.
+    """
     context = tls if isinstance(tls, ssl.SSLContext) else client_context()
     hostname = server_hostname or endpoint.host or "localhost"
     try:

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import netinfo
-from ..client import DatagramClient
+from ..client import DatagramClient, start_tls
 from ..client import connect as connect_client
 from ..codecs import CODECS, HttpRequest, HttpResponse, Json, Lines, Msgpack, Request, codec_by_name
 from ..endpoints import Endpoint, bind, connect_socket, format_url, parse
@@ -27,7 +27,7 @@ from ..probe import probe as probe_ports
 from ..relay import relay_datagrams, relay_stream
 from ..server import Server
 from ..services.broker import Broker
-from ..tls import TlsStream, client_context
+from ..tls import client_context
 from .common import Failure, configure_logging, runtime_errors, target_url, usage_errors
 
 Command = TypeVar("Command", bound=Callable[..., Any])
@@ -116,7 +116,7 @@ def connect(
         sock = connect_socket(endpoint, timeout)
         with sock:
             if endpoint.is_stream:
-                stream = sock if context is None else _start_tls_stream(sock, endpoint, context)
+                stream = sock if context is None else start_tls(sock, endpoint, context, None)
                 relay_stream(
                     stream,
                     endpoint.url,
@@ -270,17 +270,6 @@ def send(
     else:
         sys.stdout.buffer.write(reply + (b"\n" if codec == "lines" else b""))
         sys.stdout.flush()
-
-
-def _start_tls_stream(sock: socket.socket, endpoint: Endpoint, context: ssl.SSLContext) -> TlsStream:
-    try:
-        return TlsStream(sock, context, endpoint.host or "localhost")
-    except ssl.SSLCertVerificationError as exc:
-        raise Failure(
-            f"TLS: {endpoint.url} has a certificate that does not verify: {exc.verify_message}"
-        ) from None
-    except ssl.SSLError as exc:
-        raise Failure(f"TLS handshake with {endpoint.url} failed: {exc.reason or exc}") from None
 
 
 def http_request(endpoint: Endpoint, message: str, body: bytes) -> Request:
