@@ -40,7 +40,7 @@ class Recorded(Session):
     __slots__ = ("added", "transport_closed")
 
     def __init__(self, host: Host, now: float = 0.0) -> None:
-        super().__init__(host, ("127.0.0.1", 5000), None, "tcp", now)
+        super().__init__(host, ("127.0.0.1", 5000), None, "tcp", now, host.layer_factories)
         self.added = 0
         self.transport_closed = 0
 

@@ -209,9 +209,7 @@ class Server:
                         listener.close()
                     raise
             self._listeners = listeners
-            engine = self._engine_class(
-                listeners, self.handler, self.codec, self.limits, self._stats, self.layers
-            )
+            engine = self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
             self._engine = engine
         return engine
 

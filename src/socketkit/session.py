@@ -105,7 +105,6 @@ class SessionHost(typing.Protocol):
     limits: Limits
     handler: Handler
     stats: StatsRecorder
-    layer_factories: tuple[LayerFactory, ...]
     stopping: bool
 
     def connection_finished(self, session: Session) -> None:
@@ -150,7 +149,7 @@ class Session(Connection):
         local: Any,
         scheme: str,
         now: float,
-        layer_factories: tuple[LayerFactory, ...] | None = None,
+        layer_factories: tuple[LayerFactory, ...] = (),
     ) -> None:
         super().__init__(host.codec, peer, local, scheme)
         self._host = host
@@ -162,8 +161,7 @@ class Session(Connection):
         # is told when they were handled; the others cost nothing for it.
         self._release = decoder.release if type(decoder).release is not Decoder.release else None
         self._dispatch: Dispatch = _NO_DISPATCH
-        factories = host.layer_factories if layer_factories is None else layer_factories
-        self._layers: list[Layer] | None = [make() for make in factories] if factories else None
+        self._layers: list[Layer] | None = [make() for make in layer_factories] if layer_factories else None
         #: Whether the engine counted this connection against max_connections_per_ip (not
         #: yet, behind a PROXY header: its real peer is not known before the header).
         self.per_ip_counted = True
@@ -233,7 +231,7 @@ class Session(Connection):
                     self._message_started = now
                 interim = decoder.take_interim()
                 if interim:  # e.g. 100 Continue: the peer waits for it before the rest
-                    self._write_own(interim)
+                    self._write(interim)
             else:
                 self._partial = False
         if messages:
@@ -362,7 +360,8 @@ class Session(Connection):
         self.reading = False
         error = self.error
         host = self._host
-        # Count and log before the peer can see the close, so stats never lag it.
+        # Count and log before the peer can see the close, so stats never lag it (a
+        # connection that closed for a reason reported it already, in _close).
         host.connection_finished(self)
         if error is not None and not self._reported:
             report_close(host.stats, self, error)
@@ -409,10 +408,7 @@ class Session(Connection):
 
     def _append(self, data: bytes) -> None:
         self.messages_out += 1
-        if self._layers is not None:
-            self._commit(data, len(self._layers))
-        else:
-            self.out += data
+        self._write(data)
         if not self._in_event:
             self._output_added()
 
@@ -450,10 +446,10 @@ class Session(Connection):
             self.reading = False
             if self.error is None:
                 self.error = error
+            if self.error is not None:  # counted as it begins: a TLS close_notify may reach the peer
+                report_close(self._host.stats, self, self.error)  # before finish() runs
+                self._reported = True
             if self._layers is not None:  # their goodbyes (TLS close_notify) follow the output
-                if self.error is not None:  # the peer may read the goodbye before finish(): report now
-                    report_close(self._host.stats, self, self.error)
-                    self._reported = True
                 with self._layer_guard():
                     for layer in self._layers:
                         layer.close()
@@ -483,11 +479,11 @@ class Session(Connection):
         if self.phase is OPEN or self.phase is INPUT_ENDED:
             reply = self.codec.error_reply(error) if isinstance(error, RemoteProtocolError) else None
             if reply is not None:
-                self._write_own(reply)
+                self._write(reply)
         self._close(error)
 
-    def _write_own(self, data: bytes) -> None:
-        """Bytes the session itself sends (not a handler's message), within an event."""
+    def _write(self, data: bytes) -> None:
+        """Bytes for the wire, through the layers if there are any."""
         if self._layers is not None:
             self._commit(data, len(self._layers))
         else:
@@ -541,25 +537,21 @@ class Session(Connection):
         """Take the real peer a layer learned (a PROXY header) and count it against the
         per-IP limit; False if the connection was refused for it."""
         assert self._layers is not None
+        peer = self.peer  # a health check (PROXY LOCAL) leaves the socket's own peer
         for layer in self._layers:
-            peer = layer.peer_address
-            if peer is None:
-                if layer.in_progress:
-                    return True  # not known yet
-                continue
-            refusal = self._host.admit(peer)
-            if refusal is not None:
-                self._bad_input(refusal)
-                return False
-            self.peer = peer
-            self._peer_url = None
-            self.per_ip_counted = True
-            return True
-        self.per_ip_counted = True  # a health check (PROXY LOCAL): the socket's own peer stands
-        refusal = self._host.admit(self.peer)
+            if layer.peer_address is not None:
+                peer = layer.peer_address
+                break
+            if layer.in_progress:
+                return True  # not known yet
+        refusal = self._host.admit(peer)
         if refusal is not None:
             self._bad_input(refusal)
             return False
+        if peer is not self.peer:
+            self.peer = peer
+            self._peer_url = None
+        self.per_ip_counted = True
         return True
 
     def _lower(self, data: bytes) -> bytes:

@@ -31,7 +31,6 @@ from ..codecs import Codec
 from ..endpoints import Listener
 from ..errors import LimitExceeded
 from ..handlers import Handler
-from ..layers import LayerFactory
 from ..limits import Limits
 from ..session import Session
 from ..stats import Counters, StatsRecorder
@@ -60,14 +59,12 @@ class Engine(ABC):
         codec: Codec,
         limits: Limits,
         stats: StatsRecorder,
-        layer_factories: tuple[LayerFactory, ...] = (),
     ) -> None:
         self.listeners = listeners
         self.handler = handler
         self.codec = codec
         self.limits = limits
         self.stats = stats
-        self.layer_factories = layer_factories
         self.gate = AcceptGate(limits, stats)
         self.deadline = math.inf  # when stopping: the moment remaining connections are closed
         self.stopping = False
