@@ -87,6 +87,9 @@ class Endpoint:
     proxy: tuple[str, ...] | None = None
     #: socket options from the query (see :mod:`socketkit.sockopts`), as (name, value) pairs
     sockopts: tuple[tuple[str, Any], ...] = ()
+    #: an adopted socket that is one connection already (a ``socketpair()`` end, or what
+    #: systemd passes with ``Accept=yes``), served as such, not a listener
+    connected: bool = False
 
     @property
     def options(self) -> dict[str, Any]:
@@ -107,7 +110,7 @@ class Endpoint:
     @property
     def url(self) -> str:
         if self.is_unix:
-            return f"{self.scheme}://{_format_unix_path(self.path)}"
+            return f"{self.scheme}://{_format_unix_path(self.path) or '(unnamed)'}"
         host = self.host or "*"
         if ":" in host:
             host = f"[{host}]"
@@ -271,6 +274,8 @@ class Listener:
     """A bound (and, for streams, listening) socket with the endpoint it came from.
 
     Closing it removes the unix socket file it created, if the file is still ours.
+    An adopted connected socket (``endpoint.connected``) is a Listener too, one that
+    is its only connection: the engine serves :attr:`sock` from :attr:`peer` at once.
     """
 
     def __init__(self, sock: socket.socket, endpoint: Endpoint) -> None:
@@ -296,13 +301,17 @@ class Listener:
         #: whether accepted peers count against max_connections_per_ip at accept; not when
         #: a PROXY header names the real peer later
         self.counts_per_ip = endpoint.proxy is None
+        #: the peer of an adopted connected socket (None for a listener)
+        self.peer: Any = sock.getpeername() if endpoint.connected else None
         self._inode: int | None = None
-        if endpoint.is_unix and not endpoint.path.startswith("\0"):
+        if endpoint.is_unix and not endpoint.connected and not endpoint.path.startswith("\0"):
             self._inode = os.stat(endpoint.path).st_ino
 
     @property
     def described(self) -> str:
         """The URL, and for a wildcard address which families it takes: for the log."""
+        if self.endpoint.connected:
+            return f"{self.url} (one connection, from {format_url(self.endpoint.scheme, self.peer)})"
         address = self.sock.getsockname()
         if not isinstance(address, tuple) or address[0] not in ("0.0.0.0", "::"):
             return self.url
@@ -342,15 +351,19 @@ class Listener:
 
 def describe_socket(sock: socket.socket) -> Endpoint:
     """The endpoint an existing socket is bound to (a socket passed by systemd, or made by
-    the caller): its scheme from its family and type, its address from getsockname().
+    the caller): its scheme from its family and type, its address from getsockname(), and
+    whether it is a connected stream socket (served as one connection) rather than one
+    to listen on.
 
     Raises:
-        ValueError: it is not an inet or unix socket of stream or datagram type, or not bound.
+        ValueError: it is not an inet or unix socket of stream or datagram type, or
+            neither bound nor connected.
     """
     kind = sock.type
     if kind not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         raise ValueError(f"socket fd {sock.fileno()} is neither a stream nor a datagram socket")
     stream = kind == socket.SOCK_STREAM
+    connected = stream and _is_connected(sock)
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
         if isinstance(address, bytes):
@@ -359,21 +372,41 @@ def describe_socket(sock: socket.socket) -> Endpoint:
                 if address[:1] == b"\0"
                 else address.decode()
             )
-        if not address:
-            raise ValueError(f"unix socket fd {sock.fileno()} is not bound to a path or name")
-        return Endpoint("unix" if stream else "unixgram", kind, path=str(address))
+        if not address and not connected:
+            raise ValueError(
+                f"unix socket fd {sock.fileno()} is neither bound to a path or name nor connected"
+            )
+        return Endpoint("unix" if stream else "unixgram", kind, path=str(address), connected=connected)
     if sock.family not in (socket.AF_INET, socket.AF_INET6):
         raise ValueError(f"socket fd {sock.fileno()} is of family {sock.family!r}: not inet or unix")
     host, port = str(address[0]), int(address[1])
     return Endpoint(
-        "tcp" if stream else "udp", kind, host="" if host in ("0.0.0.0", "::") else host, port=port
+        "tcp" if stream else "udp",
+        kind,
+        host="" if host in ("0.0.0.0", "::") else host,
+        port=port,
+        connected=connected,
     )
+
+
+def _is_connected(sock: socket.socket) -> bool:
+    """Whether a stream socket is a connection (has a peer), not a listener or a bare socket."""
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        return False
+    try:
+        sock.getpeername()
+    except OSError:  # ENOTCONN: bound (or not even that), to be listened on
+        return False
+    return True
 
 
 def adopt(sock: socket.socket, endpoint: Endpoint) -> Listener:
     """A Listener for a socket bound elsewhere: a stream socket is put to listening, if it is
-    not already (socket activation passes it listening; a caller's may be only bound)."""
-    if endpoint.is_stream and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+    not already (socket activation passes it listening; a caller's may be only bound). A
+    connected socket is put in blocking mode, as accepted ones are, and served as it is."""
+    if endpoint.connected:
+        sock.setblocking(True)
+    elif endpoint.is_stream and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
         sock.listen(endpoint.backlog)
     return Listener(sock, endpoint)
 

@@ -44,7 +44,11 @@ class Server:
 
     Args:
         endpoints: one URL or a list (``"tcp://127.0.0.1:0"``, ``"udp://[::1]:9999"``,
-            ``"unix:///run/app.sock"``...).
+            ``"unix:///run/app.sock"``...); ``fd://N`` or ``systemd://[name]`` for
+            inherited sockets; or a socket object: a bound or listening one is
+            listened on, a connected one (a ``socketpair()`` end) is served as
+            that connection. The server owns and closes the sockets given. One
+            that serves only connected sockets stops once they have closed.
         handler: a function ``(message, conn) -> reply``, a :class:`Protocol`
             subclass or instance, or a :func:`blocking` function ``(conn)``.
         codec: how bytes become messages (default :class:`Raw`).

@@ -60,7 +60,13 @@ class Engine(ABC):
         limits: Limits,
         stats: StatsRecorder,
     ) -> None:
-        self.listeners = listeners
+        #: the sockets to accept connections (and receive datagrams) on
+        self.listeners = [listener for listener in listeners if not listener.endpoint.connected]
+        #: adopted connected sockets, each served as a connection from the start
+        self.adopted = [listener for listener in listeners if listener.endpoint.connected]
+        #: whether serving ends by itself, once the adopted connections have: nothing listens
+        self.ends_with_adopted = bool(self.adopted) and not self.listeners
+        self._untaken = list(self.adopted)
         self.handler = handler
         self.codec = codec
         self.limits = limits
@@ -82,6 +88,8 @@ class Engine(ABC):
         finally:
             try:
                 self.close_listeners()
+                for origin in self._untaken:
+                    origin.close()
             finally:
                 self.close_wakers()
 
@@ -140,6 +148,19 @@ class Engine(ABC):
     def close_listeners(self) -> None:
         for listener in self.listeners:
             listener.close()
+
+    def take_adopted(self) -> list[tuple[socket.socket, Any, Listener]]:
+        """The adopted connections to serve now (socket, peer, origin), counted against
+        max_connections_per_ip as accepted ones are (one over the limit is closed). From
+        here each socket is its connection's to close; serve() closes those never taken."""
+        taken = []
+        for origin in self._untaken:
+            if origin.counts_per_ip and self.gate.admit(origin.peer) is not None:
+                origin.close()
+                continue
+            taken.append((origin.sock, origin.peer, origin))
+        self._untaken = []
+        return taken
 
     # -- what sessions and datagram sockets call ---------------------------------------
 

@@ -67,6 +67,11 @@ class IterativeEngine(ThreadEngine):
         counters = Counters()
         self.stats.track(counters, connection=False)
         try:
+            # Adopted connections first: they were there before anything could be accepted.
+            for sock, peer, origin in self.take_adopted():
+                self.serve_connection(sock, peer, origin)
+            if self.ends_with_adopted:
+                return
             for listener in self.listeners:
                 listener.sock.setblocking(False)
                 selector.register(listener.sock, selectors.EVENT_READ, listener)

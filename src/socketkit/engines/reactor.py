@@ -227,6 +227,9 @@ class ReactorEngine(Engine):
         try:
             self._watch(self._wake_r.fileno(), _Waker(self))
             self._register_listeners()
+            for sock, peer, origin in self.take_adopted():
+                self._add_connection(sock, peer, origin)
+            self._end_if_nothing_left()
             self._set_accepting(True)
             self._run()
         finally:
@@ -421,6 +424,12 @@ class ReactorEngine(Engine):
         if session.per_ip_counted:
             self.gate.release(session.peer)
         self._compact_timers()
+        self._end_if_nothing_left()
+
+    def _end_if_nothing_left(self) -> None:
+        """Serving only adopted connections: once the last has closed, stop."""
+        if self.ends_with_adopted and not self._open and not self.stopping:
+            self.stop(0)
 
     def open_connections(self) -> Sequence[Session]:
         return self._live_connections()

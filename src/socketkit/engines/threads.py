@@ -57,6 +57,9 @@ class ThreadsEngine(ThreadEngine):
             selector.register(self._wake_r, selectors.EVENT_READ, None)
             for listener in streams:
                 listener.sock.setblocking(False)
+            for sock, peer, origin in self.take_adopted():
+                self._start_thread(sock, peer, origin)
+            self._end_if_nothing_left()
             registered = False
             while not self.stopping:
                 want = not self.gate.paused and len(self._live) < self.limits.max_connections
@@ -88,21 +91,29 @@ class ThreadsEngine(ThreadEngine):
     def _accept_burst(self, listener: Listener) -> None:
         while len(self._live) < self.limits.max_connections:
             accepted = self.gate.accept(listener)
-            if accepted is None:
+            if accepted is None or not self._start_thread(accepted[0], accepted[1], listener):
                 return
-            sock, addr = accepted
+
+    def _start_thread(self, sock: socket.socket, addr: Any, listener: Listener) -> bool:
+        """Serve a connection in a thread of its own; False if no thread could be had."""
+        with self._lock:
+            self._live[sock] = None
+        try:
+            _thread.start_new_thread(self._run, (sock, addr, listener))
+        except RuntimeError as exc:  # out of threads: this connection cannot be served
+            log.error("cannot start a thread for %r: %s", addr, exc)
+            self.stats.error("accept")
             with self._lock:
-                self._live[sock] = None
-            try:
-                _thread.start_new_thread(self._run, (sock, addr, listener))
-            except RuntimeError as exc:  # out of threads: this connection cannot be served
-                log.error("cannot start a thread for %r: %s", addr, exc)
-                self.stats.error("accept")
-                with self._lock:
-                    del self._live[sock]
-                sock.close()
-                self.gate.release(addr)
-                return
+                del self._live[sock]
+            sock.close()
+            self.gate.release(addr)
+            return False
+        return True
+
+    def _end_if_nothing_left(self) -> None:
+        """Serving only adopted connections: once the last has closed, stop."""
+        if self.ends_with_adopted and not self._live and not self.stopping:
+            self.stop(0)
 
     def _run(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
         current.engine = self
@@ -116,6 +127,7 @@ class ThreadsEngine(ThreadEngine):
                 self._live.pop(sock, None)
             if was_full or self.stopping:  # the accept loop waits for this one
                 self.wake()
+            self._end_if_nothing_left()
 
     def _drain_connections(self, selector: selectors.BaseSelector) -> None:
         """Wait for connection threads until they finish or the deadline passes."""
