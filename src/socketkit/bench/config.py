@@ -30,6 +30,11 @@ class BenchConfig:
         processes: worker processes, to use more than one core.
         timeout: seconds a request may take before it counts as an error.
         path: the HTTP path requested.
+        tls: speak TLS (a ``tls://`` URL does too): a full handshake on each new
+            connection, resuming the session of an earlier one where the server
+            allows it, as browsers and HTTPS clients do.
+        tls_ca: a PEM file of CA certificates to trust instead of the system's.
+        insecure: with TLS, verify nothing (a self-signed test server).
     """
 
     url: str
@@ -43,11 +48,18 @@ class BenchConfig:
     processes: int = 1
     timeout: float = 5.0
     path: str = "/"
+    tls: bool = False
+    tls_ca: str | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         endpoint = self.endpoint  # raises ValueError for a bad URL
         if not endpoint.is_stream:
             raise ValueError(f"bench drives connections; {self.url} is datagram-based")
+        if not self.uses_tls and (self.tls_ca or self.insecure):
+            raise ValueError("--tls-ca and --insecure need --tls or a tls:// URL")
+        if self.tls_ca and self.insecure:
+            raise ValueError("--tls-ca and --insecure exclude each other")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.connections < 1 or self.processes < 1:
@@ -68,6 +80,10 @@ class BenchConfig:
     @property
     def endpoint(self) -> Endpoint:
         return parse(self.url)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.endpoint.is_tls
 
     def share(self, index: int) -> BenchConfig:
         """The part of this run that worker ``index`` of ``processes`` does."""

@@ -37,6 +37,8 @@ class BenchResult:
     histogram: Any  # hdrh.histogram.HdrHistogram, microseconds
     intervals: list[tuple[float, int, int]] = field(default_factory=list)
     started: float = 0.0  # wall-clock time the run began
+    handshakes: int = 0  # TLS handshakes completed
+    resumed: int = 0  # of which resumed an earlier session
 
     @property
     def requests_per_second(self) -> float:
@@ -72,6 +74,11 @@ class BenchResult:
                 "bytes_per_second": round(self.bytes_per_second, 1),
                 "latency_ms": {key: round(value, 3) for key, value in self.latency_ms().items()},
                 "errors": self.errors,
+                **(
+                    {"tls": {"handshakes": self.handshakes, "resumed": self.resumed}}
+                    if self.config.uses_tls
+                    else {}
+                ),
             },
         }
 
@@ -176,4 +183,6 @@ def _merge(config: BenchConfig, results: list[WorkerResult], started: float) -> 
         histogram=histogram,
         intervals=[(end, int(req), int(moved)) for end, req, moved in intervals.values()],
         started=started,
+        handshakes=sum(r.handshakes for r in results),
+        resumed=sum(r.resumed for r in results),
     )

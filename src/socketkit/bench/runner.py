@@ -8,6 +8,12 @@ actually be sent. A server that stalls therefore shows its stall in every
 request that should have been sent during it (the coordinated-omission
 correction wrk2 made known). In connect mode a request includes opening its
 connection, which is closed after the reply.
+
+With TLS each connection carries an ``ssl.SSLObject`` over memory BIOs, the
+sans-IO way the server's TLS layer works too: the loop moves ciphertext, the
+SSLObject turns it into the workload's plaintext. A new connection resumes the
+session of an earlier one where the server offers tickets, as HTTPS clients do;
+the result counts handshakes and how many were resumed.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import heapq
 import itertools
 import selectors
 import socket
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProtocolError
+from ..tls import client_context
 from .config import BenchConfig
 from .workload import ReplyParser, Workload, make_workload
 
@@ -54,10 +62,24 @@ class WorkerResult:
     bytes_received: int
     elapsed: float
     intervals: list[tuple[float, int, int]] = field(default_factory=list)  # (end s, requests, bytes)
+    handshakes: int = 0  # TLS handshakes completed
+    resumed: int = 0  # of which resumed an earlier session
+
+
+class _Tls:
+    """One connection's TLS state: the SSLObject and its two memory BIOs."""
+
+    __slots__ = ("incoming", "outgoing", "shaking", "ssl")
+
+    def __init__(self, context: ssl.SSLContext, hostname: str | None, session: ssl.SSLSession | None) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.ssl = context.wrap_bio(self.incoming, self.outgoing, server_hostname=hostname, session=session)
+        self.shaking = True  # the handshake has not completed
 
 
 class _Slot:
-    __slots__ = ("connecting", "intended", "next_at", "out", "parser", "sent_at", "sock", "waiting")
+    __slots__ = ("connecting", "intended", "next_at", "out", "parser", "sent_at", "sock", "tls", "waiting")
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
@@ -68,6 +90,7 @@ class _Slot:
         self.out = b""  # unsent request bytes
         self.waiting = False  # a request is in flight
         self.connecting = False  # a non-blocking connect has not completed yet
+        self.tls: _Tls | None = None
 
 
 class Runner:
@@ -101,6 +124,16 @@ class Runner:
         self.timers: list[tuple[float, int, _Slot]] = []
         self.sequence = itertools.count()
         self.interval = None if config.rate is None else config.connections / config.rate
+        self.tls_context = (
+            client_context(config.tls_ca, insecure=config.insecure) if config.uses_tls else None
+        )
+        #: the name the server's certificate must carry (None on unix sockets: nothing to check)
+        self.tls_hostname = None if endpoint.is_unix else endpoint.host or "localhost"
+        if self.tls_context is not None and self.tls_hostname is None:
+            self.tls_context.check_hostname = False
+        self.tls_session: ssl.SSLSession | None = None  # the latest, for the next connection
+        self.handshakes = 0
+        self.resumed = 0
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -164,6 +197,8 @@ class Runner:
             bytes_received=self.bytes_received,
             elapsed=elapsed,
             intervals=intervals,
+            handshakes=self.handshakes,
+            resumed=self.resumed,
         )
 
     def _snapshot(self, start: float) -> Progress:
@@ -204,16 +239,42 @@ class Runner:
             return
         slot.sock = sock
         slot.parser = self.workload.parser()
-        slot.out = self.workload.request
         slot.sent_at = self.now
         slot.connecting = True
+        if self.tls_context is None:
+            slot.out = self.workload.request
+        else:  # the request goes once the handshake is done
+            slot.out = b""
+            slot.tls = _Tls(self.tls_context, self.tls_hostname, self.tls_session)
         self.selector.register(sock, selectors.EVENT_WRITE, slot)
 
     def _send(self, slot: _Slot) -> None:
         assert slot.sock is not None
         slot.sent_at = self.now
-        slot.out = self.workload.request
+        if slot.tls is None:
+            slot.out = self.workload.request
+        else:
+            slot.tls.ssl.write(self.workload.request)
+            slot.out = slot.tls.outgoing.read()
         self._write(slot)
+
+    def _handshake(self, slot: _Slot, tls: _Tls) -> bool:
+        """Take the handshake a step on; False if it failed (the slot is closed)."""
+        try:
+            tls.ssl.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError as exc:
+            self._fail(slot, f"tls: {exc.reason or exc.strerror or 'handshake failed'}", reconnect=True)
+            return False
+        else:
+            tls.shaking = False
+            self.handshakes += 1
+            if tls.ssl.session_reused:
+                self.resumed += 1
+            tls.ssl.write(self.workload.request)
+        slot.out += tls.outgoing.read()
+        return True
 
     def _write(self, slot: _Slot) -> None:
         assert slot.sock is not None
@@ -242,6 +303,8 @@ class Runner:
                 if error:
                     self._fail(slot, _connect_error(error), reconnect=True)
                     return
+                if slot.tls is not None and not self._handshake(slot, slot.tls):
+                    return
             self._write(slot)
             if slot.sock is None:
                 return
@@ -265,6 +328,10 @@ class Runner:
             self._fail(slot, "closed by server", reconnect=True)
             return
         self.bytes_received += len(data)
+        if slot.tls is not None:
+            data = self._decrypt(slot, slot.tls, data)
+            if not data:
+                return
         try:
             statuses = slot.parser.feed(data)
         except ProtocolError:
@@ -285,6 +352,30 @@ class Runner:
             self._close(slot)
         self._begin(slot)
 
+    def _decrypt(self, slot: _Slot, tls: _Tls, data: bytes) -> bytes:
+        """The plaintext in ``data`` (empty while the handshake goes on, or on failure)."""
+        tls.incoming.write(data)
+        if tls.shaking:
+            if not self._handshake(slot, tls):
+                return b""
+            if slot.out:
+                self._write(slot)  # the handshake's next flight, or the first request
+            if tls.shaking or slot.sock is None:
+                return b""
+        plaintext = bytearray()
+        try:
+            while chunk := tls.ssl.read(_RECV_SIZE):
+                plaintext += chunk
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self._fail(slot, "closed by server", reconnect=True)
+            return b""
+        except ssl.SSLError as exc:
+            self._fail(slot, f"tls: {exc.reason or exc.strerror}", reconnect=True)
+            return b""
+        return bytes(plaintext)
+
     def _fail(self, slot: _Slot, kind: str, reconnect: bool) -> None:
         self.errors[kind] += 1
         if slot.waiting:
@@ -295,6 +386,10 @@ class Runner:
             heapq.heappush(self.timers, (self.now + _RECONNECT_DELAY, next(self.sequence), slot))
 
     def _close(self, slot: _Slot) -> None:
+        if slot.tls is not None:
+            if not slot.tls.shaking and slot.tls.ssl.session is not None:
+                self.tls_session = slot.tls.ssl.session  # the next connection resumes it
+            slot.tls = None
         sock = slot.sock
         if sock is not None:
             try:

@@ -14,7 +14,7 @@ from rich.text import Text
 from ..bench import MODES, BenchConfig, BenchResult, run_bench
 from ..bench.runner import Progress
 from ..codecs import CODECS
-from .common import Failure, target_url, usage_errors
+from .common import Failure, target_url, tls_options, usage_errors
 
 
 @click.command()
@@ -77,6 +77,7 @@ from .common import Failure, target_url, usage_errors
     help="Seconds before an unanswered request counts as an error.",
 )
 @click.option("--path", default="/", show_default=True, help="The path GET asks for in http modes.")
+@tls_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (iperf3-style).")
 @click.option(
     "--plot",
@@ -97,6 +98,9 @@ def bench(
     processes: int,
     timeout: float,
     path: str,
+    use_tls: bool,
+    tls_ca: str | None,
+    insecure: bool,
     as_json: bool,
     plot: Path | None,
 ) -> None:
@@ -119,6 +123,9 @@ def bench(
             processes=processes,
             timeout=timeout,
             path=path,
+            tls=use_tls,
+            tls_ca=tls_ca,
+            insecure=insecure,
         )
     console = Console(stderr=True)
     try:
@@ -170,6 +177,8 @@ def _table(result: BenchResult) -> Table:
     table.add_row("bytes/s", f"{result.bytes_per_second:,.0f}")
     for label, value in result.latency_ms().items():
         table.add_row(f"latency {label}", f"{value:.3f} ms")
+    if config.uses_tls:
+        table.add_row("TLS handshakes", f"{result.handshakes:,} ({result.resumed:,} resumed)")
     table.add_row("errors", _errors(result) or "none")
     return table
 

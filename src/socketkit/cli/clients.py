@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -28,9 +28,7 @@ from ..relay import relay_datagrams, relay_stream
 from ..server import Server
 from ..services.broker import Broker
 from ..tls import client_context
-from .common import Failure, configure_logging, runtime_errors, target_url, usage_errors
-
-Command = TypeVar("Command", bound=Callable[..., Any])
+from .common import Command, Failure, configure_logging, runtime_errors, target_url, tls_options, usage_errors
 
 
 def _wait_option(default: float | None, meaning: str) -> Callable[[Command], Command]:
@@ -59,21 +57,6 @@ _SEND_ONLY = click.option("--send-only", is_flag=True, help="Only send stdin; ig
 _RECV_ONLY = click.option("--recv-only", is_flag=True, help="Only print what comes; do not read stdin.")
 
 
-def _tls_options(command: Command) -> Command:
-    """--tls, --tls-ca and --insecure: how a client speaks TLS (tls:// URLs turn it on too)."""
-    command = click.option(
-        "--insecure", is_flag=True, help="With TLS, accept any certificate (testing only: no protection)."
-    )(command)
-    command = click.option(
-        "--tls-ca",
-        metavar="FILE",
-        help="With TLS, trust the CA certificates in FILE instead of the system's.",
-    )(command)
-    return click.option("--tls", "use_tls", is_flag=True, help="Speak TLS (tls://HOST:PORT does too).")(
-        command
-    )
-
-
 def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: bool) -> ssl.SSLContext | None:
     """The client TLS context the options ask for, or None for plaintext."""
     if not (use_tls or endpoint.is_tls):
@@ -94,7 +77,7 @@ def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: boo
 @_SEND_ONLY
 @_RECV_ONLY
 @_WAIT
-@_tls_options
+@tls_options
 def connect(
     url: str,
     udp: bool,
@@ -222,7 +205,7 @@ def listen(
 )
 @_UDP
 @_wait_option(10.0, "How long to wait for the reply.")
-@_tls_options
+@tls_options
 def send(
     url: str,
     message: str,

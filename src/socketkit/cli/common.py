@@ -6,22 +6,47 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from ..endpoints import as_url
 from ..errors import SocketkitError
 
-__all__ = ["Failure", "JsonFormatter", "configure_logging", "runtime_errors", "target_url", "usage_errors"]
+__all__ = [
+    "Failure",
+    "JsonFormatter",
+    "configure_logging",
+    "runtime_errors",
+    "target_url",
+    "tls_options",
+    "usage_errors",
+]
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 class Failure(click.ClickException):
     """A runtime failure: exit code 1, one line."""
 
     exit_code = 1
+
+
+def tls_options(command: Command) -> Command:
+    """--tls, --tls-ca and --insecure: how a client speaks TLS (tls:// URLs turn it on too)."""
+    command = click.option(
+        "--insecure", is_flag=True, help="With TLS, accept any certificate (testing only: no protection)."
+    )(command)
+    command = click.option(
+        "--tls-ca",
+        metavar="FILE",
+        help="With TLS, trust the CA certificates in FILE instead of the system's.",
+    )(command)
+    return click.option("--tls", "use_tls", is_flag=True, help="Speak TLS (tls://HOST:PORT does too).")(
+        command
+    )
 
 
 @contextmanager
