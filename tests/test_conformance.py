@@ -340,7 +340,9 @@ def test_a_client_that_never_reads_is_cut_off_at_idle_timeout(engine: str, strea
     """The server's send waits for a peer that does not read for idle_timeout, no longer."""
     limits = sk.Limits(write_buffer_high=64 * 1024, write_buffer_low=16 * 1024, idle_timeout=0.5)
     with sk.Server(stream_url, echo, engine=engine, limits=limits).start() as server:
-        with sk.connect(server.url, timeout=0.5) as client:
+        # The client's own send timeout is long: on a busy machine a short one could end the
+        # sending before the server's output backs up, and the connection would only go idle.
+        with sk.connect(server.url, timeout=WAIT) as client:
             client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             with pytest.raises((sk.Timeout, sk.BrokenError)):
                 for _ in range(2000):
