@@ -94,9 +94,9 @@ def test_cli_bench_tls(test_pki: tuple[str, str], capsys: pytest.CaptureFixture[
     ca, cert = test_pki
     with tls_hello(cert) as server:
         port = server.addresses[0][1]
+        command = [*SK, "bench", f"127.0.0.1:{port}", "--tls", "--tls-ca", ca, "--mode", "http"]
         result = subprocess.run(
-            [*SK, "bench", f"127.0.0.1:{port}", "--tls", "--tls-ca", ca, "--mode", "http", "-c", "2"]
-            + ["-n", "50", "--json"],
+            [*command, "-c", "2", "-n", "50", "--json"],
             capture_output=True,
             text=True,
             timeout=60,

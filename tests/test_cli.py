@@ -301,6 +301,31 @@ def test_serve_json_logs_and_stats_panel() -> None:
     assert "requests/s" in err and "connections total" in err
 
 
+def test_stats_panel_shows_each_endpoint_when_there_are_several() -> None:
+    from rich.console import Console
+
+    from socketkit.cli.stats_panel import StatsPanel
+    from socketkit.stats import Stats
+
+    server = sk.Server(["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], lambda message, conn: message)
+    console = Console(width=200, record=True)
+    before = Stats(listeners={"tcp://127.0.0.1:1": Stats(), "udp://127.0.0.1:2": Stats()})
+    now = Stats(
+        connections_open=3,
+        messages_in=30,
+        listeners={
+            "tcp://127.0.0.1:1": Stats(connections_open=3, messages_in=20),
+            "udp://127.0.0.1:2": Stats(messages_in=10),
+        },
+    )
+    console.print(StatsPanel(server, console).render(now, before, 2.0))
+    text = console.export_text()
+    assert "tcp://127.0.0.1:1" in text and "3 open, 10.0 requests/s" in text
+    assert "udp://127.0.0.1:2" in text and "0 open, 5.0 requests/s" in text
+    console.print(StatsPanel(server, console).render(Stats(), Stats(), 1.0))
+    assert "open, " not in console.export_text()  # one endpoint (or none yet): no breakdown
+
+
 def test_json_log_lines_parse() -> None:
     proc = subprocess.Popen(
         [*SK, "serve", "echo", "--log-format", "json", "-l", "tcp://127.0.0.1:0"],

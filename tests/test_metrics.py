@@ -20,8 +20,9 @@ from test_cli import SK, WAIT
 from test_haproxy import free_port
 
 
-def scrape(url: str, path: str = "/metrics") -> tuple[int, dict[str, float], str]:
-    """(status, {sample name with labels: value}, content type) of one scrape."""
+def scrape(url: str, path: str = "/metrics", by_listener: bool = False) -> tuple[int, dict[str, float], str]:
+    """(status, {sample name with labels: value}, content type) of one scrape: summed over
+    the listeners (as ``sum without (listener)``) unless ``by_listener``."""
     try:
         with urllib.request.urlopen(url.replace("tcp://", "http://") + path, timeout=WAIT) as response:
             text = response.read().decode()
@@ -29,11 +30,14 @@ def scrape(url: str, path: str = "/metrics") -> tuple[int, dict[str, float], str
             status = response.status
     except urllib.error.HTTPError as exc:
         return exc.code, {}, ""
-    samples = {}
+    samples: dict[str, float] = {}
+    dropped = {"engine"} if by_listener else {"engine", "listener"}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "engine")
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+            assert "listener" in sample.labels and "engine" in sample.labels, sample
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in dropped)
+            name = f"{sample.name}{{{labels}}}" if labels else sample.name
+            samples[name] = samples.get(name, 0) + sample.value
     return status, samples, content_type
 
 
@@ -60,6 +64,51 @@ def test_the_exposition_counts_what_happened(engine: str) -> None:
     assert samples["socketkit_handler_seconds_count"] == 3
     assert samples["socketkit_handler_seconds_bucket{le=+Inf}"] == 3
     assert samples["socketkit_received_bytes_total"] > 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_each_listener_has_its_own_series(engine: str, short_tmp: str) -> None:
+    unix = f"unix://{short_tmp}/m.sock"
+    urls = ["tcp://127.0.0.1:0", unix, "udp://127.0.0.1:0"]
+    limits = sk.Limits(max_connections_per_ip=1)
+    with sk.Server(
+        urls, echo, codec=sk.Lines(), engine=engine, limits=limits, metrics="127.0.0.1:0"
+    ).start() as s:
+        assert s.metrics_url is not None
+        tcp, unix, udp = s.urls
+        with sk.connect(tcp, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"one") == b"one"
+            if engine != "iterative":  # it serves one connection at a time: no second to refuse
+                with sk.connect(tcp, codec=sk.Lines(), timeout=WAIT) as second:
+                    with pytest.raises(sk.ClosedError):
+                        second.recv()  # over max_connections_per_ip
+        for _ in range(2):
+            with sk.connect(unix, codec=sk.Lines(), timeout=WAIT) as client:
+                assert client.request(b"two") == b"two"
+                client.sock.sendall(b"x" * 70000 + b"\n")  # longer than a line may be
+                assert client.recv().startswith(b"error:")
+        with sk.DatagramClient(udp, codec=sk.Lines(), timeout=WAIT) as datagrams:
+            for _ in range(3):
+                assert datagrams.request(b"three") == b"three"
+        wait_until(lambda: s.stats.connections_open == 0, what="the connections to close")
+        status, samples, _ = scrape(s.metrics_url, by_listener=True)
+        stats = s.stats
+        assert set(stats.listeners) == {tcp, unix, udp}
+        assert stats.listeners[unix].connections_total == 2 and stats.listeners[tcp].connections_total == 1
+        assert sum(each.messages_in for each in stats.listeners.values()) == stats.messages_in
+    assert status == 200
+    assert samples[f"socketkit_connections_total{{listener={tcp}}}"] == 1
+    assert samples[f"socketkit_connections_total{{listener={unix}}}"] == 2
+    assert samples[f"socketkit_connections_total{{listener={udp}}}"] == 0
+    assert samples[f"socketkit_received_messages_total{{listener={udp}}}"] == 3
+    assert samples[f"socketkit_received_messages_total{{listener={unix}}}"] == 2
+    assert samples[f"socketkit_errors_total{{kind=limit,listener={unix}}}"] == 2
+    assert f"socketkit_errors_total{{kind=limit,listener={tcp}}}" not in samples
+    rejected = 0 if engine == "iterative" else 1
+    assert samples[f"socketkit_connections_rejected_total{{listener={tcp}}}"] == rejected
+    assert samples[f"socketkit_handler_seconds_count{{listener={udp}}}"] == 3
+    assert samples[f"socketkit_handler_seconds_count{{listener={unix}}}"] == 2
+    assert samples[f"socketkit_handler_seconds_count{{listener={tcp}}}"] == 1
 
 
 def test_only_slash_metrics_answers() -> None:

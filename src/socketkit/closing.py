@@ -122,7 +122,7 @@ def report_close(stats: StatsRecorder, conn: Connection, error: BaseException | 
     if error is None or isinstance(error, ClosedError):
         return
     kind, level, text = classify(error)
-    stats.error(kind)
+    stats.error(kind, conn.listener)
     log_sampled(
         stats, kind, level, "%s: %s", conn.peer_url, text, exc_info=error if kind == "handler" else None
     )

@@ -30,6 +30,7 @@ class Connection(Counters):
         peer_url: the peer as a URL-like string, for logs ("tcp://127.0.0.1:50312").
         codec: the codec that frames this connection's messages.
         state: a dict for the handler's own per-connection data.
+        listener: the URL of the endpoint it arrived on (``"tcp://127.0.0.1:8888"``).
 
     ``local``, ``peer_url`` and ``state`` are made on first use: a server
     holding ten thousand idle connections should not pay for them up front.
@@ -37,8 +38,9 @@ class Connection(Counters):
 
     __slots__ = ("_closed", "_local", "_peer_url", "_scheme", "_state", "codec", "peer")
 
-    def __init__(self, codec: Codec, peer: Any, local: Any, scheme: str) -> None:
+    def __init__(self, codec: Codec, peer: Any, local: Any, scheme: str, listener: str = "") -> None:
         self.bytes_in = self.bytes_out = self.messages_in = self.messages_out = 0
+        self.listener = listener
         self.codec = codec
         self.peer = peer
         self._local = local  # None: ask the socket when first wanted

@@ -8,7 +8,8 @@ the hot path counts nothing new except, when metrics are on, the handler
 latency per message. The endpoint is a second socketkit server: the HTTP codec
 and the same engine as the server it reports on.
 
-Metrics (labels: ``engine``; errors also ``kind``):
+Metrics (labels: ``engine`` and ``listener``, the URL of the endpoint; errors
+also ``kind``; one series per listener, so ``sum()`` gives the server):
 ``socketkit_connections_open``, ``socketkit_connections_total``,
 ``socketkit_connections_rejected_total``, ``socketkit_received_bytes_total``,
 ``socketkit_sent_bytes_total``, ``socketkit_received_messages_total``,
@@ -36,7 +37,13 @@ class Server(Protocol):
     def engine_name(self) -> str: ...
 
     @property
+    def urls(self) -> list[str]: ...
+
+    @property
     def latency(self) -> LatencyHistogram | None: ...
+
+    @property
+    def latency_by_listener(self) -> dict[str, LatencyHistogram]: ...
 
 
 __all__ = ["MetricsEndpoint", "exposition"]
@@ -61,43 +68,53 @@ class _StatsCollector:
         core = _prometheus().core
         server = self.server
         stats = server.stats
-        engine = [server.engine_name]
+        engine = server.engine_name
+        # every listener has its series, those that saw nothing yet too
+        listeners = {url: stats.listeners.get(url, Stats()) for url in server.urls}
+        listeners.update(stats.listeners)
+        labels = ["engine", "listener"]
 
-        def family(kind: str, name: str, text: str, value: float) -> Any:
-            metric = getattr(core, f"{kind}MetricFamily")(name, text, labels=["engine"])
-            metric.add_metric(engine, value)
+        def family(kind: str, name: str, text: str, field: str) -> Any:
+            """A metric of one Stats field, a series per listener."""
+            metric = getattr(core, f"{kind}MetricFamily")(name, text, labels=labels)
+            for url, counted in listeners.items():
+                metric.add_metric([engine, url], getattr(counted, field))
             return metric
 
-        yield family("Gauge", "socketkit_connections_open", "Connections open now.", stats.connections_open)
-        yield family("Counter", "socketkit_connections", "Connections accepted.", stats.connections_total)
+        yield family("Gauge", "socketkit_connections_open", "Connections open now.", "connections_open")
+        yield family("Counter", "socketkit_connections", "Connections accepted.", "connections_total")
         yield family(
             "Counter",
             "socketkit_connections_rejected",
             "Connections refused by a limit.",
-            stats.connections_rejected,
+            "connections_rejected",
         )
-        yield family("Counter", "socketkit_received_bytes", "Bytes received.", stats.bytes_in)
-        yield family("Counter", "socketkit_sent_bytes", "Bytes sent.", stats.bytes_out)
-        yield family("Counter", "socketkit_received_messages", "Messages decoded.", stats.messages_in)
-        yield family("Counter", "socketkit_sent_messages", "Messages sent.", stats.messages_out)
+        yield family("Counter", "socketkit_received_bytes", "Bytes received.", "bytes_in")
+        yield family("Counter", "socketkit_sent_bytes", "Bytes sent.", "bytes_out")
+        yield family("Counter", "socketkit_received_messages", "Messages decoded.", "messages_in")
+        yield family("Counter", "socketkit_sent_messages", "Messages sent.", "messages_out")
         errors = core.CounterMetricFamily(
-            "socketkit_errors", "Connections ended by an error, by kind.", labels=["engine", "kind"]
+            "socketkit_errors", "Connections ended by an error, by kind.", labels=[*labels, "kind"]
         )
-        for kind, count in sorted(stats.errors.items()):
-            errors.add_metric([*engine, kind], count)
+        for url, counted in listeners.items():
+            for kind, count in sorted(counted.errors.items()):
+                errors.add_metric([engine, url, kind], count)
         yield errors
-        latency = server.latency
-        if latency is not None:
+        latencies = server.latency_by_listener
+        if not latencies and server.latency is None:
+            return
+        histogram = core.HistogramMetricFamily(
+            "socketkit_handler_seconds", "Time the handler took per message.", labels=labels
+        )
+        for url in listeners:
+            latency = latencies.get(url) or LatencyHistogram()
             counts, total = latency.snapshot()
             cumulative, buckets = 0, []
             for bound, count in zip([*latency.buckets, float("inf")], counts, strict=True):
                 cumulative += count
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-            histogram = core.HistogramMetricFamily(
-                "socketkit_handler_seconds", "Time the handler took per message.", labels=["engine"]
-            )
-            histogram.add_metric(engine, buckets, total)
-            yield histogram
+            histogram.add_metric([engine, url], buckets, total)
+        yield histogram
 
 
 def exposition(server: Server) -> tuple[bytes, str]:

@@ -30,7 +30,7 @@ from .layers import LayerFactory
 from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
 from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
-from .stats import LatencyHistogram, Stats, StatsRecorder
+from .stats import LATENCY_BUCKETS, LatencyHistogram, Stats, StatsRecorder
 from .systemd import Watchdog, listen_fds, notify, watchdog_interval
 
 __all__ = ["Server"]
@@ -128,7 +128,7 @@ class Server:
         if metrics is not None:
             from .metrics import MetricsEndpoint  # noqa: PLC0415 - its dependency is optional
 
-            self._stats.latency = LatencyHistogram()
+            self._stats.count_latency()
             self._metrics = Server(
                 metrics, MetricsEndpoint(self), codec=HttpRequest(), engine=self.engine_name
             )
@@ -173,8 +173,16 @@ class Server:
 
     @property
     def latency(self) -> LatencyHistogram | None:
-        """Handler time per message, kept when a metrics endpoint is served."""
-        return self._stats.latency
+        """Handler time per message, on every listener, kept when a metrics endpoint is served."""
+        per_listener = self._stats.latency
+        if per_listener is None:
+            return None
+        return LatencyHistogram.merged(list(per_listener.values()), LATENCY_BUCKETS)
+
+    @property
+    def latency_by_listener(self) -> dict[str, LatencyHistogram]:
+        """Handler time per message for each listener (by URL), when a metrics endpoint is served."""
+        return dict(self._stats.latency or {})
 
     @property
     def metrics_url(self) -> str | None:

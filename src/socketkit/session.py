@@ -110,7 +110,7 @@ class SessionHost(typing.Protocol):
     def connection_finished(self, session: Session) -> None:
         """``session`` ended: forget it (open count, per-IP count, stats)."""
 
-    def admit(self, peer: Any) -> LimitExceeded | None:
+    def admit(self, peer: Any, listener: str) -> LimitExceeded | None:
         """Count a peer learned after accept (a PROXY header) against max_connections_per_ip;
         the refusal, if it is over."""
 
@@ -150,12 +150,13 @@ class Session(Connection):
         scheme: str,
         now: float,
         layer_factories: tuple[LayerFactory, ...] = (),
+        listener: str = "",
     ) -> None:
-        super().__init__(host.codec, peer, local, scheme)
+        super().__init__(host.codec, peer, local, scheme, listener)
         self._host = host
         self._limits = limits = host.limits
         self._decoder = decoder = host.codec.decoder(limits.max_message_size)
-        self._latency = host.stats.latency
+        self._latency = host.stats.latency_for(listener)
         self._reported = False  # why it ended was counted and logged already
         # A decoder that counts what its messages hold (a structured codec's item budget)
         # is told when they were handled; the others cost nothing for it.
@@ -371,7 +372,7 @@ class Session(Connection):
         try:
             self._dispatch.closed(error)
         except Exception as exc:
-            host.stats.error("handler")
+            host.stats.error("handler", self.listener)
             log.error("%s: on_close raised %s: %s", self.peer_url, type(exc).__name__, exc, exc_info=exc)
 
     # -- what handlers call -------------------------------------------------------------
@@ -544,7 +545,7 @@ class Session(Connection):
                 break
             if layer.in_progress:
                 return True  # not known yet
-        refusal = self._host.admit(peer)
+        refusal = self._host.admit(peer, self.listener)
         if refusal is not None:
             self._bad_input(refusal)
             return False

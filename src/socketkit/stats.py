@@ -4,7 +4,10 @@ Why this shape: each connection counts its own bytes and messages in plain
 attributes, touched only by the thread that serves it, so the hot path takes no
 lock and shares no cache line. The recorder keeps the live counters and folds a
 connection's numbers into the totals when it closes; a snapshot is the totals
-plus the live ones. Rare events (opens, closes, errors) take a lock.
+plus the live ones. Rare events (opens, closes, errors) take a lock. Each
+counter also knows the listener it came through (its URL), and the recorder
+keeps the same totals per listener: ``Stats.listeners``, the metrics'
+``listener`` label.
 """
 
 from __future__ import annotations
@@ -38,15 +41,23 @@ LATENCY_BUCKETS = (
 
 
 class Counters:
-    """Traffic counters of one connection or one datagram socket."""
+    """Traffic counters of one connection or one datagram socket, and the URL of the
+    listener it came through (``""`` when it has none)."""
 
-    __slots__ = ("bytes_in", "bytes_out", "messages_in", "messages_out")
+    __slots__ = ("bytes_in", "bytes_out", "listener", "messages_in", "messages_out")
 
-    def __init__(self) -> None:
+    def __init__(self, listener: str = "") -> None:
         self.bytes_in = 0
         self.bytes_out = 0
         self.messages_in = 0
         self.messages_out = 0
+        self.listener = listener
+
+    def add(self, other: Counters) -> None:
+        self.bytes_in += other.bytes_in
+        self.bytes_out += other.bytes_out
+        self.messages_in += other.messages_in
+        self.messages_out += other.messages_out
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class Stats:
     messages_in: int = 0
     messages_out: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    #: the same counters for each listener, by its URL (empty in those per-listener Stats)
+    listeners: dict[str, Stats] = field(default_factory=dict)
 
 
 class LatencyHistogram:
@@ -87,6 +100,46 @@ class LatencyHistogram:
         with self._lock:
             return list(self._counts), self._sum
 
+    @classmethod
+    def merged(cls, histograms: list[LatencyHistogram], buckets: tuple[float, ...]) -> LatencyHistogram:
+        """One histogram holding every observation of ``histograms`` (which share ``buckets``)."""
+        total = cls(buckets)
+        for histogram in histograms:
+            counts, seconds = histogram.snapshot()
+            total._counts = [a + b for a, b in zip(total._counts, counts, strict=True)]
+            total._sum += seconds
+        return total
+
+
+class _Tally:
+    """What the recorder counts for one listener, or for the whole server."""
+
+    __slots__ = ("done", "errors", "open", "rejected", "total")
+
+    def __init__(self) -> None:
+        self.done = Counters()  # the traffic of connections closed
+        self.open = 0
+        self.total = 0
+        self.rejected = 0
+        self.errors: Counter[str] = Counter()
+
+    def stats(self, live: list[Counters], listeners: dict[str, Stats] | None = None) -> Stats:
+        traffic = Counters()
+        traffic.add(self.done)
+        for counters in live:
+            traffic.add(counters)
+        return Stats(
+            connections_open=self.open,
+            connections_total=self.total,
+            connections_rejected=self.rejected,
+            bytes_in=traffic.bytes_in,
+            bytes_out=traffic.bytes_out,
+            messages_in=traffic.messages_in,
+            messages_out=traffic.messages_out,
+            errors=dict(self.errors),
+            listeners=listeners or {},
+        )
+
 
 class StatsRecorder:
     """Collects counters from every engine thread; ``snapshot()`` reads them."""
@@ -94,20 +147,40 @@ class StatsRecorder:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._live: set[Counters] = set()
-        self._done = Counters()
-        self._open = 0
-        self._total = 0
-        self._rejected = 0
-        self._errors: Counter[str] = Counter()
-        #: handler latency per message, when a metrics endpoint wants it (else None: not timed)
-        self.latency: LatencyHistogram | None = None
+        self._all = _Tally()
+        self._by_listener: dict[str, _Tally] = {}
+        #: handler latency per message, when a metrics endpoint wants it (else None: not
+        #: timed); one histogram per listener, made by :meth:`latency_for`
+        self.latency: dict[str, LatencyHistogram] | None = None
+
+    def _tallies(self, listener: str) -> tuple[_Tally, _Tally]:
+        """The server's tally and the listener's (made on first use); under the lock."""
+        tally = self._by_listener.get(listener)
+        if tally is None:
+            tally = self._by_listener[listener] = _Tally()
+        return self._all, tally
+
+    def count_latency(self) -> None:
+        """Time handlers from now on (a metrics endpoint wants the histogram)."""
+        self.latency = {}
+
+    def latency_for(self, listener: str) -> LatencyHistogram | None:
+        """The handler-latency histogram of ``listener``'s connections, if latency is timed."""
+        if self.latency is None:
+            return None
+        with self._lock:
+            histogram = self.latency.get(listener)
+            if histogram is None:
+                histogram = self.latency[listener] = LatencyHistogram()
+            return histogram
 
     def track(self, counters: Counters, connection: bool = True) -> None:
         with self._lock:
             self._live.add(counters)
             if connection:
-                self._open += 1
-                self._total += 1
+                for tally in self._tallies(counters.listener):
+                    tally.open += 1
+                    tally.total += 1
 
     def untrack(self, counters: Counters, connection: bool = True) -> None:
         with self._lock:
@@ -115,37 +188,34 @@ class StatsRecorder:
                 self._live.remove(counters)
             except KeyError:
                 return  # not tracked, or already folded in
-            done = self._done
-            done.bytes_in += counters.bytes_in
-            done.bytes_out += counters.bytes_out
-            done.messages_in += counters.messages_in
-            done.messages_out += counters.messages_out
-            if connection:
-                self._open -= 1
+            for tally in self._tallies(counters.listener):
+                tally.done.add(counters)
+                if connection:
+                    tally.open -= 1
 
-    def rejected(self) -> None:
+    def rejected(self, listener: str = "") -> None:
         with self._lock:
-            self._rejected += 1
+            for tally in self._tallies(listener):
+                tally.rejected += 1
 
-    def error(self, kind: str) -> None:
+    def error(self, kind: str, listener: str = "") -> None:
         with self._lock:
-            self._errors[kind] += 1
+            for tally in self._tallies(listener):
+                tally.errors[kind] += 1
 
     @property
     def connections_open(self) -> int:
-        return self._open
+        return self._all.open
 
     def snapshot(self) -> Stats:
         with self._lock:
             live = list(self._live)
-            done = self._done
-            return Stats(
-                connections_open=self._open,
-                connections_total=self._total,
-                connections_rejected=self._rejected,
-                bytes_in=done.bytes_in + sum(c.bytes_in for c in live),
-                bytes_out=done.bytes_out + sum(c.bytes_out for c in live),
-                messages_in=done.messages_in + sum(c.messages_in for c in live),
-                messages_out=done.messages_out + sum(c.messages_out for c in live),
-                errors=dict(self._errors),
-            )
+            by_listener: dict[str, list[Counters]] = {name: [] for name in self._by_listener}
+            for counters in live:
+                by_listener.setdefault(counters.listener, []).append(counters)
+            listeners = {
+                name: self._tallies(name)[1].stats(counters)
+                for name, counters in sorted(by_listener.items())
+                if name
+            }
+            return self._all.stats(live, listeners)

@@ -1,4 +1,5 @@
-"""The live ``--stats`` panel: connections, requests/s, bytes/s and errors, about once a second."""
+"""The live ``--stats`` panel: connections, requests/s, bytes/s and errors, about once a
+second; with several endpoints, connections and requests/s for each."""
 
 from __future__ import annotations
 
@@ -52,6 +53,11 @@ class StatsPanel:
         table.add_row("bytes/s out", _rate((now.bytes_out - before.bytes_out) / seconds))
         errors = ", ".join(f"{kind} {count}" for kind, count in sorted(now.errors.items())) or "none"
         table.add_row("errors", errors)
+        if len(now.listeners) > 1:  # which endpoint the traffic comes to
+            for url, counted in now.listeners.items():
+                earlier = before.listeners.get(url, Stats())
+                rate = _rate((counted.messages_in - earlier.messages_in) / seconds)
+                table.add_row(url, f"{counted.connections_open:,} open, {rate} requests/s")
         return table
 
     def _run(self) -> None:

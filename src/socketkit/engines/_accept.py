@@ -57,7 +57,7 @@ class AcceptGate:
             return None
         except OSError as exc:
             if exc.errno in _RESOURCE_ERRNOS:
-                self.stats.error("accept")
+                self.stats.error("accept", listener.url)
                 log.error(
                     "accept on %s failed: %s; pausing accepts for %.1fs", listener.url, exc, ACCEPT_BACKOFF
                 )
@@ -74,16 +74,16 @@ class AcceptGate:
                     pass
             if not self._count_per_ip or not listener.counts_per_ip:
                 return sock, addr  # behind a PROXY header the peer is counted once it is known
-            refusal = self.admit(addr)
+            refusal = self.admit(addr, listener.url)
             if refusal is None:
                 return sock, addr
             sock.close()
             return None
         return sock, addr
 
-    def admit(self, addr: Any) -> LimitExceeded | None:
+    def admit(self, addr: Any, listener: str) -> LimitExceeded | None:
         """Count ``addr`` against max_connections_per_ip; the refusal (logged and counted as
-        rejected) if it is over."""
+        rejected, at ``listener``) if it is over."""
         if not self._count_per_ip or not isinstance(addr, tuple):
             return None
         ip = addr[0]
@@ -92,7 +92,7 @@ class AcceptGate:
             if count < self.limits.max_connections_per_ip:
                 self._per_ip[ip] = count + 1
                 return None
-        self.stats.rejected()
+        self.stats.rejected(listener)
         log_sampled(
             self.stats,
             "rejected",

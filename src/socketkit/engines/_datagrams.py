@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ class DatagramConnection(Connection):
     __slots__ = ("_counters", "_sock")
 
     def __init__(self, codec: Codec, sock: socket.socket, addr: Any, scheme: str, counters: Counters) -> None:
-        super().__init__(codec, addr, None, scheme)
+        super().__init__(codec, addr, None, scheme, counters.listener)
         self._sock = sock
         self._counters = counters
 
@@ -85,10 +86,14 @@ def answer(
             conn.send_bytes(reply)
         return
     counters.messages_in += 1
+    latency = host.stats.latency_for(counters.listener)  # None unless metrics are served
+    started = 0.0 if latency is None else time.perf_counter()
     try:
         handle(message, conn)
     except Exception as exc:
         report_close(host.stats, conn, exc)
+    if latency is not None:
+        latency.observe(time.perf_counter() - started)
 
 
 def serve_datagrams(

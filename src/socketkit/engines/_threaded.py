@@ -85,6 +85,7 @@ class ThreadedConnection(Session):
             listener.endpoint.scheme,
             time.monotonic(),
             listener.layer_factories,
+            listener.url,
         )
         self._sock = sock
         self._engine = engine

@@ -155,7 +155,7 @@ class Engine(ABC):
         here each socket is its connection's to close; serve() closes those never taken."""
         taken = []
         for origin in self._untaken:
-            if origin.counts_per_ip and self.gate.admit(origin.peer) is not None:
+            if origin.counts_per_ip and self.gate.admit(origin.peer, origin.url) is not None:
                 origin.close()
                 continue
             taken.append((origin.sock, origin.peer, origin))
@@ -169,9 +169,9 @@ class Engine(ABC):
         if session.per_ip_counted:
             self.gate.release(session.peer)
 
-    def admit(self, peer: Any) -> LimitExceeded | None:
+    def admit(self, peer: Any, listener: str) -> LimitExceeded | None:
         """A peer learned after accept (a PROXY header) counted against the per-IP limit."""
-        return self.gate.admit(peer)
+        return self.gate.admit(peer, listener)
 
     def open_connections(self) -> Sequence[Session]:
         """The connections being served now (for the forced-shutdown report)."""

@@ -64,8 +64,9 @@ class IterativeEngine(ThreadEngine):
     def _serve(self) -> None:
         selector = self._selector
         datagram_handle = self.handler.datagram_handler() if not self.handler.is_blocking else None
-        counters = Counters()
-        self.stats.track(counters, connection=False)
+        counters = {listener: Counters(listener.url) for listener in self.listeners}  # datagram traffic
+        for each in counters.values():
+            self.stats.track(each, connection=False)
         try:
             # Adopted connections first: they were there before anything could be accepted.
             for sock, peer, origin in self.take_adopted():
@@ -95,7 +96,7 @@ class IterativeEngine(ThreadEngine):
                             listener.sock,
                             scheme,
                             datagram_handle,
-                            counters,
+                            counters[listener],
                             until_idle=True,
                         )
                     elif not self.gate.paused:
@@ -113,12 +114,13 @@ class IterativeEngine(ThreadEngine):
                         listener.sock,
                         listener.endpoint.scheme,
                         datagram_handle,
-                        counters,
+                        counters[listener],
                         until_idle=True,
                     )
         finally:
             selector.close()
-            self.stats.untrack(counters, connection=False)
+            for each in counters.values():
+                self.stats.untrack(each, connection=False)
 
     def _serve_one(self, listener: Listener) -> bool:
         accepted = self.gate.accept(listener)

@@ -74,6 +74,7 @@ class ReactorConnection(Session):
             listener.endpoint.scheme,
             engine.now,
             listener.layer_factories,
+            listener.url,
         )
         self._sock = sock
         self._fd = sock.fileno()
@@ -368,7 +369,7 @@ class ReactorEngine(Engine):
         for listener in self.listeners:
             listener.sock.setblocking(False)
             if not listener.endpoint.is_stream:
-                counters = Counters()
+                counters = Counters(listener.url)
                 self.stats.track(counters, connection=False)
                 self._datagram_counters.append(counters)
                 handle = self.handler.datagram_handler()
@@ -405,7 +406,7 @@ class ReactorEngine(Engine):
             self._watch(conn._fd, conn)
         except ValueError as exc:  # select() cannot watch descriptors >= FD_SETSIZE
             log.error("%s: cannot watch this socket (%s); use the poll or epoll engine", conn.peer_url, exc)
-            self.stats.rejected()
+            self.stats.rejected(listener.url)
             sock.close()
             self.gate.release(addr)
             return

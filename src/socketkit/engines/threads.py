@@ -102,7 +102,7 @@ class ThreadsEngine(ThreadEngine):
             _thread.start_new_thread(self._run, (sock, addr, listener))
         except RuntimeError as exc:  # out of threads: this connection cannot be served
             log.error("cannot start a thread for %r: %s", addr, exc)
-            self.stats.error("accept")
+            self.stats.error("accept", listener.url)
             with self._lock:
                 del self._live[sock]
             sock.close()
@@ -158,7 +158,7 @@ class ThreadsEngine(ThreadEngine):
             if listener.endpoint.is_stream:
                 continue
             handle = self.handler.datagram_handler()
-            counters = Counters()
+            counters = Counters(listener.url)
             thread = threading.Thread(
                 target=self._run_datagrams,
                 args=(listener, handle, counters),
