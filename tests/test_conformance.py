@@ -656,6 +656,40 @@ def test_pipelined_http_with_a_closing_request_gets_its_responses(engine: str) -
         assert server.stats.messages_out == 2
 
 
+@pytest.mark.parametrize("timed", [False, True], ids=["untimed", "timed"])
+def test_an_http_handler_that_raises_gets_its_request_a_500(engine: str, timed: bool) -> None:
+    """Pipelined: the request before is answered, the failing one gets a 500 that names no
+    detail, the one after is not served; a handler that answered before raising sends no 500."""
+
+    def handler(request: sk.Request, conn: sk.Connection) -> sk.HttpResponse | None:
+        if request.target == b"/boom":
+            raise RuntimeError("secret detail")
+        if request.target == b"/late":
+            conn.send(sk.HttpResponse(200, b"answered\n"))
+            raise RuntimeError("after the answer")
+        return sk.HttpResponse(200, b"fine\n")
+
+    metrics = "127.0.0.1:0" if timed else None
+    codec = sk.HttpRequest()
+    with sk.Server(
+        "tcp://127.0.0.1:0", handler, codec=codec, engine=engine, metrics=metrics
+    ).start() as server:
+        for failing, expected in ((b"/boom", b"HTTP/1.1 500 Internal Server Error"), (b"/late", b"answered")):
+            with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
+                sock.sendall(
+                    b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET " + failing + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+                    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+                )
+                received = b""
+                while data := sock.recv(65536):
+                    received += data
+            assert received.startswith(b"HTTP/1.1 200 OK") and received.count(b"fine") == 1, received
+            assert expected in received and b"secret" not in received, received
+            assert received.count(b"HTTP/1.1 ") == 2, received  # nothing after the failure
+        wait_until(lambda: server.stats.errors.get("handler") == 2, what="both failures to be counted")
+        assert b"Connection: close" in codec.failure_reply()
+
+
 @pytest.mark.parametrize("engine", CONCURRENT)  # a relay needs connections served at once
 def test_a_burst_fanned_out_to_readers_that_read_reaches_them(engine: str) -> None:
     """One burst from a sender, relayed to readers that keep reading: judged by draining, not by size."""

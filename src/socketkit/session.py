@@ -246,16 +246,18 @@ class Session(Connection):
             else:  # dispatched here, in this frame: the hot path
                 handle = self._dispatch.message
                 self._in_event = True
+                answered = 0  # messages_out before the message being handled
                 try:
                     if self._latency is None:
                         for message in messages:
+                            answered = self.messages_out
                             handle(message)
                             if self._closed:  # the handler closed: later pipelined messages are not answered
                                 break
                     else:
                         self._timed_dispatch(handle, messages)
                 except Exception as exc:
-                    self._close(exc)
+                    self._handler_failed(exc, self.messages_out != answered)
                 self._in_event = False
                 if self._release is not None:
                     self._release()
@@ -271,11 +273,26 @@ class Session(Connection):
         latency = self._latency
         assert latency is not None
         for message in messages:
+            answered = self.messages_out
             started = _perf_counter()
-            handle(message)
-            latency.observe(_perf_counter() - started)
+            try:
+                handle(message)
+            except Exception as exc:
+                self._handler_failed(exc, self.messages_out != answered)
+                return
+            finally:
+                latency.observe(_perf_counter() - started)
             if self._closed:
                 break
+
+    def _handler_failed(self, error: Exception, answered: bool) -> None:
+        """The handler raised on a message: the codec's failure reply (HTTP's 500), unless the
+        handler had answered that message already, then close."""
+        if not answered and not self._closed:
+            reply = self.codec.failure_reply()
+            if reply is not None:
+                self._write(reply)
+        self._close(error)
 
     def sent(self, count: int, now: float) -> None:
         """The kernel took the first ``count`` bytes of :attr:`out`."""

@@ -109,6 +109,11 @@ class Codec(ABC):
         """The bytes telling a peer its input was refused, or None if the format has no way to say it."""
         return None
 
+    def failure_reply(self) -> bytes | None:
+        """The bytes telling a peer the server failed on its request (the handler raised), or
+        None if the format has no standard way to say it. It never carries the exception."""
+        return None
+
     def _limit(self, max_length: int | None) -> int:
         if max_length is None:
             return self.max_length

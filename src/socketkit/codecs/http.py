@@ -267,6 +267,9 @@ class HttpRequest(Codec):
             HttpResponse(status, text.encode(), [("Content-Type", "text/plain")], close=True)
         )
 
+    def failure_reply(self) -> bytes:
+        return _FAILURE_REPLY
+
     def __repr__(self) -> str:
         return f"HttpRequest(max_head={self.max_head}, max_body={self.max_length})"
 
@@ -297,3 +300,9 @@ def render_response(response: HttpResponse) -> bytes:
             f"HTTP header outside Latin-1: {exc.object[exc.start : exc.end]!r}"
         ) from None
     return head if response.head_only else head + response.body
+
+
+#: what a request whose handler raised gets: no detail of the error, and the connection closes
+_FAILURE_REPLY = render_response(
+    HttpResponse(500, b"500 Internal Server Error\n", [("Content-Type", "text/plain")], close=True)
+)
