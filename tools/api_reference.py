@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import socketkit  # noqa: E402
 from socketkit import netinfo, tls  # noqa: E402
+from socketkit.compat import socketserver as compat_socketserver  # noqa: E402
 
 OUT = ROOT / "docs" / "api.md"
 
@@ -82,6 +83,14 @@ def reference() -> str:
     lines += ["## socketkit.netinfo (the look-ups behind `socketkit info`)", ""]
     for name in netinfo.__all__:
         lines += _entry(name, getattr(netinfo, name), "socketkit.netinfo")
+    lines += [
+        "## socketkit.compat.socketserver (the standard library's socketserver, drop-in)",
+        "",
+        inspect.cleandoc(compat_socketserver.__doc__ or ""),
+        "",
+    ]
+    for name in sorted(compat_socketserver.__all__):
+        lines += _entry(name, getattr(compat_socketserver, name), "socketkit.compat.socketserver")
     return "\n".join(lines).rstrip() + "\n"
 
 
