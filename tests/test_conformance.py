@@ -656,6 +656,22 @@ def test_pipelined_http_with_a_closing_request_gets_its_responses(engine: str) -
         assert server.stats.messages_out == 2
 
 
+def test_a_client_that_connected_just_before_stop_gets_its_answer(engine: str, stream_url: str) -> None:
+    """Its request is on the way when stop() comes: the connection is not closed as idle
+    (it has FIRST_REQUEST_WAIT from when it was accepted), over TLS too."""
+    server = sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start()
+    with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+        wait_until(lambda: server.stats.connections_open == 1, what="the connection to be accepted")
+        stopper = threading.Thread(target=server.stop, args=(WAIT,))
+        stopper.start()
+        wait_until(lambda: not server.running or server._engine.stopping, what="stop() to begin")  # type: ignore[union-attr]
+        assert client.request(b"just in time") == b"just in time"
+        with pytest.raises(sk.ClosedError):  # answered, then the stopping server closed it
+            client.recv()
+    stopper.join(WAIT)
+    assert not stopper.is_alive() and not server.running
+
+
 @pytest.mark.parametrize("timed", [False, True], ids=["untimed", "timed"])
 def test_an_http_handler_that_raises_gets_its_request_a_500(engine: str, timed: bool) -> None:
     """Pipelined: the request before is answered, the failing one gets a 500 that names no

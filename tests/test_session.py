@@ -10,7 +10,7 @@ import socketkit as sk
 from socketkit.errors import IdleTimeout, ReadTimeout, WriteTimeout
 from socketkit.handlers import adapt
 from socketkit.layers import Layer, LayerFactory
-from socketkit.session import CLOSED, CLOSING, INPUT_ENDED, OPEN, Session, SessionHost
+from socketkit.session import CLOSED, CLOSING, FIRST_REQUEST_WAIT, INPUT_ENDED, OPEN, Session, SessionHost
 from socketkit.stats import StatsRecorder
 
 
@@ -131,7 +131,7 @@ def test_stopping_serves_what_arrived_while_the_handler_was_busy() -> None:
     host.stopping = True  # SIGTERM while the handler ran
     conn.received(b"second\n", 1.1)  # the engine reads on before it looks at stopping
     assert conn.out == b"slow\nsecond\n" and conn.phase is OPEN
-    conn.quiet()  # nothing more waiting
+    conn.quiet(1.2)  # nothing more waiting
     assert conn.phase is CLOSING and conn.out == b"slow\nsecond\n"
 
 
@@ -139,17 +139,35 @@ def test_stopping_leaves_a_half_received_message_to_the_grace_deadline() -> None
     conn, host = session()
     host.stopping = True
     conn.received(b"half", 1.0)
-    conn.quiet()
+    conn.quiet(1.0)
     assert conn.phase is OPEN
     conn.received(b" done\n", 2.0)
-    conn.quiet()
+    conn.quiet(2.0)
     assert conn.phase is CLOSING and conn.out == b"half done\n"
 
 
 def test_quiet_without_stopping_changes_nothing() -> None:
     conn, _ = session()
-    conn.quiet()
+    conn.quiet(1.0)
     assert conn.phase is OPEN
+
+
+def test_stopping_waits_for_a_new_connections_first_request_a_little() -> None:
+    """Accepted at 0.0 and nothing heard yet when stop() comes: its request may be on the
+    way, so quiet() keeps it open until FIRST_REQUEST_WAIT has passed, and not after."""
+    conn, host = session()
+    host.stopping = True
+    assert conn.fresh_until() == FIRST_REQUEST_WAIT
+    conn.quiet(FIRST_REQUEST_WAIT / 2)
+    assert conn.phase is OPEN
+    conn.received(b"late\n", FIRST_REQUEST_WAIT * 0.9)
+    assert conn.out == b"late\n" and conn.fresh_until() is None
+    conn.quiet(FIRST_REQUEST_WAIT * 0.95)  # answered: now it is idle like any other
+    assert conn.phase is CLOSING
+    silent, host = session()
+    host.stopping = True
+    silent.quiet(FIRST_REQUEST_WAIT)
+    assert silent.phase is CLOSING
 
 
 def test_deadlines_first_byte_then_read_then_idle_then_write() -> None:

@@ -339,6 +339,11 @@ class Listener:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    def shared(self) -> None:
+        """This process shares the socket with the one that made it (a prefork worker):
+        closing it here leaves the unix socket file alone."""
+        self._inode = None
+
     def close(self) -> None:
         if self.sock.fileno() == -1:
             return

@@ -14,7 +14,11 @@ also ``kind``; one series per listener, so ``sum()`` gives the server):
 ``socketkit_connections_rejected_total``, ``socketkit_received_bytes_total``,
 ``socketkit_sent_bytes_total``, ``socketkit_received_messages_total``,
 ``socketkit_sent_messages_total``, ``socketkit_errors_total``, and the
-histogram ``socketkit_handler_seconds``.
+histogram ``socketkit_handler_seconds``. With worker processes (prefork) the
+numbers are the workers' summed, and ``socketkit_worker_connections_open``,
+``socketkit_worker_connections_total``, ``socketkit_worker_received_messages_total``
+and ``socketkit_worker_sent_messages_total`` have a ``worker`` label (its index)
+as well.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ class Server(Protocol):
 
     @property
     def latency(self) -> LatencyHistogram | None: ...
+
+    @property
+    def worker_stats(self) -> dict[int, Stats]: ...
 
     @property
     def latency_by_listener(self) -> dict[str, LatencyHistogram]: ...
@@ -100,6 +107,7 @@ class _StatsCollector:
             for kind, count in sorted(counted.errors.items()):
                 errors.add_metric([engine, url, kind], count)
         yield errors
+        yield from _per_worker(core, engine, server.worker_stats, list(listeners))
         latencies = server.latency_by_listener
         if not latencies and server.latency is None:
             return
@@ -115,6 +123,31 @@ class _StatsCollector:
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             histogram.add_metric([engine, url], buckets, total)
         yield histogram
+
+
+def _per_worker(core: Any, engine: str, workers: dict[int, Stats], urls: list[str]) -> Iterator[Any]:
+    """With worker processes: each one's connections and messages (labels engine, listener, worker)."""
+    if not workers:
+        return
+    labels = ["engine", "listener", "worker"]
+    for kind, name, text, field in (
+        (
+            "Gauge",
+            "socketkit_worker_connections_open",
+            "Connections open now, per worker.",
+            "connections_open",
+        ),
+        ("Counter", "socketkit_worker_connections", "Connections accepted, per worker.", "connections_total"),
+        ("Counter", "socketkit_worker_received_messages", "Messages decoded, per worker.", "messages_in"),
+        ("Counter", "socketkit_worker_sent_messages", "Messages sent, per worker.", "messages_out"),
+    ):
+        metric = getattr(core, f"{kind}MetricFamily")(name, text, labels=labels)
+        for index, counted in sorted(workers.items()):
+            for url in urls:
+                metric.add_metric(
+                    [engine, url, str(index)], getattr(counted.listeners.get(url, Stats()), field)
+                )
+        yield metric
 
 
 def exposition(server: Server) -> tuple[bytes, str]:

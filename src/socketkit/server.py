@@ -12,11 +12,13 @@ called from, so it is safe from any thread, a handler, or a signal handler.
 from __future__ import annotations
 
 import functools
+import importlib
 import signal
 import socket
 import ssl
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -25,11 +27,13 @@ from .codecs import Codec, HttpRequest, Raw
 from .endpoints import Address, Endpoint, Listener, adopt, bind, describe_socket, is_address, parse
 from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
+from .errors import SocketkitError
 from .handlers import Handler, adapt
 from .layers import LayerFactory
 from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
 from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
+from .loader import load_handler
 from .stats import LATENCY_BUCKETS, LatencyHistogram, Stats, StatsRecorder
 from .systemd import Watchdog, listen_fds, notify, watchdog_interval
 
@@ -65,6 +69,20 @@ class Server:
             (CIDRs; default loopback only).
         metrics: where to serve Prometheus metrics (``GET /metrics``), e.g.
             ``tcp://127.0.0.1:9100``; needs ``pip install 'socketkit[metrics]'``.
+        workers: serve with a master process and this many worker processes, each
+            running ``engine`` on the same sockets (``"auto"``: one per usable core);
+            ``engine="prefork"`` alone means ``workers="auto"`` with the reactor. Limits
+            apply per worker. See :mod:`socketkit.engines.prefork`.
+        worker_timeout: seconds a worker may go without a heartbeat (its loop stuck
+            in a handler) before the master kills and replaces it.
+        worker_init: called in each worker process once it is forked, before it
+            serves (open per-process resources here: database connections must not
+            be shared across a fork); if it raises, the worker failed to boot and the
+            server stops with that error.
+
+    A handler given as ``"module:attr"`` is imported here; with workers, SIGHUP
+    imports its module again (``importlib.reload``) before replacing the workers,
+    so they run the new code; if that fails, the running workers are kept.
 
     Raises:
         ValueError: a bad URL, an unknown engine, or a handler the engine cannot run.
@@ -83,6 +101,9 @@ class Server:
         tls: ssl.SSLContext | None = None,
         trusted_proxies: Iterable[str] = DEFAULT_TRUSTED,
         metrics: Address | None = None,
+        workers: int | str | None = None,
+        worker_timeout: float = 30.0,
+        worker_init: Callable[[], object] | None = None,
     ) -> None:
         single = is_address(endpoints) or isinstance(endpoints, socket.socket)
         urls: list[Any] = [endpoints] if single else list(endpoints)  # type: ignore[arg-type]
@@ -96,7 +117,12 @@ class Server:
                 if sock is not None:
                     self._adopted[len(self.endpoints)] = sock
                 self.endpoints.append(endpoint)
-        self.handler: Handler = adapt(handler)
+        #: "module:attr" the handler was loaded from, to load again on SIGHUP (prefork)
+        self._handler_spec = handler if isinstance(handler, str) and ":" in handler else None
+        self.handler: Handler = load_handler(self._handler_spec) if self._handler_spec else adapt(handler)
+        #: called on SIGHUP in the serving process, before a prefork server replaces its
+        #: workers (the CLI reloads TLS certificates here)
+        self.reloaders: list[Callable[[], None]] = []
         if codec is None:
             codec = Raw()
         if not isinstance(codec, Codec):
@@ -110,9 +136,21 @@ class Server:
         self.layers: tuple[LayerFactory, ...] = tuple(layers)
         self.tls = _check_tls(tls, self.endpoints)
         self.trusted_proxies = trusted_networks(trusted_proxies)
+        if engine == "prefork":
+            engine, workers = "auto", "auto" if workers is None else workers
+        self.workers = _worker_count(workers)
+        self.worker_timeout = worker_timeout
+        self.worker_init = worker_init
+        if worker_timeout <= 0:
+            raise ValueError("worker_timeout must be a positive number of seconds")
+        #: the engine that serves connections (in each worker, with workers)
         self.engine_name = resolve_engine_name(engine, self.handler.is_blocking)
+        if self.engine_name == "prefork":
+            raise ValueError("name the engine each worker runs, e.g. engine='epoll', workers=4")
         self._engine_class = engine_class(self.engine_name)
         self._check_handler_fits()
+        if self.workers is not None and self._handler_spec is not None:
+            self.reloaders.append(self._reload_handler)
         self._stats = StatsRecorder()
         self._listeners: list[Listener] = []
         self._watchdog: Watchdog | None = None
@@ -174,15 +212,14 @@ class Server:
     @property
     def latency(self) -> LatencyHistogram | None:
         """Handler time per message, on every listener, kept when a metrics endpoint is served."""
-        per_listener = self._stats.latency
-        if per_listener is None:
+        if self._stats.latency is None:
             return None
-        return LatencyHistogram.merged(list(per_listener.values()), LATENCY_BUCKETS)
+        return LatencyHistogram.merged(list(self._stats.latency_by_listener().values()), LATENCY_BUCKETS)
 
     @property
     def latency_by_listener(self) -> dict[str, LatencyHistogram]:
         """Handler time per message for each listener (by URL), when a metrics endpoint is served."""
-        return dict(self._stats.latency or {})
+        return self._stats.latency_by_listener()
 
     @property
     def metrics_url(self) -> str | None:
@@ -221,9 +258,48 @@ class Server:
                         listener.close()
                     raise
             self._listeners = listeners
-            engine = self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
+            engine = self._make_engine(listeners)
             self._engine = engine
         return engine
+
+    def _make_engine(self, listeners: list[Listener]) -> Engine:
+        if self.workers is None:
+            return self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
+        from .engines.prefork import PreforkEngine  # noqa: PLC0415 - only prefork servers need it
+
+        return PreforkEngine(
+            listeners,
+            self.handler,
+            self.codec,
+            self.limits,
+            self._stats,
+            workers=self.workers,
+            inner=self._engine_class,
+            worker_timeout=self.worker_timeout,
+            worker_init=self.worker_init,
+            handler_source=lambda: self.handler,
+        )
+
+    def _reload_handler(self) -> None:
+        """SIGHUP: import the handler's module again; on failure keep the running handler."""
+        assert self._handler_spec is not None
+        module_name = self._handler_spec.partition(":")[0]
+        try:
+            module = sys.modules.get(module_name)
+            if module is not None:
+                importlib.reload(module)
+            self.handler = load_handler(self._handler_spec)
+        except Exception as exc:  # a syntax error, an import error: what the user broke
+            log.error("SIGHUP: cannot load %s again (%s); keeping the running code", self._handler_spec, exc)
+            raise
+        log.info("SIGHUP: loaded %s again", self._handler_spec)
+
+    @property
+    def worker_stats(self) -> dict[int, Stats]:
+        """With workers: each live worker's stats (as it last reported them), by index."""
+        engine = self._engine
+        worker_stats = getattr(engine, "worker_stats", None)
+        return worker_stats() if worker_stats is not None else {}
 
     def _layers_for(self, endpoint: Endpoint) -> tuple[LayerFactory, ...]:
         """The layers of a listener's connections, nearest the socket first: the PROXY
@@ -250,7 +326,9 @@ class Server:
         log.info(
             "serving %s (engine %s, codec %s, handler %s%s)",
             ", ".join(listener.described for listener in self._listeners),
-            self.engine_name,
+            self.engine_name
+            if self.workers is None
+            else f"{self.engine_name} in {self.workers} worker processes",
             self.codec.name,
             self.handler.name,
             metrics,
@@ -306,7 +384,13 @@ class Server:
             raise  # a forced shutdown (second SIGINT): not a failure of the engine
         except BaseException as exc:
             self._failure = exc
-            log.critical("engine %s failed: %s", self.engine_name, exc, exc_info=exc)
+            # socketkit's own errors say what happened; anything else needs its traceback
+            log.critical(
+                "engine %s failed: %s",
+                self.engine_name,
+                exc,
+                exc_info=None if isinstance(exc, SocketkitError) else exc,
+            )
             engine.close_listeners()
         finally:
             if self._watchdog is not None:
@@ -345,6 +429,8 @@ class Server:
         restore: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
             restore[signum] = signal.signal(signum, on_signal)
+        if self.reloaders or self.workers is not None:
+            restore[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda signum, frame: self.reload())
         # The kernel may deliver the signal to any thread; CPython then only sets
         # a flag, and the handler runs when the main thread next wakes. The
         # wake-up fd (as asyncio uses it) makes the engine's loop wake at once.
@@ -378,6 +464,21 @@ class Server:
                 _STOP_MARGIN,
             )
 
+    def reload(self) -> None:
+        """What SIGHUP does: run the reloaders, then, with workers, replace them one at a time.
+
+        A reloader that raises stops the reload (the workers keep running the code they
+        have); it says why in the log.
+        """
+        for reloader in self.reloaders:
+            try:
+                reloader()
+            except Exception:
+                return
+        reload = getattr(self._engine, "reload", None)
+        if reload is not None:
+            reload()
+
     def wait_started(self, timeout: float | None = None) -> bool:
         """Wait until the endpoints are bound (useful with serve_forever in another thread).
 
@@ -406,6 +507,21 @@ class Server:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._stopped else "new"
         return f"<Server {' '.join(self.urls)} engine={self.engine_name} {state}>"
+
+
+def _worker_count(workers: int | str | None) -> int | None:
+    """The number of worker processes ``workers`` asks for (None: no workers)."""
+    if workers is None:
+        return None
+    if workers == "auto":
+        from .engines.prefork import usable_cores  # noqa: PLC0415
+
+        return usable_cores()
+    if isinstance(workers, str) and workers.isdigit():
+        workers = int(workers)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a number of processes (1 or more) or 'auto', not {workers!r}")
+    return workers
 
 
 def _check_tls(tls: ssl.SSLContext | None, endpoints: list[Endpoint]) -> ssl.SSLContext | None:

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CLOSED",
     "CLOSING",
+    "FIRST_REQUEST_WAIT",
     "FOREIGN_OUTPUT_FACTOR",
     "INPUT_ENDED",
     "OPEN",
@@ -83,6 +84,11 @@ _get_ident = threading.get_ident
 #: its reading; a peer that drains it in time is kept, but one whose unsent
 #: output passes this many times ``write_buffer_high`` is closed at once.
 FOREIGN_OUTPUT_FACTOR = 4
+
+#: When stop() comes, a connection that has not sent (or been sent) a message yet and is
+#: younger than this (seconds) is given the rest of it for its first request: a client
+#: that connected just before the stop has it on the way. Others that are idle end at once.
+FIRST_REQUEST_WAIT = 1.0
 
 
 class Phase(enum.Enum):
@@ -129,6 +135,7 @@ class Session(Connection):
         "_layers",
         "_limits",
         "_message_started",
+        "_opened",
         "_owner",
         "_partial",
         "_pending",
@@ -178,6 +185,7 @@ class Session(Connection):
         self._partial = False  # a message is half received
         self._heard = False  # a byte went either way (before that, read_timeout applies)
         self._last_active = now  # until a byte goes either way: when the connection opened
+        self._opened = now
         self._message_started = 0.0
         self.phase = OPEN
         self.error: BaseException | None = None  # why it is closing (None: a clean close)
@@ -324,10 +332,22 @@ class Session(Connection):
             and len(self.out) <= self._limits.write_buffer_low
         )
 
-    def quiet(self) -> None:
-        """The engine found no more bytes waiting. While stopping, an idle connection ends here."""
+    def quiet(self, now: float) -> None:
+        """The engine found no more bytes waiting. While stopping, an idle connection ends here,
+        unless it is new and its first request may still be on its way (:meth:`fresh_until`)."""
         if self._host.stopping and not self._partial and self.phase is OPEN:
+            fresh = self.fresh_until()
+            if fresh is not None and now < fresh:
+                return
             self._end_input()
+
+    def fresh_until(self) -> float | None:
+        """Until when stop() waits for this connection's first request: a client that
+        connected just before the stop has it on the way (behind a TLS handshake, perhaps).
+        None once a message went either way."""
+        if self.messages_in or self.messages_out:
+            return None
+        return self._opened + FIRST_REQUEST_WAIT
 
     @property
     def idle(self) -> bool:

@@ -15,9 +15,19 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["LATENCY_BUCKETS", "Counters", "LatencyHistogram", "Stats", "StatsRecorder"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Counters",
+    "LatencyHistogram",
+    "Stats",
+    "StatsRecorder",
+    "stats_from_dict",
+    "sum_stats",
+]
 
 #: Upper bounds (seconds) of the handler-latency buckets: Prometheus's defaults, finer below 5 ms.
 LATENCY_BUCKETS = (
@@ -76,6 +86,35 @@ class Stats:
     listeners: dict[str, Stats] = field(default_factory=dict)
 
 
+def stats_from_dict(data: dict[str, Any]) -> Stats:
+    """The Stats that ``dataclasses.asdict`` made ``data`` of (as a worker process sends it)."""
+    fields = dict(data)
+    fields["listeners"] = {url: stats_from_dict(each) for url, each in fields.get("listeners", {}).items()}
+    return Stats(**fields)
+
+
+def sum_stats(items: Iterable[Stats]) -> Stats:
+    """The counters of several Stats added up, per listener too (the workers of a prefork server)."""
+    items = list(items)
+    errors: Counter[str] = Counter()
+    by_listener: dict[str, list[Stats]] = {}
+    for each in items:
+        errors.update(each.errors)
+        for url, counted in each.listeners.items():
+            by_listener.setdefault(url, []).append(counted)
+    return Stats(
+        connections_open=sum(each.connections_open for each in items),
+        connections_total=sum(each.connections_total for each in items),
+        connections_rejected=sum(each.connections_rejected for each in items),
+        bytes_in=sum(each.bytes_in for each in items),
+        bytes_out=sum(each.bytes_out for each in items),
+        messages_in=sum(each.messages_in for each in items),
+        messages_out=sum(each.messages_out for each in items),
+        errors=dict(errors),
+        listeners={url: sum_stats(parts) for url, parts in sorted(by_listener.items())},
+    )
+
+
 class LatencyHistogram:
     """How long handlers took per message, in cumulative-ready buckets; thread-safe.
 
@@ -100,14 +139,18 @@ class LatencyHistogram:
         with self._lock:
             return list(self._counts), self._sum
 
+    def add(self, counts: list[int], seconds: float) -> None:
+        """Count the observations of a snapshot (another histogram's, another process's)."""
+        with self._lock:
+            self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
+            self._sum += seconds
+
     @classmethod
     def merged(cls, histograms: list[LatencyHistogram], buckets: tuple[float, ...]) -> LatencyHistogram:
         """One histogram holding every observation of ``histograms`` (which share ``buckets``)."""
         total = cls(buckets)
         for histogram in histograms:
-            counts, seconds = histogram.snapshot()
-            total._counts = [a + b for a, b in zip(total._counts, counts, strict=True)]
-            total._sum += seconds
+            total.add(*histogram.snapshot())
         return total
 
 
@@ -141,6 +184,16 @@ class _Tally:
         )
 
 
+class StatsSource:
+    """Numbers counted elsewhere (another process), for a StatsRecorder to report."""
+
+    def stats(self) -> Stats:
+        raise NotImplementedError
+
+    def latency(self) -> dict[str, LatencyHistogram]:
+        raise NotImplementedError
+
+
 class StatsRecorder:
     """Collects counters from every engine thread; ``snapshot()`` reads them."""
 
@@ -152,6 +205,9 @@ class StatsRecorder:
         #: handler latency per message, when a metrics endpoint wants it (else None: not
         #: timed); one histogram per listener, made by :meth:`latency_for`
         self.latency: dict[str, LatencyHistogram] | None = None
+        #: where the numbers come from instead, when other processes count them (prefork:
+        #: the workers' reports, summed); snapshot() and latency_by_listener() ask it
+        self.source: StatsSource | None = None
 
     def _tallies(self, listener: str) -> tuple[_Tally, _Tally]:
         """The server's tally and the listener's (made on first use); under the lock."""
@@ -205,9 +261,19 @@ class StatsRecorder:
 
     @property
     def connections_open(self) -> int:
+        if self.source is not None:
+            return self.source.stats().connections_open
         return self._all.open
 
+    def latency_by_listener(self) -> dict[str, LatencyHistogram]:
+        """Handler latency per listener (empty unless timed)."""
+        if self.source is not None:
+            return self.source.latency()
+        return dict(self.latency or {})
+
     def snapshot(self) -> Stats:
+        if self.source is not None:
+            return self.source.stats()
         with self._lock:
             live = list(self._live)
             by_listener: dict[str, list[Counters]] = {name: [] for name in self._by_listener}

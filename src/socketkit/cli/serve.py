@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import signal
 import ssl
 from collections.abc import Callable
-from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -50,11 +48,12 @@ def _with_proxy(url: str, version: str) -> str:
     return f"{full}{'&' if '?' in full else '?'}proxy={version}"
 
 
-def _reload_on_sighup(context: ssl.SSLContext, cert: str, key: str | None) -> None:
-    """SIGHUP loads the certificate and key again: new connections get them, open ones
-    keep theirs (a renewed certificate without a restart)."""
+def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -> Callable[[], None]:
+    """What SIGHUP runs: load the certificate and key again, so new connections get them
+    and open ones keep theirs (a renewed certificate without a restart); workers started
+    after it inherit the context."""
 
-    def reload(signum: int, frame: FrameType | None) -> None:
+    def reload() -> None:
         try:
             context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
@@ -62,7 +61,7 @@ def _reload_on_sighup(context: ssl.SSLContext, cert: str, key: str | None) -> No
         else:
             log.info("SIGHUP: reloaded the TLS certificate %s", cert)
 
-    signal.signal(signal.SIGHUP, reload)
+    return reload
 
 
 @click.command(
@@ -85,6 +84,21 @@ def _reload_on_sighup(context: ssl.SSLContext, cert: str, key: str | None) -> No
     default="auto",
     show_default=True,
     help="Concurrency engine.",
+)
+@click.option(
+    "--workers",
+    default=None,
+    metavar="N|auto",
+    help="Worker processes, each running --engine on the same sockets, under a master that "
+    "restarts them (SIGHUP: replace them one by one, reloading MODULE:ATTR and certificates; "
+    "SIGTTIN/SIGTTOU: one more/fewer). auto: one per usable core. Limits apply per worker.",
+)
+@click.option(
+    "--worker-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds a worker may send no heartbeat (stuck in a handler) before it is replaced.",
 )
 @click.option(
     "--codec",
@@ -144,6 +158,8 @@ def serve(
     service: str,
     urls: tuple[str, ...],
     engine: str,
+    workers: str | None,
+    worker_timeout: float,
     codec: str | None,
     max_connections: int | None,
     max_connections_per_ip: int | None,
@@ -174,7 +190,8 @@ def serve(
                 raise ValueError(f"{service} has a fixed wire format; leave out --codec")
             chosen = codec_by_name(codec) if codec is not None else built_in.codec
         else:
-            handler = load_handler(service)
+            load_handler(service)  # a mistake in it is a usage error, said here
+            handler = service  # the server loads it by name: SIGHUP can load it again
             chosen = codec_by_name(codec or "raw")
         overrides: dict[str, Any] = {
             "max_connections": max_connections,
@@ -206,6 +223,8 @@ def serve(
             tls=tls,
             trusted_proxies=trusted_proxies or DEFAULT_TRUSTED,
             metrics=metrics,
+            workers=workers,
+            worker_timeout=worker_timeout,
         )
         if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
             raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")
@@ -215,7 +234,7 @@ def serve(
         log_handler = RichHandler(console=console, show_path=False)
     configure_logging(log_level, log_format, log_handler)
     if tls is not None and tls_cert is not None:
-        _reload_on_sighup(tls, tls_cert, tls_key)
+        server.reloaders.append(_certificate_reloader(tls, tls_cert, tls_key))
     panel = None
     if stats:
         from .stats_panel import StatsPanel  # noqa: PLC0415

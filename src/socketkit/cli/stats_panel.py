@@ -1,5 +1,6 @@
 """The live ``--stats`` panel: connections, requests/s, bytes/s and errors, about once a
-second; with several endpoints, connections and requests/s for each."""
+second; with several endpoints, connections and requests/s for each; with worker
+processes, connections and requests for each."""
 
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ class StatsPanel:
                 earlier = before.listeners.get(url, Stats())
                 rate = _rate((counted.messages_in - earlier.messages_in) / seconds)
                 table.add_row(url, f"{counted.connections_open:,} open, {rate} requests/s")
+        for index, counted in self.server.worker_stats.items():  # worker processes, if any
+            table.add_row(
+                f"worker {index}", f"{counted.connections_open:,} open, {counted.messages_in:,} requests"
+            )
         return table
 
     def _run(self) -> None:

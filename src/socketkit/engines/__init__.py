@@ -19,6 +19,8 @@ ENGINES: dict[str, str] = {
     "poll": "socketkit.engines.reactor:PollEngine",
     "epoll": "socketkit.engines.reactor:EpollEngine",
     "reactor": "socketkit.engines.reactor:ReactorEngine",
+    # a master and worker processes, each running one of the above: Server(workers=N)
+    "prefork": "socketkit.engines.prefork:PreforkEngine",
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -65,6 +66,21 @@ class ThreadEngine(Engine):
             conn.serve()
         finally:
             self._threaded.pop(conn, None)
+
+    def wake_after_first_request_wait(self) -> float | None:
+        """Stopping: wake the threads of new connections whose wait for a first request is
+        over (see Session.fresh_until); when the next such wait ends, or None."""
+        now = time.monotonic()
+        soonest = None
+        for conn in list(self._threaded):
+            fresh = conn.fresh_until()
+            if fresh is None:
+                continue
+            if fresh <= now:
+                conn.wake()
+            elif soonest is None or fresh < soonest:
+                soonest = fresh
+        return soonest
 
     def cut_all(self) -> None:
         """The grace deadline passed: end every connection's I/O at once (any thread)."""

@@ -233,8 +233,11 @@ class ThreadedConnection(Session):
         self._sock.close()
 
     def wake(self) -> None:
-        """From stop(): end the wait of a thread parked between messages. Signal-safe."""
-        if self._parked:
+        """From stop(): end the wait of a thread parked between messages, unless it waits for
+        a new connection's first request (the engine wakes it again when that wait is over).
+        Signal-safe."""
+        fresh = self.fresh_until()
+        if self._parked and (fresh is None or fresh <= time.monotonic()):
             try:
                 self._sock.shutdown(socket.SHUT_RD)
             except OSError:
@@ -257,17 +260,21 @@ class ThreadedConnection(Session):
         engine = self._engine
         limits = self._limits
         while True:
+            now = time.monotonic()
+            fresh = self.fresh_until() if engine.stopping else None
+            if fresh is not None and fresh <= now:
+                fresh = None
             if not self._partial:
                 self._parked = True  # from here stop() shuts our reading down...
-                if engine.stopping:  # ...or we see that it was called
+                if engine.stopping and fresh is None:  # ...or we see that it was called
                     self._parked = False
-                    # Between messages while stopping: bytes that already
-                    # arrived are served; otherwise this connection is done.
+                    # Between messages while stopping: bytes that already arrived are
+                    # served; otherwise this connection is done (unless it is new: see
+                    # fresh_until, and then it waits for its first bytes until then).
                     data = self._recv_nowait()
                     if data is None:
-                        self.quiet()
+                        self.quiet(now)
                     return data
-            now = time.monotonic()
             deadline = self.deadline()
             if deadline <= now:
                 self._parked = False
@@ -276,7 +283,7 @@ class ThreadedConnection(Session):
                 raise error
             # The kernel's timeout: the time left, but no more than the shorter
             # limit, so a message that starts later still meets its read deadline.
-            wanted = min(deadline - now, limits.idle_timeout, limits.read_timeout)
+            wanted = min(min(deadline, fresh or deadline) - now, limits.idle_timeout, limits.read_timeout)
             flags = 0
             if not self._rcvtimeo:
                 flags = _DONTWAIT  # the first read often finds its data there: no timeout needed yet

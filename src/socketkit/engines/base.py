@@ -23,7 +23,8 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from ..closing import log
@@ -51,6 +52,10 @@ class Engine(ABC):
     name: ClassVar[str] = "engine"
     #: whether @blocking handlers can run on this engine.
     supports_blocking: ClassVar[bool] = False
+    #: whether one handler that never returns stops the whole engine (its loop runs every
+    #: handler): a prefork worker's heartbeat then comes from that loop, so a stuck loop
+    #: is noticed; thread engines' loops only accept, and their threads may be busy long.
+    loop_runs_handlers: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -74,6 +79,10 @@ class Engine(ABC):
         self.gate = AcceptGate(limits, stats)
         self.deadline = math.inf  # when stopping: the moment remaining connections are closed
         self.stopping = False
+        #: whether stopping serves what waits in the listeners' backlogs first; not for a
+        #: prefork worker that retires while the others go on accepting from the same sockets
+        self.drain_backlog = True
+        self._calls: deque[Callable[[], None]] = deque()
         self._stop_r, self._stop_w = socket.socketpair()
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
@@ -115,6 +124,21 @@ class Engine(ABC):
     def wake(self) -> None:
         """Make the engine's loop run an iteration now (thread-safe)."""
         self._nudge(self._wake_w)
+
+    def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the engine's loop thread soon. Safe from any thread."""
+        self._calls.append(fn)
+        self.wake()
+
+    def run_calls(self) -> None:
+        """Run the calls queued so far (the loop calls this after each wake-up)."""
+        calls = self._calls
+        for _ in range(len(calls)):
+            fn = calls.popleft()
+            try:
+                fn()
+            except Exception as exc:
+                log.error("call from another thread raised %s: %s", type(exc).__name__, exc, exc_info=exc)
 
     @staticmethod
     def _nudge(sock: socket.socket) -> None:

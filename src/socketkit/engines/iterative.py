@@ -54,7 +54,14 @@ class IterativeEngine(ThreadEngine):
         stopped = select.poll()  # poll, not select: the descriptor may be above FD_SETSIZE
         stopped.register(self._stop_r, select.POLLIN)
         stopped.poll()  # readable for good once stop() was called
-        while not served.wait(max(0.0, self.deadline - time.monotonic())):
+        while True:
+            now = time.monotonic()
+            wait = self.deadline - now
+            fresh = self.wake_after_first_request_wait()
+            if fresh is not None:
+                wait = min(wait, fresh - now)
+            if served.wait(max(0.0, wait)):
+                return
             if time.monotonic() >= self.deadline:
                 if self._threaded:
                     log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
@@ -84,6 +91,7 @@ class IterativeEngine(ThreadEngine):
                     listener = key.data
                     if listener is self._wake_r:  # a signal or a nudge: the loop re-checks stopping
                         self._drain_wake()
+                        self.run_calls()
                         continue
                     if listener is None or self.stopping:
                         break
@@ -103,7 +111,7 @@ class IterativeEngine(ThreadEngine):
                         self._serve_one(listener)
             # Stopping: connections already in the backlog and datagrams
             # already queued arrived before stop; serve them in drain mode.
-            for listener in self.listeners:
+            for listener in self.listeners if self.drain_backlog else ():
                 if listener.endpoint.is_stream:
                     while self._serve_one(listener):
                         pass

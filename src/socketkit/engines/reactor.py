@@ -39,8 +39,7 @@ from __future__ import annotations
 import heapq
 import socket
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from ..closing import peer_list
@@ -107,7 +106,7 @@ class ReactorConnection(Session):
                 data = self._sock.recv(RECV_SIZE, _DONTWAIT)
             except BlockingIOError:
                 if engine.stopping:
-                    self.quiet()  # stopping, and nothing more arrived: an idle connection ends
+                    self.quiet(engine.now)  # stopping, nothing more arrived: an idle connection ends
                     break
                 return
             except OSError as exc:
@@ -209,6 +208,7 @@ class ReactorEngine(Engine):
 
     name: ClassVar[str] = "reactor"
     selector_name: ClassVar[str] = "auto"
+    loop_runs_handlers: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -218,7 +218,6 @@ class ReactorEngine(Engine):
         self._handlers: dict[int, Any] = {}  # fd -> what handles its events (on_event(mask))
         self._open = 0  # connections open
         self._timers: list[tuple[float, ReactorConnection]] = []
-        self._calls: deque[Callable[[], None]] = deque()
         self._accepting = False
         self._datagram_counters: list[Counters] = []
         self._drained = False
@@ -239,11 +238,6 @@ class ReactorEngine(Engine):
             for counters in self._datagram_counters:
                 self.stats.untrack(counters, connection=False)
             self.poller.close()
-
-    def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the loop thread soon. Safe from any thread."""
-        self._calls.append(fn)
-        self.wake()
 
     def _watch(self, fd: int, handler: Any, events: int = READ) -> None:
         self.poller.register(fd, events)
@@ -289,7 +283,7 @@ class ReactorEngine(Engine):
                 if handler is not None:  # an earlier handler in this batch may have closed it
                     handler.on_event(mask)
             if self._calls:
-                self._run_calls()
+                self.run_calls()
             if self.dirty:
                 dirty = self.dirty
                 self.dirty = []
@@ -326,15 +320,6 @@ class ReactorEngine(Engine):
         if self.dirty:
             timeout = 0  # producers have more to send: poll, do not wait
         return False, timeout
-
-    def _run_calls(self) -> None:
-        calls = self._calls
-        for _ in range(len(calls)):
-            fn = calls.popleft()
-            try:
-                fn()
-            except Exception as exc:
-                log.error("call from another thread raised %s: %s", type(exc).__name__, exc, exc_info=exc)
 
     def _run_timers(self) -> None:
         timers = self._timers
@@ -440,7 +425,7 @@ class ReactorEngine(Engine):
     def _begin_drain(self) -> None:
         """Stop accepting; serve what already arrived; close idle connections."""
         self._drained = True
-        for listener in self.listeners:
+        for listener in self.listeners if self.drain_backlog else ():
             if listener.endpoint.is_stream:
                 while self._open < self.limits.max_connections:
                     accepted = self.gate.accept(listener)
@@ -456,6 +441,10 @@ class ReactorEngine(Engine):
         self.close_listeners()
         for conn in self._live_connections():
             conn.stop_check()
+            fresh = conn.fresh_until()
+            if fresh is not None and conn.phase is OPEN:  # the loop looks at it again then
+                conn._timer_at = fresh
+                heapq.heappush(self._timers, (fresh, conn))
 
 
 class _Waker:

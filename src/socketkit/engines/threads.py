@@ -74,10 +74,12 @@ class ThreadsEngine(ThreadEngine):
                 for key, _ in selector.select(timeout):
                     if key.data is None:
                         self._drain_wake()
+                        self.run_calls()
                     elif not self.stopping:
                         self._accept_burst(key.data)
             for listener in streams:  # connections that arrived before stop are served
-                self._accept_burst(listener)
+                if self.drain_backlog:
+                    self._accept_burst(listener)
                 listener.close()
             self._drain_connections(selector)
         finally:
@@ -145,12 +147,17 @@ class ThreadsEngine(ThreadEngine):
 
     def _wait_for_connections(self, selector: selectors.BaseSelector, until: float) -> None:
         while self._live:
-            remaining = until - time.monotonic()
+            now = time.monotonic()
+            remaining = until - now
             if remaining <= 0:
                 return
+            fresh = self.wake_after_first_request_wait()
+            if fresh is not None:
+                remaining = min(remaining, max(0.0, fresh - now))
             for key, _ in selector.select(remaining):
                 if key.data is None:
                     self._drain_wake()
+                    self.run_calls()
 
     def _start_datagram_threads(self) -> list[threading.Thread]:
         threads = []
