@@ -24,6 +24,7 @@ __all__ = ["ERROR", "READ", "WRITE", "EpollPoller", "PollPoller", "Poller", "Sel
 READ = select.POLLIN
 WRITE = select.POLLOUT
 ERROR = select.POLLERR | select.POLLHUP | select.POLLNVAL
+_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)  # Linux 4.5+: no thundering herd on shared listeners
 
 
 class Poller(ABC):
@@ -34,6 +35,11 @@ class Poller(ABC):
     @abstractmethod
     def register(self, fd: int, events: int) -> None:
         """Watch ``fd``. ValueError if this poller cannot watch it."""
+
+    def register_listener(self, fd: int) -> None:
+        """Watch a listening socket for connections; other processes (prefork workers) may
+        watch the same one, and epoll then wakes one of them per connection, not all."""
+        self.register(fd, READ)
 
     @abstractmethod
     def modify(self, fd: int, events: int) -> None:
@@ -80,6 +86,9 @@ class EpollPoller(_KernelPoller):
 
     def forget(self, fd: int) -> None:
         pass  # closing the descriptor removes it from the epoll set
+
+    def register_listener(self, fd: int) -> None:
+        self._epoll.register(fd, READ | _EXCLUSIVE)
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         return self._epoll.poll(-1 if timeout is None else timeout)

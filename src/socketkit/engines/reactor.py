@@ -369,7 +369,8 @@ class ReactorEngine(Engine):
         for listener in self.listeners:
             if listener.endpoint.is_stream:
                 if accepting:
-                    self._watch(listener.fileno(), _Acceptor(self, listener))
+                    self.poller.register_listener(listener.fileno())
+                    self._handlers[listener.fileno()] = _Acceptor(self, listener)
                 else:
                     self._unwatch(listener.fileno())
 
