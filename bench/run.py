@@ -68,6 +68,7 @@ SERVERS: dict[str, list[str]] = {
     "socketkit epoll": socketkit("epoll"),
     "socketkit poll": socketkit("poll"),
     "socketkit threads": socketkit("threads"),
+    "socketkit pool": socketkit("pool"),
     "bare selectors": [PY, str(PEERS / "bare_selectors.py"), "{service}", "{port}"],
     "uvloop": [PY, str(PEERS / "asyncio_protocol.py"), "{service}", "{port}", "--uvloop"],
     "asyncio protocol": [PY, str(PEERS / "asyncio_protocol.py"), "{service}", "{port}"],

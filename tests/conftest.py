@@ -22,7 +22,12 @@ from socketkit.engines import engine_class
 ENGINES = [name for name in REGISTRY if name != "prefork"]
 THREADED = [name for name in ENGINES if engine_class(name).supports_blocking]
 CONCURRENT = [name for name in ENGINES if name != "iterative"]  # serve two connections at once
-REACTORS = [name for name in ENGINES if getattr(engine_class(name), "selector_name", None)]
+#: engines whose loop runs the handlers (pool runs them on threads, @blocking ones too)
+REACTORS = [
+    name
+    for name in ENGINES
+    if getattr(engine_class(name), "selector_name", None) and not engine_class(name).supports_blocking
+]
 STREAMS = ["tcp", "unix", "tls"]
 DATAGRAMS = ["udp", "unixgram"]
 

@@ -33,6 +33,9 @@ class Limits:
             reading from that connection.
         write_buffer_low: the level output must drain to before reading resumes.
         grace: seconds ``stop()`` lets in-flight requests finish by default.
+        pool_threads: the ``pool`` engine's handler threads.
+        pool_queue: messages the ``pool`` engine holds for its threads, all
+            connections together; at it, reading pauses until they catch up.
     """
 
     max_connections: int = 1024
@@ -43,9 +46,18 @@ class Limits:
     write_buffer_high: int = 256 * 1024
     write_buffer_low: int = 64 * 1024
     grace: float = 10.0
+    pool_threads: int = 32
+    pool_queue: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_connections", "max_connections_per_ip", "max_message_size", "write_buffer_high"):
+        for name in (
+            "max_connections",
+            "max_connections_per_ip",
+            "max_message_size",
+            "write_buffer_high",
+            "pool_threads",
+            "pool_queue",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive integer, not {value!r}")

@@ -112,6 +112,8 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
 @_limit("--read-timeout", "Seconds a peer has to finish a message it started.")
 @_limit("--max-message-size", "Largest message in bytes (raises or lowers the codec's own limit).")
 @_limit("--write-buffer-high", "Unsent bytes to one peer above which its input is not read.")
+@_limit("--pool-threads", "Handler threads of the pool engine.")
+@_limit("--pool-queue", "Messages the pool engine holds for its threads; at it, reading pauses.")
 @_limit("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
 @_limit("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
 @click.option(
@@ -167,6 +169,8 @@ def serve(
     read_timeout: float | None,
     max_message_size: int | None,
     write_buffer_high: int | None,
+    pool_threads: int | None,
+    pool_queue: int | None,
     write_buffer_low: int | None,
     grace: float | None,
     metrics: str | None,
@@ -200,6 +204,8 @@ def serve(
             "read_timeout": read_timeout,
             "max_message_size": max_message_size,
             "write_buffer_high": write_buffer_high,
+            "pool_threads": pool_threads,
+            "pool_queue": pool_queue,
             "write_buffer_low": write_buffer_low,
             "grace": grace,
         }

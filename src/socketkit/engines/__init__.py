@@ -19,6 +19,7 @@ ENGINES: dict[str, str] = {
     "poll": "socketkit.engines.reactor:PollEngine",
     "epoll": "socketkit.engines.reactor:EpollEngine",
     "reactor": "socketkit.engines.reactor:ReactorEngine",
+    "pool": "socketkit.engines.pool:PoolEngine",
     # a master and worker processes, each running one of the above: Server(workers=N)
     "prefork": "socketkit.engines.prefork:PreforkEngine",
 }

@@ -386,8 +386,11 @@ class ReactorEngine(Engine):
                 return
             self._add_connection(accepted[0], accepted[1], listener)
 
+    #: the session class of this engine's connections
+    connection_class: ClassVar[type[ReactorConnection]] = ReactorConnection
+
     def _add_connection(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
-        conn = ReactorConnection(sock, addr, self, listener)
+        conn = self.connection_class(sock, addr, self, listener)
         try:
             self._watch(conn._fd, conn)
         except ValueError as exc:  # select() cannot watch descriptors >= FD_SETSIZE

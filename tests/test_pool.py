@@ -1,0 +1,152 @@
+"""The pool engine: blocking handlers on a bounded pool of threads, I/O on the reactor.
+(The conformance suite runs on it as on every engine; these are what only it promises.)"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import socketkit as sk
+from conftest import wait_until
+
+WAIT = 10.0
+
+
+def test_blocking_reply_functions_run_at_most_pool_threads_at_once() -> None:
+    lock = threading.Lock()
+    running, most = 0, 0
+    four = threading.Barrier(4, timeout=WAIT)
+
+    def slow(message: bytes, conn: sk.Connection) -> bytes:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        if message == b"first":
+            four.wait()  # four handlers block at once: they run on four threads
+        with lock:
+            running -= 1
+        return message
+
+    limits = sk.Limits(pool_threads=4)
+    with sk.Server(
+        "tcp://127.0.0.1:0", slow, codec=sk.Lines(), engine="pool", limits=limits
+    ).start() as server:
+        clients = [sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) for _ in range(8)]
+        for client in clients[:4]:
+            client.send(b"first")
+        for client in clients[:4]:
+            assert client.recv() == b"first"
+        for client in clients:
+            assert client.request(b"again") == b"again"
+            client.close()
+    assert most == 4
+
+
+def test_replies_keep_request_order_on_a_connection() -> None:
+    def jittery(message: bytes, conn: sk.Connection) -> bytes:
+        time.sleep(random.random() / 500)  # a database call of varying length
+        return message
+
+    with sk.Server("tcp://127.0.0.1:0", jittery, codec=sk.Lines(), engine="pool").start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"".join(b"%d\n" % n for n in range(200)))
+            assert [client.recv() for _ in range(200)] == [b"%d" % n for n in range(200)]
+
+
+def test_a_blocking_handler_reads_with_recv_on_a_pool_thread() -> None:
+    threads: set[str] = set()
+
+    @sk.blocking
+    def chat(conn: sk.Connection) -> None:
+        threads.add(threading.current_thread().name)
+        conn.send(b"name?")
+        name = conn.recv()
+        for message in conn:
+            conn.send(name + b": " + message)
+            if message == b"bye":
+                return
+
+    with sk.Server("tcp://127.0.0.1:0", chat, codec=sk.Lines(), engine="pool").start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.recv() == b"name?"
+            client.send(b"ada")
+            assert client.request(b"hi") == b"ada: hi"
+            assert client.request(b"bye") == b"ada: bye"
+            client.shutdown_write()
+            assert list(client) == []  # the handler returned: the connection closed
+    assert threads == {"socketkit-pool"}
+
+
+def test_idle_connections_hold_no_thread() -> None:
+    """Reactor-class cost per idle connection: 200 connections, at most pool_threads threads."""
+    before = threading.active_count()
+    limits = sk.Limits(pool_threads=4)
+
+    @sk.blocking
+    def greet(conn: sk.Connection) -> None:
+        conn.send(b"hello")
+
+    with sk.Server(
+        "tcp://127.0.0.1:0", lambda m, c: m, codec=sk.Lines(), engine="pool", limits=limits
+    ).start() as s:
+        clients = [socket.create_connection(s.addresses[0][:2], timeout=WAIT) for _ in range(200)]
+        wait_until(lambda: s.stats.connections_open == 200, what="200 connections")
+        for client in clients[:10]:
+            client.sendall(b"x\n")
+            assert client.recv(10) == b"x\n"
+        assert threading.active_count() <= before + 1 + 4  # the server's loop and its pool
+        for client in clients:
+            client.close()
+
+
+def test_a_full_queue_stops_reading_instead_of_growing() -> None:
+    """pool_queue messages wait at most, all connections together; the rest wait in the
+    kernel's buffers, and every request is answered once the handlers catch up."""
+    release = threading.Event()
+    waiting: list[int] = []
+    limits = sk.Limits(pool_threads=1, pool_queue=4)
+    server = sk.Server("tcp://127.0.0.1:0", lambda m, c: m, codec=sk.Lines(), engine="pool", limits=limits)
+
+    def gated(message: bytes, conn: sk.Connection) -> bytes:
+        waiting.append(server._engine.queued)  # type: ignore[union-attr]
+        release.wait(WAIT)
+        return message
+
+    server.handler = sk.handlers.adapt(gated)
+    with server.start():
+        clients = [sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) for _ in range(10)]
+        for n, client in enumerate(clients):
+            client.sock.sendall(b"".join(b"%d-%d\n" % (n, i) for i in range(5)))
+        wait_until(lambda: len(waiting) >= 1, what="the first handler to run")
+        engine = server._engine
+        assert engine is not None
+        wait_until(lambda: engine.queued >= 4, what="the queue to fill")  # type: ignore[attr-defined]
+        release.set()
+        for n, client in enumerate(clients):
+            assert [client.recv() for _ in range(5)] == [b"%d-%d" % (n, i) for i in range(5)]
+            client.close()
+    assert max(waiting) <= 4 + 5  # one read's worth over the bound at most
+
+
+def test_stop_lets_a_running_handler_answer() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(message: bytes, conn: sk.Connection) -> bytes:
+        entered.set()
+        release.wait(WAIT)
+        return message
+
+    server = sk.Server("tcp://127.0.0.1:0", slow, codec=sk.Lines(), engine="pool").start()
+    with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+        client.send(b"in flight")
+        assert entered.wait(WAIT)
+        stopper = threading.Thread(target=server.stop, args=(WAIT,))
+        stopper.start()
+        wait_until(lambda: server._engine is not None and server._engine.stopping, what="stop() to begin")
+        release.set()
+        assert client.recv() == b"in flight"
+    stopper.join(WAIT)
+    assert not server.running
