@@ -28,7 +28,6 @@ import functools
 import queue
 import threading
 import time
-from collections import deque
 from typing import Any, ClassVar
 
 from ..closing import report_close
@@ -137,7 +136,7 @@ class PoolConnection(ReactorConnection):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self._jobs: deque[Any] = deque()  # messages waiting for the pool
+        self._jobs: list[Any] | None = None  # messages waiting for the pool (made when needed)
         self._busy = False  # a pool thread runs this connection's handler now
         self._held = False  # not read: too much is waiting for the pool
         self._answered = 0  # sends made by the handler call running now
@@ -181,18 +180,24 @@ class PoolConnection(ReactorConnection):
         super().on_event(mask)
 
     def _submit(self, message: Any) -> None:
-        self._jobs.append(message)
+        if self._jobs is None:
+            self._jobs = [message]
+        else:
+            self._jobs.append(message)
         engine = self._engine
         engine.queued += 1
         if not self._busy and self._output_has_room():
             self._next_job()
         if engine.queued >= self._limits.pool_queue:
             engine.full = True
-        if len(self._jobs) >= _PER_CONNECTION or engine.full:
+        if len(self._jobs or ()) >= _PER_CONNECTION or engine.full:
             self._hold()
 
     def _next_job(self) -> None:
-        message = self._jobs.popleft()
+        assert self._jobs
+        message = self._jobs.pop(0)
+        if not self._jobs:
+            self._jobs = None  # an idle connection holds no list
         engine = self._engine
         engine.queued -= 1
         self._busy = True
@@ -229,8 +234,8 @@ class PoolConnection(ReactorConnection):
         self._queue_flush()
 
     def _drop_jobs(self) -> None:
-        self._engine.queued -= len(self._jobs)
-        self._jobs.clear()
+        self._engine.queued -= len(self._jobs or ())
+        self._jobs = None
         self._engine.release_held()
 
     def _bad_input(self, error: ProtocolError) -> None:
@@ -259,7 +264,7 @@ class PoolConnection(ReactorConnection):
         """Read again if what waits for the pool went down (and output allows it)."""
         if not self._held:
             return
-        waiting = len(self._jobs) if self._pending is None else len(self._pending)
+        waiting = len(self._jobs or ()) if self._pending is None else len(self._pending)
         if waiting >= _PER_CONNECTION or self._engine.queued >= self._limits.pool_queue:
             return
         self._held = False
