@@ -322,3 +322,7 @@ def test_bad_worker_settings_are_clear() -> None:
         [*SK, "serve", "echo", "--workers", "none"], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 2 and "workers must be" in result.stderr and "Traceback" not in result.stderr
+    result = subprocess.run(
+        [*SK, "serve", "broker", "--workers", "2"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2 and "relays between the clients of one process" in result.stderr

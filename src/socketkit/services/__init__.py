@@ -28,6 +28,8 @@ class Service:
     codec_selectable: bool = True
     #: whether it answers datagrams as well as connections.
     datagrams: bool = True
+    #: whether its clients meet in the server's memory (a broker): one process only
+    one_process: bool = False
 
 
 #: name -> (module, one-line summary). The module's ``service()`` builds a Service.

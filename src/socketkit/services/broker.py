@@ -46,4 +46,4 @@ class Broker(Protocol):
 
 
 def service() -> Service:
-    return Service("broker", "line broker", Broker(), codec=Lines(), datagrams=False)
+    return Service("broker", "line broker", Broker(), codec=Lines(), datagrams=False, one_process=True)
