@@ -91,7 +91,13 @@ def measure(kind: str, workers: int, close: bool, duration: float, connections: 
         time.sleep(0.5)  # every worker up
         pids = tree(server.pid)
         before = cpu_seconds(pids)
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", f"http://127.0.0.1:{port}/"]
+        command = [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            f"http://127.0.0.1:{port}/",
+        ]
         if close:
             command[1:1] = ["-H", "Connection: close"]
         out = subprocess.run(command, capture_output=True, text=True, check=True).stdout

@@ -41,7 +41,9 @@ from .reactor import ReactorConnection, ReactorEngine
 
 __all__ = ["PoolEngine"]
 
-_PER_CONNECTION = 1  # messages waiting for the pool at which a connection is not read: one read's worth at most
+_PER_CONNECTION = (
+    1  # messages waiting for the pool at which a connection is not read: one read's worth at most
+)
 _WAKE_CHECK = 1.0  # seconds a waiting handler thread sleeps before it looks again (a safety net)
 
 
