@@ -94,6 +94,13 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
     "SIGTTIN/SIGTTOU: one more/fewer). auto: one per usable core. Limits apply per worker.",
 )
 @click.option(
+    "--backend",
+    default=None,
+    metavar="redis://HOST:PORT/DB?channel=NAME",
+    help="broker only: relay lines through Redis pub/sub too, so the clients of every worker "
+    "and every server on the channel see each other (needs socketkit[redis]).",
+)
+@click.option(
     "--worker-timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=30.0,
@@ -161,6 +168,7 @@ def serve(
     urls: tuple[str, ...],
     engine: str,
     workers: str | None,
+    backend: str | None,
     worker_timeout: float,
     codec: str | None,
     max_connections: int | None,
@@ -212,6 +220,12 @@ def serve(
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         if max_message_size is not None:  # the option raises the codec's own limit too
             chosen = chosen.resized(max_message_size)
+        relay_starter = None
+        if backend is not None:
+            if service != "broker":
+                raise ValueError("--backend is for the broker: socketkit serve broker --backend redis://...")
+            built_in.handler.use_backend(backend)
+            relay_starter = built_in.handler.start_relay
         if tls_cert is None and (tls_key or tls_ca or tls_client_auth):
             raise ValueError("--tls-key, --tls-ca and --tls-client-auth need --tls-cert")
         tls = server_context(tls_cert, tls_key, ca=tls_ca, client_auth=tls_client_auth) if tls_cert else None
@@ -231,13 +245,15 @@ def serve(
             metrics=metrics,
             workers=workers,
             worker_timeout=worker_timeout,
+            worker_init=relay_starter,  # each worker connects to the backend itself
         )
         if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
             raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")
-        if service in SERVICES and built_in.one_process and (server.workers or 1) > 1:
+        if service in SERVICES and built_in.one_process and backend is None and (server.workers or 1) > 1:
             raise ValueError(
                 f"{service} relays between the clients of one process, and with --workers each "
-                "worker would have clients the others never see: run it without --workers"
+                "worker would have clients the others never see: run it without --workers, or "
+                "relay through Redis with --backend redis://HOST:PORT/0"
             )
     console = Console(stderr=True)
     log_handler: logging.Handler | None = None
@@ -246,6 +262,8 @@ def serve(
     configure_logging(log_level, log_format, log_handler)
     if tls is not None and tls_cert is not None:
         server.reloaders.append(_certificate_reloader(tls, tls_cert, tls_key))
+    if relay_starter is not None and server.workers is None:
+        relay_starter()  # one process: it connects now (with workers, each worker does)
     panel = None
     if stats:
         from .stats_panel import StatsPanel  # noqa: PLC0415

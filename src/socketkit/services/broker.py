@@ -4,6 +4,12 @@ One Protocol instance is shared by all connections of a server. A client that
 cannot keep up is cut off when its unsent output reaches
 ``write_buffer_high``; sending to it never blocks or slows the others, on any
 engine (the reactor queues, thread engines queue in the peer's outbox).
+
+With a backend (``serve broker --backend redis://host:6379/0?channel=name``)
+the lines also go through Redis pub/sub, so clients of other worker processes
+and other machines see them too (:mod:`socketkit.services.redis_relay`);
+without one, the clients of one process meet only each other, so a server
+with several worker processes refuses to run it.
 """
 
 from __future__ import annotations
@@ -22,17 +28,48 @@ class Broker(Protocol):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._members: list[Connection] = []
+        self.relay: Any = None  # a RedisRelay when lines cross processes
+
+    def use_backend(self, url: str) -> None:
+        """Relay lines through ``url`` (``redis://host:port/db?channel=name``) as well.
+
+        Raises:
+            ValueError: a bad URL. ImportError: the redis package is missing.
+        """
+        from .redis_relay import RedisRelay  # noqa: PLC0415 - its dependency is optional
+
+        self.relay = RedisRelay(url, self.deliver)
+
+    def start_relay(self) -> None:
+        """Connect to the backend from this process (each worker does, once forked)."""
+        if self.relay is not None:
+            self.relay.start()
+
+    def close(self) -> None:
+        """Stop relaying (the backend's threads end)."""
+        if self.relay is not None:
+            self.relay.close()
 
     def on_connect(self, conn: Connection) -> None:
+        self.start_relay()  # a no-op once this process has started it
         with self._lock:
             self._members.append(conn)
 
     def on_message(self, conn: Connection, message: Any) -> None:
+        self._send_to(message, but=conn)
+        if self.relay is not None:
+            self.relay.publish(message)
+
+    def deliver(self, line: bytes) -> None:
+        """A line from another process: to every client here."""
+        self._send_to(line, but=None)
+
+    def _send_to(self, line: Any, but: Connection | None) -> None:
         with self._lock:
-            others = [member for member in self._members if member is not conn]
+            others = [member for member in self._members if member is not but]
         for member in others:
             try:
-                member.send(message)
+                member.send(line)
             except ClosedError:
                 pass  # it left between the copy and the send
 

@@ -1,0 +1,118 @@
+"""serve broker --backend redis://: lines cross worker processes and servers through a real
+redis-server (Debian package redis-server; .ci/run installs it)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import socketkit as sk
+from socketkit.services.redis_relay import DEFAULT_CHANNEL, parse_backend
+from test_haproxy import free_port
+from test_prefork import SK, Serve
+
+WAIT = 10.0
+
+
+@contextmanager
+def redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    binary = shutil.which("redis-server")
+    if binary is None:  # .ci/run installs it; only a machine without the package skips
+        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(10) == b"+PONG\r\n":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)  # polling a process we started for its port
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(WAIT)
+
+
+@contextmanager
+def broker(tmp_path: Path, backend: str, *args: str) -> Iterator[Serve]:
+    proc = subprocess.Popen(
+        [*SK, "serve", "broker", "--backend", backend, "-l", "127.0.0.1:0", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        cwd=tmp_path,
+    )
+    server = Serve(proc)
+    try:
+        server.url = server.wait_for(r"serving (tcp://\S+)")[0].group(1)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(WAIT + 5)
+
+
+def read_lines(client: sk.Client, count: int) -> set[bytes]:
+    return {bytes(client.recv()) for _ in range(count)}
+
+
+def test_every_line_reaches_every_other_client_across_workers_and_servers(tmp_path: Path) -> None:
+    port = free_port()
+    backend = f"redis://127.0.0.1:{port}/0?channel=test"
+    with (
+        redis_server(port) as redis_proc,
+        broker(tmp_path, backend, "--workers", "2") as a,
+        broker(tmp_path, backend) as b,
+    ):
+        a.wait_for(r"redis broker: subscribed to channel 'test'", 2)  # each worker
+        b.wait_for(r"redis broker: subscribed to channel 'test'")
+        clients = [sk.connect(url, codec=sk.Lines(), timeout=WAIT) for url in (a.url, a.url, b.url, b.url)]
+        try:
+            for n, client in enumerate(clients):
+                client.send(b"from %d" % n)
+            for n, client in enumerate(clients):
+                assert read_lines(client, 3) == {b"from %d" % m for m in range(4) if m != n}
+            # Redis goes away and comes back: the brokers say so, resubscribe, and relay again.
+            redis_proc.terminate()
+            redis_proc.wait(WAIT)
+            a.wait_for(r"redis broker: subscribing at \S+ failed")
+            with redis_server(port):
+                a.wait_for(r"redis broker: subscribed again to channel 'test'", 2)
+                b.wait_for(r"redis broker: subscribed again to channel 'test'")
+                for n, client in enumerate(clients):
+                    client.send(b"again %d" % n)
+                for n, client in enumerate(clients):
+                    assert read_lines(client, 3) == {b"again %d" % m for m in range(4) if m != n}
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_backend_urls_are_checked() -> None:
+    assert parse_backend("redis://127.0.0.1:6379/0?channel=room") == ("redis://127.0.0.1:6379/0", "room")
+    assert parse_backend("redis://localhost") == ("redis://localhost", DEFAULT_CHANNEL)
+    for bad in ("http://127.0.0.1:6379", "redis://", "redis://h:1/0?room=x"):
+        with pytest.raises(ValueError, match="--backend"):
+            parse_backend(bad)
+    for args, problem in (
+        (["serve", "echo", "--backend", "redis://127.0.0.1:1"], "--backend is for the broker"),
+        (["serve", "broker", "--backend", "tcp://127.0.0.1:1"], "write redis://"),
+    ):
+        result = subprocess.run([*SK, *args], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 2 and problem in result.stderr, result.stderr
