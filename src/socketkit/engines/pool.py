@@ -9,9 +9,11 @@ is paid per *busy* connection only.
 - **Order**: a connection has at most one message on the pool at a time; the
   next starts when the last one's handler returned, so replies leave in request
   order, and a handler never runs twice at once for one connection.
-- **Bounds**: messages waiting for the pool are counted; a connection with
-  ``_PER_CONNECTION`` waiting, or ``limits.pool_queue`` in all, is not read
-  until they are taken (backpressure to the peer, not memory).
+- **Bounds**: messages waiting for the pool are counted; a connection with a
+  message waiting is not read until it is taken (so it holds one read's worth
+  at most), and at ``limits.pool_queue`` waiting in all no connection is read
+  (backpressure to the peers, not memory); nor is a message started while its
+  connection's unsent output is above ``write_buffer_high``.
 - **@blocking** handlers run on a pool thread for the connection's life;
   ``conn.recv()`` waits for the messages the loop decodes, and a send waits
   while the peer is not reading (above ``write_buffer_high``).
@@ -41,9 +43,8 @@ from .reactor import ReactorConnection, ReactorEngine
 
 __all__ = ["PoolEngine"]
 
-_PER_CONNECTION = (
-    1  # messages waiting for the pool at which a connection is not read: one read's worth at most
-)
+#: messages waiting for the pool at which a connection is not read: it holds one read's worth
+_PER_CONNECTION = 1
 _WAKE_CHECK = 1.0  # seconds a waiting handler thread sleeps before it looks again (a safety net)
 
 

@@ -93,11 +93,11 @@ class _Totals(StatsSource):
         self.engine = engine
 
     def stats(self) -> Stats:
-        return sum_stats([*self.engine.retired_stats, *(w.stats for w in list(self.engine.workers.values()))])
+        return sum_stats([self.engine.retired_stats, *(w.stats for w in list(self.engine.workers.values()))])
 
     def latency(self) -> dict[str, LatencyHistogram]:
         merged: dict[str, LatencyHistogram] = {}
-        reports = [*self.engine.retired_latency, *(w.latency for w in list(self.engine.workers.values()))]
+        reports = [self.engine.retired_latency, *(w.latency for w in list(self.engine.workers.values()))]
         for report in reports:
             for url, (counts, seconds) in report.items():
                 merged.setdefault(url, LatencyHistogram()).add(counts, seconds)
@@ -128,8 +128,9 @@ class PreforkEngine(Engine):
         #: the handler new workers get (it changes when SIGHUP reloads the handler's module)
         self.handler_source = handler_source
         self.workers: dict[int, _Worker] = {}  # by pid
-        self.retired_stats: list[Stats] = []
-        self.retired_latency: list[dict[str, tuple[list[int], float]]] = []
+        #: what the workers that exited had counted, summed (one value, however many exit)
+        self.retired_stats = Stats()
+        self.retired_latency: dict[str, tuple[list[int], float]] = {}
         self.failure: str | None = None
         self._selector = selectors.DefaultSelector()
         self._respawn_at: dict[int, float] = {}  # worker index -> when to start it again
@@ -158,7 +159,9 @@ class PreforkEngine(Engine):
 
     def worker_stats(self) -> dict[int, Stats]:
         """The latest report of each live worker, by its index."""
-        return {w.index: w.stats for w in sorted(self.workers.values(), key=lambda w: w.index)}
+        # a roll's new worker shares its index with the one it replaces: the new one is shown
+        ordered = sorted(self.workers.values(), key=lambda w: (w.index, not w.retiring))
+        return {w.index: w.stats for w in ordered}
 
     def open_connections(self) -> Sequence[Session]:
         return []  # they live in the workers
@@ -374,9 +377,15 @@ class PreforkEngine(Engine):
         closed = {
             url: dataclasses.replace(each, connections_open=0) for url, each in worker.stats.listeners.items()
         }
-        self.retired_stats.append(dataclasses.replace(worker.stats, connections_open=0, listeners=closed))
-        if worker.latency:
-            self.retired_latency.append(worker.latency)
+        self.retired_stats = sum_stats(
+            [self.retired_stats, dataclasses.replace(worker.stats, connections_open=0, listeners=closed)]
+        )
+        for url, (counts, seconds) in worker.latency.items():
+            kept_counts, kept_seconds = self.retired_latency.get(url, ([0] * len(counts), 0.0))
+            self.retired_latency[url] = (
+                [a + b for a, b in zip(kept_counts, counts, strict=True)],
+                kept_seconds + seconds,
+            )
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(worker.channel)
         worker.channel.close()
