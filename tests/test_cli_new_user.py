@@ -73,7 +73,7 @@ def test_serve_listens_on_host_port_and_says_which_wildcard_is_dual_stack() -> N
     [
         (["serve", "echo", "-l", "tcp://:8888"], "no host in 'tcp://:8888'"),
         (["serve", "echo", "-l", ":8888"], "or tcp://*:8888 for every interface"),
-        (["serve", "asyncmod:handler"], "async def"),
+        (["serve", "asyncmod:handler", "--engine", "epoll"], "async def"),
         (["serve", "echo", "--read-timeout", "0"], "0 is not in the range"),
         (["serve", "echo", "--write-buffer-low", "10", "--write-buffer-high", "5"], "write_buffer_low"),
     ],
@@ -93,7 +93,7 @@ def test_usage_errors_new_users_meet(
     assert len(err) == 1 and needle in err[0], err
 
 
-def test_async_handlers_are_refused_when_the_server_is_made() -> None:
+def test_async_handlers_are_refused_off_asyncio_when_the_server_is_made() -> None:
     async def handler(message: bytes, conn: sk.Connection) -> bytes:
         return message
 
@@ -101,9 +101,18 @@ def test_async_handlers_are_refused_when_the_server_is_made() -> None:
         async def on_message(self, conn: sk.Connection, message: bytes) -> None:
             pass
 
+    class Opening(sk.Protocol):
+        async def on_connect(self, conn: sk.Connection) -> None:
+            pass
+
     for async_handler in (handler, Proto()):
         with pytest.raises(TypeError, match="async def"):
-            sk.Server("tcp://127.0.0.1:0", async_handler)
+            sk.Server("tcp://127.0.0.1:0", async_handler, engine="epoll")
+        assert sk.Server("tcp://127.0.0.1:0", async_handler).engine_name == "asyncio"  # auto picks it
+    with pytest.raises(TypeError, match="only a reply function or a Protocol's on_message"):
+        sk.Server("tcp://127.0.0.1:0", Opening, engine="asyncio")
+    with pytest.raises(ValueError, match="datagram-based"):
+        sk.Server("udp://127.0.0.1:0", handler)
 
 
 def test_help_texts() -> None:

@@ -126,10 +126,15 @@ class _ProtocolDispatch(Dispatch):
 class Handler:
     """A validated handler of any style."""
 
-    def __init__(self, kind: Literal["reply", "protocol", "blocking"], target: Any, name: str) -> None:
+    def __init__(
+        self, kind: Literal["reply", "protocol", "blocking"], target: Any, name: str, is_async: bool = False
+    ) -> None:
         self.kind = kind
         self.target = target
         self.name = name
+        #: an ``async def`` reply function, or a Protocol whose on_message is one: its messages
+        #: are awaited (engine="asyncio" only)
+        self.is_async = is_async
         #: a @blocking handler: it runs in its own thread and reads with conn.recv()
         self.is_blocking = kind == "blocking"
         protocol_class: type[Any] = target if isinstance(target, type) else type(target)
@@ -177,18 +182,18 @@ def adapt(handler: object) -> Handler:
     if isinstance(handler, Handler):
         return handler
     name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
-    _refuse_async(handler, name)
+    is_async = _async_part(handler, name)
     if isinstance(handler, BlockingHandler):
         return Handler("blocking", handler.fn, name)
     if isinstance(handler, type):
         if issubclass(handler, Protocol):
-            return Handler("protocol", handler, name)
+            return Handler("protocol", handler, name, is_async)
         raise TypeError(f"handler class {name} must subclass socketkit.Protocol")
     if isinstance(handler, Protocol):
-        return Handler("protocol", handler, name)
+        return Handler("protocol", handler, name, is_async)
     if callable(handler):
         _check_reply_signature(handler, name)
-        return Handler("reply", handler, name)
+        return Handler("reply", handler, name, is_async)
     raise TypeError(
         f"handler must be a function (message, conn) -> reply, a socketkit.Protocol "
         f"subclass or instance, or a @socketkit.blocking function (conn); got {handler!r}"
@@ -198,19 +203,27 @@ def adapt(handler: object) -> Handler:
 _PROTOCOL_EVENTS = ("on_connect", "on_message", "on_drain", "on_close")
 
 
-def _refuse_async(handler: object, name: str) -> None:
-    """``async def`` handlers would return coroutines no engine awaits: refuse them now,
-    not with "coroutine was never awaited" on every request."""
+def _async_part(handler: object, name: str) -> bool:
+    """Whether the handler is awaited (an ``async def`` reply function, or a Protocol whose
+    on_message is one). Any other ``async def`` is refused now, not with "coroutine was never
+    awaited" on every request."""
     fn = handler.fn if isinstance(handler, BlockingHandler) else handler
     candidates = [(name, fn)]
-    if isinstance(handler, Protocol) or (isinstance(handler, type) and issubclass(handler, Protocol)):
+    protocol = isinstance(handler, Protocol) or (isinstance(handler, type) and issubclass(handler, Protocol))
+    if protocol:
         candidates = [(f"{name}.{event}", getattr(handler, event, None)) for event in _PROTOCOL_EVENTS]
+    awaited = False
     for what, candidate in candidates:
-        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
+        if inspect.isasyncgenfunction(candidate) or (
+            inspect.iscoroutinefunction(candidate)
+            and (isinstance(handler, BlockingHandler) or (protocol and not what.endswith(".on_message")))
+        ):
             raise TypeError(
-                f"{what} is an async def: socketkit's engines call handlers synchronously, so "
-                "write it as a plain def (use @socketkit.blocking for a handler that waits)"
+                f"{what} is an async def: only a reply function or a Protocol's on_message may "
+                "be (awaited on engine='asyncio'); write it as a plain def"
             )
+        awaited = awaited or inspect.iscoroutinefunction(candidate)
+    return awaited
 
 
 def _check_reply_signature(fn: Callable[..., Any], name: str) -> None:

@@ -144,7 +144,7 @@ class Server:
         if worker_timeout <= 0:
             raise ValueError("worker_timeout must be a positive number of seconds")
         #: the engine that serves connections (in each worker, with workers)
-        self.engine_name = resolve_engine_name(engine, self.handler.is_blocking)
+        self.engine_name = resolve_engine_name(engine, self.handler.is_blocking, self.handler.is_async)
         if self.engine_name == "prefork":
             raise ValueError("name the engine each worker runs, e.g. engine='epoll', workers=4")
         self._engine_class = engine_class(self.engine_name)
@@ -175,6 +175,18 @@ class Server:
                 raise ValueError(f"the metrics endpoint {metrics!r} must be a stream (tcp://, unix://)")
 
     def _check_handler_fits(self) -> None:
+        if self.handler.is_async:
+            if not getattr(self._engine_class, "awaits_handlers", False):
+                raise TypeError(
+                    f"{self.handler.name} is an async def: async handlers are awaited on "
+                    f"engine='asyncio', not {self.engine_name!r} (or write it as a plain def)"
+                )
+            datagrams = [e.url for e in self.endpoints if not e.is_stream]
+            if datagrams:
+                raise ValueError(
+                    f"async handlers serve connections, and {', '.join(datagrams)} is datagram-based: "
+                    "serve datagrams with a plain def"
+                )
         if not self.handler.is_blocking:
             return
         if not self._engine_class.supports_blocking:
@@ -347,6 +359,41 @@ class Server:
         self._thread = thread
         thread.start()
         return self
+
+    async def serve(self) -> None:
+        """Serve on the running asyncio loop until stopped: for applications that own their
+        loop (``engine="asyncio"`` only). It returns once the server has drained.
+
+        ``stop()`` ends it, from any thread or from a task on this loop (there it returns at
+        once: the loop cannot wait for itself). No signal handlers are installed: the
+        application's loop owns its signals (``loop.add_signal_handler(SIGTERM, server.stop)``).
+
+        Raises:
+            ValueError: the engine is not asyncio.
+            BindError: an endpoint cannot be bound.
+        """
+        from .engines.aio import AsyncioEngine  # noqa: PLC0415 - only asyncio servers need it
+
+        if self.workers is not None or not issubclass(self._engine_class, AsyncioEngine):
+            raise ValueError("await server.serve() runs on the caller's asyncio loop: use engine='asyncio'")
+        engine = self._prepare()
+        assert isinstance(engine, AsyncioEngine)
+        self._announce()
+        previous = getattr(current, "engine", None)
+        current.engine = engine  # stop() from this thread must not wait for the loop it runs on
+        try:
+            await engine.serve_async()
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        finally:
+            current.engine = previous
+            engine.release()
+            if self._watchdog is not None:
+                self._watchdog.stop()
+            if self._metrics is not None:
+                self._metrics.stop(0)
+            self._done.set()
 
     def serve_forever(self) -> None:
         """Bind and serve in this thread until stopped.

@@ -20,15 +20,17 @@ ENGINES: dict[str, str] = {
     "epoll": "socketkit.engines.reactor:EpollEngine",
     "reactor": "socketkit.engines.reactor:ReactorEngine",
     "pool": "socketkit.engines.pool:PoolEngine",
+    "asyncio": "socketkit.engines.aio:AsyncioEngine",
     # a master and worker processes, each running one of the above: Server(workers=N)
     "prefork": "socketkit.engines.prefork:PreforkEngine",
 }
 
 
-def resolve_engine_name(name: str, blocking: bool) -> str:
-    """``auto`` is the reactor, or ``threads`` for a @blocking handler."""
+def resolve_engine_name(name: str, blocking: bool, awaited: bool = False) -> str:
+    """``auto`` is the reactor, ``threads`` for a @blocking handler, ``asyncio`` for an
+    ``async def`` one."""
     if name == "auto":
-        return "threads" if blocking else "reactor"
+        return "threads" if blocking else "asyncio" if awaited else "reactor"
     return name
 
 

@@ -95,12 +95,16 @@ class Engine(ABC):
         try:
             self.run()
         finally:
-            try:
-                self.close_listeners()
-                for origin in self._untaken:
-                    origin.close()
-            finally:
-                self.close_wakers()
+            self.release()
+
+    def release(self) -> None:
+        """Close the listeners, the adopted connections never served, and the wake-up sockets."""
+        try:
+            self.close_listeners()
+            for origin in self._untaken:
+                origin.close()
+        finally:
+            self.close_wakers()
 
     @abstractmethod
     def run(self) -> None:

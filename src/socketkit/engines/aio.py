@@ -1,0 +1,606 @@
+"""asyncio: socketkit's sessions on an asyncio event loop.
+
+Why: an application that already lives on asyncio (asyncpg, aiohttp clients)
+gets socketkit's codecs, limits, stats and graceful stop on its own loop
+(``await server.serve()``). (uvloop is not offered yet: under it a second
+SIGINT does not force, and running out of descriptors resets a connection.)
+Each connection is an ``asyncio.Protocol`` that is also its session
+(:mod:`socketkit.session`): the loop's callbacks feed it, and it hands its
+output to the transport. This module only waits, accepts and stops, as every
+engine does.
+
+- **Accepting** goes through the same gate as the other engines (per-IP
+  limit, EMFILE backoff): the listening socket is watched with ``add_reader``,
+  and each accepted socket becomes a transport with ``connect_accepted_socket``;
+  at ``max_connections`` the listener is not watched, so newcomers wait in the
+  backlog.
+- **Backpressure**: the transport's write buffer is bounded by
+  ``write_buffer_high``/``_low``; while it is full, output stays in the
+  session, which stops reading from that peer above ``write_buffer_high`` and
+  times it out (write_timeout) if it reads nothing for ``idle_timeout``.
+- **Deadlines**: one ``call_at`` per connection, pushed back lazily as the
+  reactor does.
+- **Stopping**: listeners are closed (what waits in the backlog is served first),
+  idle connections end once nothing more is waiting on their socket (a peek),
+  busy ones after their replies, the rest at the grace deadline.
+
+Handlers run on the loop, so they must not block (``@blocking`` handlers are
+refused; use the pool engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any, ClassVar, cast
+
+from ..closing import peer_list
+from ..endpoints import Listener
+from ..errors import BrokenError, ClosedError, ProtocolError, Timeout, translate_oserror
+from ..handlers import Dispatch
+from ..session import CLOSED, CLOSING, INPUT_ENDED, OPEN, Session
+from ..stats import Counters
+from ._datagrams import RECV_SIZE
+from .base import Engine, log
+
+__all__ = ["AsyncioEngine"]
+
+_BURST = 64  # accepts per readiness event
+_DRAIN_TICK = 0.02  # seconds between looks at idle connections while stopping
+
+
+class AsyncioConnection(Session, asyncio.BufferedProtocol):
+    """A connection's session, fed by an asyncio transport (into the engine's one read
+    buffer, so a read is at most RECV_SIZE, as on every engine)."""
+
+    __slots__ = (
+        "_bad_later",
+        "_engine",
+        "_flush_due",
+        "_paused",
+        "_task",
+        "_timer",
+        "_timer_at",
+        "_transport",
+        "_waiting",
+        "_writable",
+    )
+
+    def __init__(self, engine: AsyncioEngine, peer: Any, listener: Listener) -> None:
+        super().__init__(
+            engine,
+            peer,
+            listener.accepted_local,
+            listener.endpoint.scheme,
+            engine.loop.time(),
+            listener.layer_factories,
+            listener.url,
+        )
+        self._engine = engine
+        self._transport: asyncio.Transport | None = None
+        self._writable = True  # the transport's write buffer is below its high mark
+        self._paused = False  # reading is paused on the transport
+        self._flush_due = False  # a flush is scheduled for this loop iteration
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._task: asyncio.Task[None] | None = None  # an async handler awaited now
+        self._waiting: list[Any] | None = None  # messages for it, decoded meanwhile
+        self._bad_later: ProtocolError | None = None  # bad input behind awaited messages
+
+    def _find_local(self) -> Any:
+        return None if self._transport is None else self._transport.get_extra_info("sockname")
+
+    # -- async def handlers: one message awaited at a time, replies in order ----------------
+
+    def start(self) -> None:
+        super().start()
+        handler = self._engine.handler
+        if handler.is_async and self.phase is not CLOSED:
+            inner = self._dispatch
+            if handler.kind == "reply":
+                call = functools.partial(_reply, handler.target, self)
+            else:
+                call = functools.partial(_on_message, inner, self)
+            self._dispatch = _Awaiting(inner, self, call, self._latency)
+            self._latency = None  # timed around the await, not around the hand-over
+
+    @property
+    def _awaiting(self) -> bool:
+        return self._task is not None or bool(self._waiting)
+
+    def _await(self, message: Any) -> None:
+        if self._waiting is None:
+            self._waiting = [message]
+        else:
+            self._waiting.append(message)
+        if self._task is None:
+            self._next_awaited()
+        if self._waiting:
+            self.reading = False  # a message waits behind the awaited one: one read's worth at most
+        # (with only the awaited one, reading goes on: a peer that disconnects is noticed, and
+        # its handler cancelled)
+
+    def _next_awaited(self) -> None:
+        assert self._waiting
+        message = self._waiting.pop(0)
+        if not self._waiting:
+            self._waiting = None
+        self._task = self._engine.loop.create_task(self._handle_awaited(message))
+
+    async def _handle_awaited(self, message: Any) -> None:
+        dispatch = self._dispatch
+        assert isinstance(dispatch, _Awaiting)
+        answered = self.messages_out
+        latency = dispatch.latency
+        started = self._engine.loop.time()
+        try:
+            await dispatch.call(message)
+        except asyncio.CancelledError:
+            self._task = None
+            return  # the connection is gone
+        except ClosedError:
+            pass  # it closed while the handler worked: nowhere to reply
+        except Exception as exc:
+            self._handler_failed(exc, self.messages_out != answered)
+        if latency is not None:
+            latency.observe(self._engine.loop.time() - started)
+        self._task = None
+        if self.phase is CLOSED:
+            return
+        if self._waiting and self.phase is not CLOSING:
+            self._next_awaited()
+        elif self._bad_later is not None:
+            error, self._bad_later = self._bad_later, None
+            super()._bad_input(error)  # every message before it has its reply: now the error
+        elif self.phase is INPUT_ENDED:
+            self._close(None)  # the peer ended its input and every message has its reply
+        elif self.phase is OPEN and len(self.out) <= self._limits.write_buffer_high:
+            self.reading = True
+        self._flush()
+
+    @property
+    def idle(self) -> bool:
+        return super().idle and not self._awaiting
+
+    def quiet(self, now: float) -> None:
+        if not self._awaiting:
+            super().quiet(now)
+
+    def _end_input(self) -> None:
+        if self._awaiting and self.phase is OPEN:
+            self.phase = INPUT_ENDED  # replies to what came before are still being made
+            self.reading = False
+            return
+        super()._end_input()
+
+    def _bad_input(self, error: ProtocolError) -> None:
+        if self._awaiting and self.phase is OPEN:
+            self._bad_later = error  # the replies to the messages before it go first
+            self.reading = False
+            return
+        super()._bad_input(error)
+
+    def _settle(self) -> None:
+        super()._settle()
+        if self._waiting:
+            self.reading = False
+
+    # -- the transport's callbacks -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a registered subclass
+        transport = self._transport
+        limits = self._limits
+        transport.set_write_buffer_limits(high=limits.write_buffer_high, low=limits.write_buffer_low)
+        self._engine.opened(self)
+        self._schedule(self.deadline())
+        self.start()
+        self._flush()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._engine.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._engine.read_buffer[:nbytes]))
+
+    def data_received(self, data: bytes) -> None:
+        now = self._engine.loop.time()
+        self.received(data, now)
+        if self._partial and self._message_started == now:  # a message started: read_timeout
+            deadline = now + self._limits.read_timeout
+            if deadline < self._timer_at:
+                self._schedule(deadline)
+        self._flush()
+
+    def eof_received(self) -> bool:
+        self.received(b"", self._engine.loop.time())
+        self._flush()
+        return True  # half-closed: our replies may still go out; we close when done
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.phase is not CLOSED:
+            error = (
+                None
+                if exc is None
+                else translate_oserror(exc, self.peer_url)
+                if isinstance(exc, OSError)
+                else exc
+            )
+            self.finish(error if error is not None else ClosedError(f"{self.peer_url} closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._flush()
+
+    # -- output, reading, closing ----------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Hand output to the transport, let a producer add more, match reading to the
+        session's wish, and finish a closing connection once its output is out."""
+        self._flush_due = False
+        if self.phase is CLOSED or self._transport is None:
+            return
+        now = self._engine.loop.time()
+        if self.out and self._writable:
+            data = bytes(self.out)
+            self._transport.write(data)
+            self.sent(len(data), now)
+        if self._dispatch.wants_drain:
+            for _ in range(16):
+                if not self._writable or not self.producing or not self.produce():
+                    break
+                if self.out and self._writable:
+                    data = bytes(self.out)
+                    self._transport.write(data)
+                    self.sent(len(data), now)
+            else:
+                self._output_added()  # still producing: go on next iteration
+        if self.phase is CLOSING and not self.out:
+            self.finish()
+            return
+        reading = self.reading and self.phase is OPEN
+        if reading == self._paused:
+            self._paused = not reading
+            if reading:
+                self._transport.resume_reading()
+            else:
+                self._transport.pause_reading()
+
+    def _output_added(self) -> None:
+        if self.phase is CLOSED:
+            return
+        if not self._in_event and (error := self.foreign_overflow(len(self.out))) is not None:
+            self.finish(error)
+            return
+        if not self._flush_due:
+            self._flush_due = True
+            self._engine.loop.call_soon(self._flush)
+
+    def _send_from_elsewhere(self, data: bytes) -> None:
+        self._engine.call_soon_threadsafe(lambda: self.queue(data))
+
+    def _close_from_elsewhere(self) -> None:
+        self._engine.call_soon_threadsafe(self.close)
+
+    def _close_transport(self) -> None:
+        if self._task is not None:
+            self._task.cancel()  # the handler's await ends with CancelledError
+            self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            if self._engine.cutting or isinstance(self.error, (Timeout, BrokenError)):
+                # the grace period is over, or the peer does not read or is gone: nothing more
+                # goes out (close() would wait for the transport's buffer to drain)
+                self._transport.abort()
+            else:
+                self._transport.close()  # what the transport holds still goes out (an error reply)
+
+    # -- deadlines -----------------------------------------------------------------------------
+
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._engine.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.phase is CLOSED:
+            return
+        now = self._engine.loop.time()
+        error = self.expired(now)
+        if error is None:
+            self._schedule(self.deadline())
+        else:
+            self.finish(error)
+
+    def waiting_input(self) -> bool:
+        """Whether bytes wait in the kernel for this connection (a peek, while stopping)."""
+        transport = self._transport
+        if transport is None:
+            return False
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return False
+        try:
+            with socket.socket(fileno=os.dup(sock.fileno())) as peek:
+                return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except OSError:
+            return False
+
+
+class _Awaiting(Dispatch):
+    """A connection's dispatch when its handler is an ``async def``: messages are awaited."""
+
+    __slots__ = ("call", "conn", "inner", "latency", "wants_drain")
+
+    def __init__(self, inner: Dispatch, conn: AsyncioConnection, call: Any, latency: Any) -> None:
+        self.inner = inner
+        self.conn = conn
+        self.call = call  # message -> awaitable
+        self.latency = latency
+        self.wants_drain = inner.wants_drain
+
+    def connected(self) -> None:
+        self.inner.connected()
+
+    def message(self, message: Any) -> None:
+        self.conn._await(message)
+
+    def closed(self, error: BaseException | None) -> None:
+        self.inner.closed(error)
+
+    def drained(self) -> None:
+        self.inner.drained()
+
+
+async def _reply(fn: Any, conn: AsyncioConnection, message: Any) -> None:
+    reply = await fn(message, conn)
+    if reply is not None:
+        conn.send(reply)
+
+
+async def _on_message(inner: Any, conn: AsyncioConnection, message: Any) -> None:
+    await inner._protocol.on_message(conn, message)
+
+
+class _DatagramReader:
+    """A datagram socket watched with add_reader and read with recvfrom, as the reactor does
+    (not a datagram transport: uvloop mangles the addresses of unix datagram senders)."""
+
+    def __init__(self, engine: AsyncioEngine, listener: Listener, counters: Counters) -> None:
+        self.engine = engine
+        self.listener = listener
+        self.counters = counters
+        self.handle = engine.handler.datagram_handler()
+
+    def __call__(self) -> None:
+        sock = self.listener.sock
+        scheme = self.listener.endpoint.scheme
+        for _ in range(_BURST):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if sock.fileno() == -1:
+                    return
+                log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
+                continue
+            self.engine.datagram(sock, scheme, data, addr, self.handle, self.counters)
+
+
+class AsyncioEngine(Engine):
+    """socketkit on an asyncio loop (see the module notes)."""
+
+    name: ClassVar[str] = "asyncio"
+    loop_runs_handlers: ClassVar[bool] = True
+    #: ``async def`` handlers are awaited here, one message at a time per connection
+    awaits_handlers: ClassVar[bool] = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment] # set when serving
+        self._conns: dict[AsyncioConnection, None] = {}
+        self._accepting = False
+        self._done: asyncio.Future[None] | None = None
+        self._datagram_readers: dict[int, _DatagramReader] = {}
+        self._counters: list[Counters] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._draining = False
+        self.cutting = False  # the grace deadline passed: connections are aborted, not flushed
+        #: every connection reads into this, one at a time (the loop runs one callback at once)
+        self.read_buffer = memoryview(bytearray(RECV_SIZE))
+
+    # -- running -------------------------------------------------------------------------------
+
+    def new_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.new_event_loop()
+
+    def run(self) -> None:
+        loop = self.new_loop()
+        try:
+            loop.run_until_complete(self.serve_async())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+    async def serve_async(self) -> None:
+        """Serve on the running loop until stopped (``await server.serve()``)."""
+        self.loop = asyncio.get_running_loop()
+        self._done = self.loop.create_future()
+        self.loop.add_reader(self._wake_r.fileno(), self._on_wake)
+        try:
+            for listener in self.listeners:
+                listener.sock.setblocking(False)
+                if not listener.endpoint.is_stream:
+                    counters = Counters(listener.url)
+                    self.stats.track(counters, connection=False)
+                    self._counters.append(counters)
+                    reader = _DatagramReader(self, listener, counters)
+                    self.loop.add_reader(listener.fileno(), reader)
+                    self._datagram_readers[listener.fileno()] = reader
+            for sock, peer, origin in self.take_adopted():
+                self._connect(sock, peer, origin)
+            if self.ends_with_adopted and not self._tasks and not self._conns:
+                self.stop(0)
+            self._set_accepting(True)
+            if self.stopping:
+                self._on_wake()
+            await self._done
+        finally:
+            self.loop.remove_reader(self._wake_r.fileno())
+            self._set_accepting(False)
+            self.cutting = True
+            for conn in list(self._conns):
+                conn.finish(ClosedError("server stopped"))
+            self._stop_datagrams()
+            for counters in self._counters:
+                self.stats.untrack(counters, connection=False)
+            await asyncio.sleep(0)  # let the transports close
+
+    def call_soon_threadsafe(self, fn: Any) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(fn)
+
+    def _on_wake(self) -> None:
+        self._drain_wake()
+        self.run_calls()
+        if self.stopping and not self._draining:
+            self._draining = True
+            self._begin_drain()
+
+    # -- accepting -------------------------------------------------------------------------------
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if accepting and (
+            self.stopping or self.gate.paused or len(self._conns) >= self.limits.max_connections
+        ):
+            return
+        if accepting == self._accepting:
+            return
+        self._accepting = accepting
+        for listener in self.listeners:
+            if listener.endpoint.is_stream and listener.sock.fileno() != -1:
+                if accepting:
+                    self.loop.add_reader(listener.fileno(), self._accept_burst, listener)
+                else:
+                    self.loop.remove_reader(listener.fileno())
+
+    def _accept_burst(self, listener: Listener) -> None:
+        for _ in range(_BURST):
+            if len(self._conns) + len(self._tasks) >= self.limits.max_connections:
+                self._set_accepting(False)
+                return
+            accepted = self.gate.accept(listener)
+            if accepted is None:
+                if self.gate.paused:
+                    self._set_accepting(False)
+                    self.loop.call_later(self.gate.resume_in, self._set_accepting, True)
+                return
+            self._connect(accepted[0], accepted[1], listener)
+
+    def _connect(self, sock: socket.socket, peer: Any, listener: Listener) -> None:
+        sock.setblocking(False)
+        task = self.loop.create_task(
+            self.loop.connect_accepted_socket(lambda: AsyncioConnection(self, peer, listener), sock)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._connected, sock, peer, listener))
+
+    def _connected(self, sock: socket.socket, peer: Any, listener: Listener, task: asyncio.Task[Any]) -> None:
+        """The transport is made (it owns the socket now), or the peer went away first."""
+        self._tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if task.cancelled() or error is not None:
+            log.debug("a connection was lost as it was set up: %s", error)
+            sock.close()
+            if listener.counts_per_ip:  # counted at accept, and no session will release it
+                self.gate.release(peer)
+        self._check_done()
+
+    # -- what sessions call -----------------------------------------------------------------------
+
+    def opened(self, conn: AsyncioConnection) -> None:
+        self._conns[conn] = None
+        self.stats.track(conn)
+
+    def connection_finished(self, session: Session) -> None:
+        self._conns.pop(session, None)  # type: ignore[call-overload]
+        self.stats.untrack(session)
+        if session.per_ip_counted:
+            self.gate.release(session.peer)
+        if not self.stopping:
+            self._set_accepting(True)
+        if self.ends_with_adopted and not self._conns and not self._tasks and not self.stopping:
+            self.stop(0)
+        self._check_done()
+
+    def open_connections(self) -> Sequence[Session]:
+        return list(self._conns)
+
+    # -- stopping -------------------------------------------------------------------------------
+
+    def _begin_drain(self) -> None:
+        self._set_accepting(False)
+        if self.drain_backlog:
+            for listener in self.listeners:
+                if listener.endpoint.is_stream:
+                    while len(self._conns) + len(self._tasks) < self.limits.max_connections:
+                        accepted = self.gate.accept(listener)
+                        if accepted is None:
+                            break
+                        self._connect(accepted[0], accepted[1], listener)
+        if self.drain_backlog:
+            for reader in self._datagram_readers.values():
+                reader()  # datagrams already queued are answered
+        self._stop_datagrams()
+        self.close_listeners()
+        self.loop.call_later(0, self._drain_tick)
+
+    def _stop_datagrams(self) -> None:
+        for fd in self._datagram_readers:
+            self.loop.remove_reader(fd)
+        self._datagram_readers.clear()
+
+    def _drain_tick(self) -> None:
+        now = self.loop.time()
+        if now >= self.deadline and (self._conns or self._tasks):
+            log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
+            self.cutting = True
+            for conn in list(self._conns):
+                conn.finish(ClosedError("server stopped"))
+            for task in list(self._tasks):
+                task.cancel()
+            self._finish_serving()
+            return
+        for conn in list(self._conns):
+            if conn.phase is OPEN and conn.idle and not conn.waiting_input():
+                conn.quiet(now)
+                conn._flush()
+        if self._check_done():
+            return
+        self.loop.call_later(min(_DRAIN_TICK, max(0.0, self.deadline - now)), self._drain_tick)
+
+    def _check_done(self) -> bool:
+        if self.stopping and self._draining and not self._conns and not self._tasks:
+            self._finish_serving()
+            return True
+        return False
+
+    def _finish_serving(self) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def stopped(self) -> None:
+        pass  # the wake socket reaches the loop (base.stop writes to it)

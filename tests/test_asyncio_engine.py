@@ -1,0 +1,122 @@
+"""engine="asyncio": async def handlers awaited in order, and a server on the caller's own
+loop. (The conformance suite runs on it as on every engine; these are what only it offers.)"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+
+import pytest
+
+import socketkit as sk
+from conftest import wait_until
+
+WAIT = 10.0
+
+
+def test_async_reply_handlers_await_asyncio_libraries_in_request_order() -> None:
+    """The handler awaits another server through asyncio's own streams; replies keep order."""
+
+    async def lookup(message: bytes, conn: sk.Connection) -> bytes:
+        reader, writer = await asyncio.open_connection(*backend.addresses[0][:2])
+        writer.write(message + b"\n")
+        answer = await reader.readline()
+        writer.close()
+        await asyncio.sleep(0.001 * (5 - int(message) % 5))  # later requests finish sooner alone
+        return answer.strip()
+
+    backend = sk.Server("tcp://127.0.0.1:0", lambda m, c: m[::-1], codec=sk.Lines()).start()
+    with backend, sk.Server("tcp://127.0.0.1:0", lookup, codec=sk.Lines()).start() as server:
+        assert server.engine_name == "asyncio"
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"".join(b"%d\n" % n for n in range(10, 30)))
+            assert [client.recv() for _ in range(20)] == [(b"%d" % n)[::-1] for n in range(10, 30)]
+
+
+def test_an_async_protocol_on_message_and_its_sync_callbacks() -> None:
+    events: list[str] = []
+
+    class Greeter(sk.Protocol):
+        def on_connect(self, conn: sk.Connection) -> None:
+            events.append("connect")
+            conn.send(b"hello")
+
+        async def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            await asyncio.sleep(0)
+            conn.send(b"you said " + message)
+
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            events.append("close")
+
+    with sk.Server("tcp://127.0.0.1:0", Greeter, codec=sk.Lines(), engine="asyncio").start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.recv() == b"hello"
+            assert client.request(b"hi") == b"you said hi"
+        wait_until(lambda: events == ["connect", "close"], what="on_close")
+
+
+def test_a_disconnect_cancels_the_awaited_handler() -> None:
+    started, cancelled = threading.Event(), threading.Event()
+
+    async def slow(message: bytes, conn: sk.Connection) -> bytes:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return message
+
+    with sk.Server("tcp://127.0.0.1:0", slow, codec=sk.Lines()).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
+            sock.sendall(b"wait\n")
+            assert started.wait(WAIT)
+            # gone, not half-closed (after an end of stream a reply could still go out): a reset
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert cancelled.wait(WAIT)
+        wait_until(lambda: server.stats.connections_open == 0, what="the connection to be gone")
+
+
+def test_an_async_http_handler_that_raises_gets_a_500() -> None:
+    async def broken(request: sk.Request, conn: sk.Connection) -> sk.HttpResponse:
+        await asyncio.sleep(0)
+        raise RuntimeError("secret")
+
+    with sk.Server("tcp://127.0.0.1:0", broken, codec=sk.HttpRequest()).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            received = b""
+            while data := sock.recv(4096):
+                received += data
+    assert received.startswith(b"HTTP/1.1 500 Internal Server Error") and b"secret" not in received
+
+
+def test_await_serve_on_the_callers_loop() -> None:
+    async def app() -> list[bytes]:
+        async def shout(message: bytes, conn: sk.Connection) -> bytes:
+            return message.upper()
+
+        server = sk.Server("tcp://127.0.0.1:0", shout, codec=sk.Lines(), engine="asyncio")
+        serving = asyncio.create_task(server.serve())
+        while not server.addresses:  # bound once serve() has started
+            await asyncio.sleep(0)
+        reader, writer = await asyncio.open_connection(*server.addresses[0][:2])
+        replies = []
+        for word in (b"one", b"two"):
+            writer.write(word + b"\n")
+            replies.append((await reader.readline()).strip())
+        server.stop()  # from the loop's own thread: returns at once; serve() then drains
+        assert await reader.read() == b""  # the idle connection is closed
+        writer.close()
+        await asyncio.wait_for(serving, WAIT)
+        assert not server.running and server.stats.messages_in == 2
+        return replies
+
+    assert asyncio.run(app()) == [b"ONE", b"TWO"]
+
+
+def test_await_serve_needs_the_asyncio_engine() -> None:
+    with pytest.raises(ValueError, match="engine='asyncio'"):
+        asyncio.run(sk.Server("tcp://127.0.0.1:0", lambda m, c: m, engine="epoll").serve())
