@@ -419,6 +419,9 @@ class AsyncioEngine(Engine):
         self.cutting = False  # the grace deadline passed: connections are aborted, not flushed
         #: every connection reads into this, one at a time (the loop runs one callback at once)
         self.read_buffer = memoryview(bytearray(RECV_SIZE))
+        # The loop run() will use, made now, while the server is being set up: its descriptors
+        # (epoll, a self-pipe) are taken before start() returns, not later on another thread.
+        self._own_loop: asyncio.AbstractEventLoop | None = self.new_loop()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -426,7 +429,9 @@ class AsyncioEngine(Engine):
         return asyncio.new_event_loop()
 
     def run(self) -> None:
-        loop = self.new_loop()
+        loop, self._own_loop = self._own_loop, None
+        if loop is None:
+            loop = self.new_loop()
         try:
             loop.run_until_complete(self.serve_async())
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -436,6 +441,9 @@ class AsyncioEngine(Engine):
     async def serve_async(self) -> None:
         """Serve on the running loop until stopped (``await server.serve()``)."""
         self.loop = asyncio.get_running_loop()
+        if self._own_loop is not None:  # serving on the caller's loop: the one made is not needed
+            self._own_loop.close()
+            self._own_loop = None
         self._done = self.loop.create_future()
         self.loop.add_reader(self._wake_r.fileno(), self._on_wake)
         try:
@@ -506,9 +514,17 @@ class AsyncioEngine(Engine):
             if accepted is None:
                 if self.gate.paused:
                     self._set_accepting(False)
-                    self.loop.call_later(self.gate.resume_in, self._set_accepting, True)
+                    self.loop.call_later(self.gate.resume_in, self._resume_accepting)
                 return
             self._connect(accepted[0], accepted[1], listener)
+
+    def _resume_accepting(self) -> None:
+        """The pause after running out of descriptors is over (a timer may fire a little early:
+        then it waits the rest)."""
+        if self.gate.paused:
+            self.loop.call_later(max(self.gate.resume_in, 0.001), self._resume_accepting)
+        else:
+            self._set_accepting(True)
 
     def _connect(self, sock: socket.socket, peer: Any, listener: Listener) -> None:
         sock.setblocking(False)
