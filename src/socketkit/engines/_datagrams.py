@@ -20,7 +20,7 @@ from ..errors import RemoteProtocolError
 from ..session import SessionHost
 from ..stats import Counters
 
-__all__ = ["RECV_SIZE", "DatagramConnection", "Handle", "answer", "serve_datagrams"]
+__all__ = ["RECV_SIZE", "DatagramConnection", "Handle", "answer", "answer_waiting", "serve_datagrams"]
 
 RECV_SIZE = 65536
 
@@ -94,6 +94,24 @@ def answer(
         report_close(host.stats, conn, exc)
     if latency is not None:
         latency.observe(time.perf_counter() - started)
+
+
+def answer_waiting(
+    host: SessionHost, sock: socket.socket, scheme: str, handle: Handle, counters: Counters, most: int
+) -> None:
+    """Answer the datagrams waiting on the non-blocking ``sock``, ``most`` at a time (so one
+    socket cannot starve an event loop's others): what the loop engines call when it is readable."""
+    for _ in range(most):
+        try:
+            data, addr = sock.recvfrom(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if sock.fileno() == -1:
+                return
+            log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
+            continue
+        answer(host, sock, scheme, data, addr, handle, counters)
 
 
 def serve_datagrams(

@@ -43,7 +43,7 @@ from ..errors import BrokenError, ClosedError, ProtocolError, Timeout, translate
 from ..handlers import Dispatch
 from ..session import CLOSED, CLOSING, INPUT_ENDED, OPEN, Session
 from ..stats import Counters
-from ._datagrams import RECV_SIZE
+from ._datagrams import RECV_SIZE, answer_waiting
 from .base import Engine, log
 
 __all__ = ["AsyncioEngine"]
@@ -383,19 +383,10 @@ class _DatagramReader:
         self.handle = engine.handler.datagram_handler()
 
     def __call__(self) -> None:
-        sock = self.listener.sock
-        scheme = self.listener.endpoint.scheme
-        for _ in range(_BURST):
-            try:
-                data, addr = sock.recvfrom(RECV_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if sock.fileno() == -1:
-                    return
-                log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
-                continue
-            self.engine.datagram(sock, scheme, data, addr, self.handle, self.counters)
+        listener = self.listener
+        answer_waiting(
+            self.engine, listener.sock, listener.endpoint.scheme, self.handle, self.counters, _BURST
+        )
 
 
 class AsyncioEngine(Engine):

@@ -34,9 +34,8 @@ from ..errors import LimitExceeded
 from ..handlers import Handler
 from ..limits import Limits
 from ..session import Session
-from ..stats import Counters, StatsRecorder
+from ..stats import StatsRecorder
 from ._accept import AcceptGate
-from ._datagrams import Handle, answer
 
 __all__ = ["Engine", "current", "log"]
 
@@ -204,9 +203,3 @@ class Engine(ABC):
     def open_connections(self) -> Sequence[Session]:
         """The connections being served now (for the forced-shutdown report)."""
         return []
-
-    def datagram(
-        self, sock: socket.socket, scheme: str, data: bytes, addr: Any, handle: Handle, counters: Counters
-    ) -> None:
-        """Decode one datagram, run the handler, count and report."""
-        answer(self, sock, scheme, data, addr, handle, counters)

@@ -47,7 +47,7 @@ from ..endpoints import Listener
 from ..errors import ClosedError, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
 from ..stats import Counters
-from ._datagrams import RECV_SIZE
+from ._datagrams import RECV_SIZE, answer_waiting
 from ._poller import ERROR, READ, WRITE, Poller, poller_class
 from .base import Engine, log
 
@@ -488,20 +488,10 @@ class _DatagramReader:
         self.counters = counters
 
     def on_event(self, mask: int) -> None:
-        sock = self.listener.sock
-        scheme = self.listener.endpoint.scheme
-        engine = self.engine
-        for _ in range(_BURST):
-            try:
-                data, addr = sock.recvfrom(RECV_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if sock.fileno() == -1:
-                    return
-                log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
-                continue
-            engine.datagram(sock, scheme, data, addr, self.handle, self.counters)
+        listener = self.listener
+        answer_waiting(
+            self.engine, listener.sock, listener.endpoint.scheme, self.handle, self.counters, _BURST
+        )
 
 
 class SelectEngine(ReactorEngine):
