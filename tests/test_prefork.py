@@ -223,6 +223,14 @@ def test_a_broken_reload_keeps_the_running_workers(tmp_path: Path) -> None:
         assert worker_pids(server) == old
 
 
+def test_a_workers_log_lines_name_it(tmp_path: Path) -> None:
+    with serving(tmp_path, "--max-message-size", "16") as server:
+        with socket.create_connection(server.url.split("://")[1].rsplit(":", 1), timeout=WAIT) as sock:
+            sock.sendall(b"x" * 100 + b"\n")
+            assert sock.recv(100).startswith(b"error:")
+        server.wait_for(r"worker [01]: tcp://127\.0\.0\.1:\d+: closed: line longer than 16 bytes")
+
+
 def test_workers_stop_when_the_master_is_killed(tmp_path: Path) -> None:
     with serving(tmp_path) as server:
         pids = worker_pids(server)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import random
 import select
@@ -95,6 +96,7 @@ def _boot(plan: WorkerPlan) -> Engine:
         except OSError:
             pass
     random.seed()  # not the master's sequence
+    log.addFilter(_NameTheWorker(plan.index))
     for listener in plan.listeners:
         listener.shared()
     stats = StatsRecorder()
@@ -106,6 +108,18 @@ def _boot(plan: WorkerPlan) -> Engine:
     _install_signals(engine, plan.limits.grace)
     signal.pthread_sigmask(signal.SIG_SETMASK, plan.signal_mask)  # what arrived meanwhile runs now
     return engine
+
+
+class _NameTheWorker(logging.Filter):
+    """Every socketkit log line of a worker starts with "worker N: "."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.prefix = f"worker {index}: "
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.prefix + str(record.msg)
+        return True
 
 
 def _install_signals(engine: Engine, grace: float) -> None:
@@ -178,7 +192,7 @@ def _beat(plan: WorkerPlan, engine: Engine) -> None:
             except OSError:
                 gone = True
             if gone:  # the master exited: stop serving, as it would have told us to
-                log.warning("worker %d: the master process is gone; stopping", plan.index)
+                log.warning("the master process is gone; stopping")
                 engine.stop(plan.limits.grace)
                 return
         if engine.loop_runs_handlers and not alive.is_set():
