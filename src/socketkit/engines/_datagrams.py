@@ -16,11 +16,12 @@ from typing import Any
 from ..closing import log, report_close
 from ..codecs import Codec
 from ..connection import Connection
+from ..endpoints import Listener
 from ..errors import RemoteProtocolError
 from ..session import SessionHost
 from ..stats import Counters
 
-__all__ = ["RECV_SIZE", "DatagramConnection", "Handle", "answer", "answer_waiting", "serve_datagrams"]
+__all__ = ["RECV_SIZE", "DatagramConnection", "Handle", "WaitingDatagrams", "answer", "serve_datagrams"]
 
 RECV_SIZE = 65536
 
@@ -96,22 +97,43 @@ def answer(
         latency.observe(time.perf_counter() - started)
 
 
-def answer_waiting(
-    host: SessionHost, sock: socket.socket, scheme: str, handle: Handle, counters: Counters, most: int
-) -> None:
-    """Answer the datagrams waiting on the non-blocking ``sock``, ``most`` at a time (so one
-    socket cannot starve an event loop's others): what the loop engines call when it is readable."""
-    for _ in range(most):
-        try:
-            data, addr = sock.recvfrom(RECV_SIZE)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if sock.fileno() == -1:
+class WaitingDatagrams:
+    """A non-blocking datagram listener that an event loop watches: its handler, its counters
+    (tracked until :meth:`close`), and, called when the socket is readable, the answers to
+    the datagrams waiting on it, ``most`` at a time (so one socket cannot starve the loop)."""
+
+    __slots__ = ("counters", "handle", "host", "most", "scheme", "sock")
+
+    def __init__(self, host: SessionHost, listener: Listener, most: int) -> None:
+        self.host = host
+        self.sock = listener.sock
+        self.scheme = listener.endpoint.scheme
+        self.most = most
+        self.handle = host.handler.datagram_handler()
+        self.counters = Counters(listener.url)
+        host.stats.track(self.counters, connection=False)
+
+    def __call__(self) -> None:
+        sock = self.sock
+        for _ in range(self.most):
+            try:
+                data, addr = sock.recvfrom(RECV_SIZE)
+            except BlockingIOError:
                 return
-            log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
-            continue
-        answer(host, sock, scheme, data, addr, handle, counters)
+            except OSError as exc:
+                if sock.fileno() == -1:
+                    return
+                log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
+                continue
+            answer(self.host, sock, self.scheme, data, addr, self.handle, self.counters)
+
+    def on_event(self, mask: int) -> None:
+        """The reactor's name for a readable socket."""
+        self()
+
+    def close(self) -> None:
+        """No more datagrams are read: the counters join the server's totals."""
+        self.host.stats.untrack(self.counters, connection=False)
 
 
 def serve_datagrams(

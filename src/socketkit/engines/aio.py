@@ -42,8 +42,7 @@ from ..endpoints import Listener
 from ..errors import BrokenError, ClosedError, ProtocolError, Timeout, translate_oserror
 from ..handlers import Dispatch
 from ..session import CLOSED, CLOSING, INPUT_ENDED, OPEN, Session
-from ..stats import Counters
-from ._datagrams import RECV_SIZE, answer_waiting
+from ._datagrams import RECV_SIZE, WaitingDatagrams
 from .base import Engine, log
 
 __all__ = ["AsyncioEngine"]
@@ -191,8 +190,7 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
     # -- the transport's callbacks -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a registered subclass
-        transport = self._transport
+        self._transport = transport = cast(asyncio.Transport, transport)  # a stream transport
         limits = self._limits
         transport.set_write_buffer_limits(high=limits.write_buffer_high, low=limits.write_buffer_low)
         self._engine.opened(self)
@@ -221,15 +219,12 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         return True  # half-closed: our replies may still go out; we close when done
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.phase is not CLOSED:
-            error = (
-                None
-                if exc is None
-                else translate_oserror(exc, self.peer_url)
-                if isinstance(exc, OSError)
-                else exc
-            )
-            self.finish(error if error is not None else ClosedError(f"{self.peer_url} closed the connection"))
+        if self.phase is CLOSED:
+            return
+        if exc is None:
+            self.finish(ClosedError(f"{self.peer_url} closed the connection"))
+        else:
+            self.finish(translate_oserror(exc, self.peer_url) if isinstance(exc, OSError) else exc)
 
     def pause_writing(self) -> None:
         self._writable = False
@@ -246,19 +241,12 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._flush_due = False
         if self.phase is CLOSED or self._transport is None:
             return
-        now = self._engine.loop.time()
-        if self.out and self._writable:
-            data = bytes(self.out)
-            self._transport.write(data)
-            self.sent(len(data), now)
+        self._hand_over()
         if self._dispatch.wants_drain:
             for _ in range(16):
                 if not self._writable or not self.producing or not self.produce():
                     break
-                if self.out and self._writable:
-                    data = bytes(self.out)
-                    self._transport.write(data)
-                    self.sent(len(data), now)
+                self._hand_over()
             else:
                 self._output_added()  # still producing: go on next iteration
         if self.phase is CLOSING and not self.out:
@@ -271,6 +259,13 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
                 self._transport.resume_reading()
             else:
                 self._transport.pause_reading()
+
+    def _hand_over(self) -> None:
+        """The session's output to the transport, unless its buffer is full."""
+        if self.out and self._writable and self._transport is not None:
+            data = bytes(self.out)
+            self._transport.write(data)
+            self.sent(len(data), self._engine.loop.time())
 
     def _output_added(self) -> None:
         if self.phase is CLOSED:
@@ -372,23 +367,6 @@ async def _on_message(inner: Any, conn: AsyncioConnection, message: Any) -> None
     await inner._protocol.on_message(conn, message)
 
 
-class _DatagramReader:
-    """A datagram socket watched with add_reader and read with recvfrom, as the reactor does
-    (not a datagram transport: uvloop mangles the addresses of unix datagram senders)."""
-
-    def __init__(self, engine: AsyncioEngine, listener: Listener, counters: Counters) -> None:
-        self.engine = engine
-        self.listener = listener
-        self.counters = counters
-        self.handle = engine.handler.datagram_handler()
-
-    def __call__(self) -> None:
-        listener = self.listener
-        answer_waiting(
-            self.engine, listener.sock, listener.endpoint.scheme, self.handle, self.counters, _BURST
-        )
-
-
 class AsyncioEngine(Engine):
     """socketkit on an asyncio loop (see the module notes)."""
 
@@ -403,8 +381,9 @@ class AsyncioEngine(Engine):
         self._conns: dict[AsyncioConnection, None] = {}
         self._accepting = False
         self._done: asyncio.Future[None] | None = None
-        self._datagram_readers: dict[int, _DatagramReader] = {}
-        self._counters: list[Counters] = []
+        # datagram listeners are read with add_reader and recvfrom, as the reactor reads
+        # them, not through datagram transports (whose unix sender addresses uvloop mangles)
+        self._datagram_readers: dict[int, WaitingDatagrams] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._draining = False
         self.cutting = False  # the grace deadline passed: connections are aborted, not flushed
@@ -441,10 +420,7 @@ class AsyncioEngine(Engine):
             for listener in self.listeners:
                 listener.sock.setblocking(False)
                 if not listener.endpoint.is_stream:
-                    counters = Counters(listener.url)
-                    self.stats.track(counters, connection=False)
-                    self._counters.append(counters)
-                    reader = _DatagramReader(self, listener, counters)
+                    reader = WaitingDatagrams(self, listener, _BURST)
                     self.loop.add_reader(listener.fileno(), reader)
                     self._datagram_readers[listener.fileno()] = reader
             for sock, peer, origin in self.take_adopted():
@@ -462,8 +438,6 @@ class AsyncioEngine(Engine):
             for conn in list(self._conns):
                 conn.finish(ClosedError("server stopped"))
             self._stop_datagrams()
-            for counters in self._counters:
-                self.stats.untrack(counters, connection=False)
             await asyncio.sleep(0)  # let the transports close
 
     def call_soon_threadsafe(self, fn: Any) -> None:
@@ -576,8 +550,10 @@ class AsyncioEngine(Engine):
         self.loop.call_later(0, self._drain_tick)
 
     def _stop_datagrams(self) -> None:
-        for fd in self._datagram_readers:
+        """No more datagrams are read (their descriptors may be closed and reused after)."""
+        for fd, reader in self._datagram_readers.items():
             self.loop.remove_reader(fd)
+            reader.close()
         self._datagram_readers.clear()
 
     def _drain_tick(self) -> None:

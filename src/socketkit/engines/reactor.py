@@ -46,8 +46,7 @@ from ..closing import peer_list
 from ..endpoints import Listener
 from ..errors import ClosedError, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
-from ..stats import Counters
-from ._datagrams import RECV_SIZE, answer_waiting
+from ._datagrams import RECV_SIZE, WaitingDatagrams
 from ._poller import ERROR, READ, WRITE, Poller, poller_class
 from .base import Engine, log
 
@@ -219,7 +218,7 @@ class ReactorEngine(Engine):
         self._open = 0  # connections open
         self._timers: list[tuple[float, ReactorConnection]] = []
         self._accepting = False
-        self._datagram_counters: list[Counters] = []
+        self._datagram_readers: list[WaitingDatagrams] = []
         self._drained = False
 
     def run(self) -> None:
@@ -235,8 +234,8 @@ class ReactorEngine(Engine):
         finally:
             for conn in self._live_connections():
                 conn.finish(ClosedError("server stopped"))
-            for counters in self._datagram_counters:
-                self.stats.untrack(counters, connection=False)
+            for reader in self._datagram_readers:
+                reader.close()
             self.poller.close()
 
     def _watch(self, fd: int, handler: Any, events: int = READ) -> None:
@@ -354,11 +353,9 @@ class ReactorEngine(Engine):
         for listener in self.listeners:
             listener.sock.setblocking(False)
             if not listener.endpoint.is_stream:
-                counters = Counters(listener.url)
-                self.stats.track(counters, connection=False)
-                self._datagram_counters.append(counters)
-                handle = self.handler.datagram_handler()
-                self._watch(listener.fileno(), _DatagramReader(self, listener, handle, counters))
+                reader = WaitingDatagrams(self, listener, _BURST)
+                self._datagram_readers.append(reader)
+                self._watch(listener.fileno(), reader)
 
     def _set_accepting(self, accepting: bool) -> None:
         if accepting and (self.gate.paused or self._open >= self.limits.max_connections):
@@ -474,24 +471,6 @@ class _Acceptor:
 
     def on_event(self, mask: int) -> None:
         self.engine.accept_burst(self.listener)
-
-
-class _DatagramReader:
-    """Handler of a datagram socket: answer the datagrams waiting on it."""
-
-    __slots__ = ("counters", "engine", "handle", "listener")
-
-    def __init__(self, engine: ReactorEngine, listener: Listener, handle: Any, counters: Counters) -> None:
-        self.engine = engine
-        self.listener = listener
-        self.handle = handle
-        self.counters = counters
-
-    def on_event(self, mask: int) -> None:
-        listener = self.listener
-        answer_waiting(
-            self.engine, listener.sock, listener.endpoint.scheme, self.handle, self.counters, _BURST
-        )
 
 
 class SelectEngine(ReactorEngine):
