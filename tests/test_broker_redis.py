@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 import socketkit as sk
 from socketkit.services.redis_relay import DEFAULT_CHANNEL, parse_backend
 from test_haproxy import free_port
-from test_prefork import SK, Serve
+from test_prefork import SK, Serve, serve_process
 
 WAIT = 10.0
 
@@ -49,23 +49,8 @@ def redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait(WAIT)
 
 
-@contextmanager
-def broker(tmp_path: Path, backend: str, *args: str) -> Iterator[Serve]:
-    proc = subprocess.Popen(
-        [*SK, "serve", "broker", "--backend", backend, "-l", "127.0.0.1:0", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        cwd=tmp_path,
-    )
-    server = Serve(proc)
-    try:
-        server.url = server.wait_for(r"serving (tcp://\S+)")[0].group(1)
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(WAIT + 5)
+def broker(tmp_path: Path, backend: str, *args: str) -> AbstractContextManager[Serve]:
+    return serve_process(tmp_path, "broker", "--backend", backend, "-l", "127.0.0.1:0", *args)
 
 
 def read_lines(client: sk.Client, count: int) -> set[bytes]:

@@ -73,30 +73,14 @@ class Serve:
 
 
 @contextmanager
-def serving(tmp_path: Path, *args: str, workers: int = 2) -> Iterator[Serve]:
-    (tmp_path / "pidapp.py").write_text(APP)
+def serve_process(tmp_path: Path, *args: str) -> Iterator[Serve]:
+    """`socketkit serve ARGS` in ``tmp_path``, once it says where it serves; SIGTERM after."""
     proc = subprocess.Popen(
-        [
-            *SK,
-            "serve",
-            "pidapp:handle",
-            "--codec",
-            "lines",
-            "--workers",
-            str(workers),
-            "-l",
-            "127.0.0.1:0",
-            *args,
-        ],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        cwd=tmp_path,
+        [*SK, "serve", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path
     )
     server = Serve(proc)
     try:
         server.url = server.wait_for(r"serving (tcp://\S+)")[0].group(1)
-        server.wait_for(r"worker \d+ \(pid \d+\) ready", workers)
         yield server
     finally:
         if proc.poll() is None:
@@ -106,6 +90,16 @@ def serving(tmp_path: Path, *args: str, workers: int = 2) -> Iterator[Serve]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def serving(tmp_path: Path, *args: str, workers: int = 2) -> Iterator[Serve]:
+    """The pidapp handler with ``workers`` worker processes, once every worker is ready."""
+    (tmp_path / "pidapp.py").write_text(APP)
+    command = ["pidapp:handle", "--codec", "lines", "--workers", str(workers), "-l", "127.0.0.1:0", *args]
+    with serve_process(tmp_path, *command) as server:
+        server.wait_for(r"worker \d+ \(pid \d+\) ready", workers)
+        yield server
 
 
 def worker_pids(server: Serve) -> set[int]:
