@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from .connection import Connection
@@ -82,6 +82,10 @@ class Dispatch:
     def message(self, message: Any) -> None:
         """One decoded message arrived."""
 
+    def awaited(self, message: Any) -> Awaitable[None]:
+        """One decoded message, for an ``async def`` handler: what the engine awaits."""
+        raise TypeError("this handler is not an async def")
+
     def closed(self, error: BaseException | None) -> None:
         """The connection ended (``error`` None when clean)."""
 
@@ -98,6 +102,11 @@ class _ReplyDispatch(Dispatch):
 
     def message(self, message: Any) -> None:
         reply = self._fn(message, self._conn)
+        if reply is not None:
+            self._conn.send(reply)
+
+    async def awaited(self, message: Any) -> None:
+        reply = await self._fn(message, self._conn)
         if reply is not None:
             self._conn.send(reply)
 
@@ -118,6 +127,9 @@ class _ProtocolDispatch(Dispatch):
 
     def message(self, message: Any) -> None:
         self._protocol.on_message(self._conn, message)
+
+    def awaited(self, message: Any) -> Awaitable[None]:
+        return self._protocol.on_message(self._conn, message)  # type: ignore[func-returns-value,return-value]
 
     def closed(self, error: BaseException | None) -> None:
         self._protocol.on_close(self._conn, error)

@@ -38,7 +38,7 @@ import threading
 import time
 import typing
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .closing import log, report_close
 from .codecs.base import Decoder
@@ -126,7 +126,9 @@ class Session(Connection):
 
     __slots__ = (
         "_decoder",
+        "_deferred",
         "_dispatch",
+        "_handling",
         "_heard",
         "_host",
         "_in_event",
@@ -179,7 +181,11 @@ class Session(Connection):
                 if layer.readdresses:
                     self.per_ip_counted = False
         self._pending: deque[Any] | None = None  # decoded messages a blocking handler has not taken
-        self._pending_error: ProtocolError | None = None  # raised to a blocking handler after those
+        # bad input behind messages not handled yet: raised to a blocking handler after them, or
+        # answered once the deferred ones have their replies
+        self._pending_error: ProtocolError | None = None
+        self._deferred: list[Any] | None = None  # messages waiting for a handler run elsewhere
+        self._handling = False  # a handler run elsewhere has a message of this connection now
         self._owner = _get_ident()  # the thread that runs this connection's events: made on it
         self._in_event = False  # inside an event: sends are collected and written after it
         self._partial = False  # a message is half received
@@ -251,6 +257,10 @@ class Session(Connection):
                 if bad is not None:
                     self._pending_error = bad  # the blocking handler takes the good ones first
                     return
+            elif self.defers:  # handled elsewhere, one at a time
+                self._defer(messages)
+                if self._release is not None:
+                    self._release()
             else:  # dispatched here, in this frame: the hot path
                 handle = self._dispatch.message
                 self._in_event = True
@@ -309,6 +319,8 @@ class Session(Connection):
             del self.out[:count]
             self._last_active = now
             self._heard = True
+        if self._deferred is not None and len(self.out) <= self._limits.write_buffer_low:
+            self._start_deferred()  # the peer read its replies: the next message may start
         if not self.reading:  # sending can only let reading resume
             self._settle()
 
@@ -335,6 +347,8 @@ class Session(Connection):
     def quiet(self, now: float) -> None:
         """The engine found no more bytes waiting. While stopping, an idle connection ends here,
         unless it is new and its first request may still be on its way (:meth:`fresh_until`)."""
+        if self._handling or self._deferred:
+            return  # its messages are being handled: it ends once they have their replies
         if self._host.stopping and not self._partial and self.phase is OPEN:
             fresh = self.fresh_until()
             if fresh is not None and now < fresh:
@@ -352,7 +366,13 @@ class Session(Connection):
     @property
     def idle(self) -> bool:
         """Between messages, nothing unsent: what stop() closes at once."""
-        return not self._partial and not self.out and not self._in_event
+        return (
+            not self._partial
+            and not self.out
+            and not self._in_event
+            and not self._handling
+            and not self._deferred
+        )
 
     def deadline(self) -> float:
         """When this connection times out unless something happens first."""
@@ -406,10 +426,16 @@ class Session(Connection):
         self._close_transport()
         self.out.clear()
         self._decoder.release()
+        self._drop_deferred()
+        if not self._handling:  # else on_close waits for the handler to return (_deferred_done)
+            self._tell_closed()
+
+    def _tell_closed(self) -> None:
+        """The handler's on_close, with why the connection ended."""
         try:
-            self._dispatch.closed(error)
+            self._dispatch.closed(self.error)
         except Exception as exc:
-            host.stats.error("handler", self.listener)
+            self._host.stats.error("handler", self.listener)
             log.error("%s: on_close raised %s: %s", self.peer_url, type(exc).__name__, exc, exc_info=exc)
 
     # -- what handlers call -------------------------------------------------------------
@@ -494,8 +520,9 @@ class Session(Connection):
                     self._take_layer_output()
 
     def _end_input(self) -> None:
-        """No more input will be read. A blocking handler may still reply; otherwise close."""
-        if self._pending is not None and self.phase is OPEN:
+        """No more input will be read. A blocking handler, or one with messages in hand, may
+        still reply; otherwise close."""
+        if self.phase is OPEN and (self._pending is not None or self._handling or self._deferred):
             self.phase = INPUT_ENDED
             self.reading = False
         else:
@@ -513,7 +540,12 @@ class Session(Connection):
         self._end_input()
 
     def _bad_input(self, error: ProtocolError) -> None:
-        """Answer bad input with the codec's error reply (where it has one), then close."""
+        """Answer bad input with the codec's error reply (where it has one), then close; after
+        the replies to the messages before it, where those are still being handled."""
+        if (self._handling or self._deferred) and self.phase is OPEN:
+            self._pending_error = error  # answered in _deferred_done
+            self.reading = False
+            return
         if self.phase is OPEN or self.phase is INPUT_ENDED:
             reply = self.codec.error_reply(error) if isinstance(error, RemoteProtocolError) else None
             if reply is not None:
@@ -534,8 +566,8 @@ class Session(Connection):
         if self.reading:
             if size > limits.write_buffer_high:
                 self.reading = False
-        elif self.phase is OPEN and size <= limits.write_buffer_low:
-            self.reading = True
+        elif self.phase is OPEN and size <= limits.write_buffer_low and not self._deferred:
+            self.reading = True  # (a message waiting for its handler holds reading off)
 
     def foreign_overflow(self, pending: int) -> LimitExceeded | None:
         """The error for a peer whose unsent output from others (``pending`` bytes) is past
@@ -545,6 +577,73 @@ class Session(Connection):
         return LimitExceeded(
             f"peer is not reading: {pending} bytes unsent ({FOREIGN_OUTPUT_FACTOR} x write_buffer_high)"
         )
+
+    # -- messages handled elsewhere (a pool thread, an awaited task), one at a time ----------
+
+    #: Whether messages go to :meth:`_handle_elsewhere` rather than to the handler in the event.
+    #: A connection then has one message in hand at a time, so its replies leave in request
+    #: order; one waiting behind it stops reading (a read's worth at most); none starts while
+    #: unsent output is above write_buffer_high; bad input and the peer's end of input wait
+    #: for the replies before them; and on_close waits for a handler call in hand.
+    defers: ClassVar[bool] = False
+
+    def _defer(self, messages: list[Any]) -> None:
+        if self._deferred is None:
+            self._deferred = list(messages)
+        else:
+            self._deferred.extend(messages)
+        self._start_deferred()
+        if self._deferred:
+            self.reading = False  # a message waits behind the one in hand
+
+    def _start_deferred(self) -> None:
+        """Hand the next waiting message to its handler, unless one is in hand already, the
+        connection is closing, or the peer has not read enough of its replies."""
+        waiting = self._deferred
+        if (
+            not waiting
+            or self._handling
+            or not (self.phase is OPEN or self.phase is INPUT_ENDED)
+            or len(self.out) > self._limits.write_buffer_high
+        ):
+            return
+        message = waiting.pop(0)
+        if not waiting:
+            self._deferred = None  # an idle connection holds no list
+        self._handling = True
+        self._handle_elsewhere(message)
+
+    def _deferred_done(self, error: Exception | None, answered: bool) -> None:
+        """The handler returned from a deferred message (on the connection's own thread, after
+        every send it made): the next message starts, or what waited for it happens."""
+        self._handling = False
+        if error is not None:
+            if self.phase is CLOSED:
+                report_close(self._host.stats, self, error)
+            else:
+                self._handler_failed(error, answered)
+        if self.phase is CLOSED:  # it ended while the handler ran: now the handler hears it
+            self._tell_closed()
+            return
+        if self._deferred and self.phase is not CLOSING:
+            self._start_deferred()  # (or sent() starts it once the peer has read)
+        elif self._deferred:
+            self._drop_deferred()
+        elif self._pending_error is not None:
+            error, self._pending_error = self._pending_error, None
+            self._bad_input(error)  # every message before it has its reply: now the error
+        elif self.phase is INPUT_ENDED:
+            self._close(None)  # the peer ended its input and every message has its reply
+        if not self.reading:
+            self._settle()
+
+    def _drop_deferred(self) -> None:
+        """The connection is closing: messages still waiting are not handled."""
+        self._deferred = None
+
+    def _handle_elsewhere(self, message: Any) -> None:
+        """Start the handler on ``message`` (an engine with :attr:`defers` sets this)."""
+        raise NotImplementedError
 
     # -- layers ---------------------------------------------------------------------------
 

@@ -34,14 +34,13 @@ import asyncio
 import functools
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, cast
 
 from ..closing import peer_list
 from ..endpoints import Listener
-from ..errors import BrokenError, ClosedError, ProtocolError, Timeout, translate_oserror
-from ..handlers import Dispatch
-from ..session import CLOSED, CLOSING, INPUT_ENDED, OPEN, Session
+from ..errors import BrokenError, ClosedError, Timeout, translate_oserror
+from ..session import CLOSED, CLOSING, OPEN, Session
 from ._datagrams import RECV_SIZE, WaitingDatagrams
 from .base import Engine, log
 
@@ -56,15 +55,12 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
     buffer, so a read is at most RECV_SIZE, as on every engine)."""
 
     __slots__ = (
-        "_bad_later",
         "_engine",
         "_flush_due",
         "_paused",
-        "_task",
         "_timer",
         "_timer_at",
         "_transport",
-        "_waiting",
         "_writable",
     )
 
@@ -85,107 +81,9 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._flush_due = False  # a flush is scheduled for this loop iteration
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._task: asyncio.Task[None] | None = None  # an async handler awaited now
-        self._waiting: list[Any] | None = None  # messages for it, decoded meanwhile
-        self._bad_later: ProtocolError | None = None  # bad input behind awaited messages
 
     def _find_local(self) -> Any:
         return None if self._transport is None else self._transport.get_extra_info("sockname")
-
-    # -- async def handlers: one message awaited at a time, replies in order ----------------
-
-    def start(self) -> None:
-        super().start()
-        handler = self._engine.handler
-        if handler.is_async and self.phase is not CLOSED:
-            inner = self._dispatch
-            if handler.kind == "reply":
-                call = functools.partial(_reply, handler.target, self)
-            else:
-                call = functools.partial(_on_message, inner, self)
-            self._dispatch = _Awaiting(inner, self, call, self._latency)
-            self._latency = None  # timed around the await, not around the hand-over
-
-    @property
-    def _awaiting(self) -> bool:
-        return self._task is not None or bool(self._waiting)
-
-    def _await(self, message: Any) -> None:
-        if self._waiting is None:
-            self._waiting = [message]
-        else:
-            self._waiting.append(message)
-        if self._task is None:
-            self._next_awaited()
-        if self._waiting:
-            self.reading = False  # a message waits behind the awaited one: one read's worth at most
-        # (with only the awaited one, reading goes on: a peer that disconnects is noticed, and
-        # its handler cancelled)
-
-    def _next_awaited(self) -> None:
-        assert self._waiting
-        message = self._waiting.pop(0)
-        if not self._waiting:
-            self._waiting = None
-        self._task = self._engine.loop.create_task(self._handle_awaited(message))
-
-    async def _handle_awaited(self, message: Any) -> None:
-        dispatch = self._dispatch
-        assert isinstance(dispatch, _Awaiting)
-        answered = self.messages_out
-        latency = dispatch.latency
-        started = self._engine.loop.time()
-        try:
-            await dispatch.call(message)
-        except asyncio.CancelledError:
-            self._task = None
-            return  # the connection is gone
-        except ClosedError:
-            pass  # it closed while the handler worked: nowhere to reply
-        except Exception as exc:
-            self._handler_failed(exc, self.messages_out != answered)
-        if latency is not None:
-            latency.observe(self._engine.loop.time() - started)
-        self._task = None
-        if self.phase is CLOSED:
-            return
-        if self._waiting and self.phase is not CLOSING:
-            self._next_awaited()
-        elif self._bad_later is not None:
-            error, self._bad_later = self._bad_later, None
-            super()._bad_input(error)  # every message before it has its reply: now the error
-        elif self.phase is INPUT_ENDED:
-            self._close(None)  # the peer ended its input and every message has its reply
-        elif self.phase is OPEN and len(self.out) <= self._limits.write_buffer_high:
-            self.reading = True
-        self._flush()
-
-    @property
-    def idle(self) -> bool:
-        return super().idle and not self._awaiting
-
-    def quiet(self, now: float) -> None:
-        if not self._awaiting:
-            super().quiet(now)
-
-    def _end_input(self) -> None:
-        if self._awaiting and self.phase is OPEN:
-            self.phase = INPUT_ENDED  # replies to what came before are still being made
-            self.reading = False
-            return
-        super()._end_input()
-
-    def _bad_input(self, error: ProtocolError) -> None:
-        if self._awaiting and self.phase is OPEN:
-            self._bad_later = error  # the replies to the messages before it go first
-            self.reading = False
-            return
-        super()._bad_input(error)
-
-    def _settle(self) -> None:
-        super()._settle()
-        if self._waiting:
-            self.reading = False
 
     # -- the transport's callbacks -------------------------------------------------------
 
@@ -284,9 +182,6 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._engine.call_soon_threadsafe(self.close)
 
     def _close_transport(self) -> None:
-        if self._task is not None:
-            self._task.cancel()  # the handler's await ends with CancelledError
-            self._task = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -332,39 +227,47 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
             return False
 
 
-class _Awaiting(Dispatch):
-    """A connection's dispatch when its handler is an ``async def``: messages are awaited."""
+class AwaitingConnection(AsyncioConnection):
+    """A connection whose handler is an ``async def``: each message is awaited in a task,
+    one at a time (the session's deferred messages, :attr:`Session.defers`). Reading goes
+    on while one is awaited, so a peer that disconnects is noticed and its handler cancelled."""
 
-    __slots__ = ("call", "conn", "inner", "latency", "wants_drain")
+    __slots__ = ("_task",)
 
-    def __init__(self, inner: Dispatch, conn: AsyncioConnection, call: Any, latency: Any) -> None:
-        self.inner = inner
-        self.conn = conn
-        self.call = call  # message -> awaitable
-        self.latency = latency
-        self.wants_drain = inner.wants_drain
+    defers: ClassVar[bool] = True
 
-    def connected(self) -> None:
-        self.inner.connected()
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._task: asyncio.Task[None] | None = None  # the handler call awaited now
 
-    def message(self, message: Any) -> None:
-        self.conn._await(message)
+    def _handle_elsewhere(self, message: Any) -> None:
+        self._task = self._engine.loop.create_task(self._awaited(self._dispatch.awaited(message)))
 
-    def closed(self, error: BaseException | None) -> None:
-        self.inner.closed(error)
+    async def _awaited(self, call: Awaitable[None]) -> None:
+        answered = self.messages_out
+        latency = self._latency
+        started = self._engine.loop.time()
+        error: Exception | None = None
+        try:
+            await call
+        except asyncio.CancelledError:
+            return  # the connection is gone (and on_close was told)
+        except ClosedError:
+            pass  # it closed while the handler worked: nowhere to reply
+        except Exception as exc:
+            error = exc
+        if latency is not None:
+            latency.observe(self._engine.loop.time() - started)
+        self._task = None
+        self._deferred_done(error, self.messages_out != answered)
+        self._flush()
 
-    def drained(self) -> None:
-        self.inner.drained()
-
-
-async def _reply(fn: Any, conn: AsyncioConnection, message: Any) -> None:
-    reply = await fn(message, conn)
-    if reply is not None:
-        conn.send(reply)
-
-
-async def _on_message(inner: Any, conn: AsyncioConnection, message: Any) -> None:
-    await inner._protocol.on_message(conn, message)
+    def _close_transport(self) -> None:
+        if self._task is not None:
+            self._task.cancel()  # the handler's await ends with CancelledError
+            self._task = None
+            self._handling = False  # so on_close is told now, not after the cancellation
+        super()._close_transport()
 
 
 class AsyncioEngine(Engine):
@@ -389,6 +292,8 @@ class AsyncioEngine(Engine):
         self.cutting = False  # the grace deadline passed: connections are aborted, not flushed
         #: every connection reads into this, one at a time (the loop runs one callback at once)
         self.read_buffer = memoryview(bytearray(RECV_SIZE))
+        #: an ``async def`` handler's messages are awaited, one at a time per connection
+        self.connection_class = AwaitingConnection if self.handler.is_async else AsyncioConnection
         # The loop run() will use, made now, while the server is being set up: its descriptors
         # (epoll, a self-pipe) are taken before start() returns, not later on another thread.
         self._own_loop: asyncio.AbstractEventLoop | None = self.new_loop()
@@ -494,7 +399,7 @@ class AsyncioEngine(Engine):
     def _connect(self, sock: socket.socket, peer: Any, listener: Listener) -> None:
         sock.setblocking(False)
         task = self.loop.create_task(
-            self.loop.connect_accepted_socket(lambda: AsyncioConnection(self, peer, listener), sock)
+            self.loop.connect_accepted_socket(lambda: self.connection_class(self, peer, listener), sock)
         )
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._connected, sock, peer, listener))

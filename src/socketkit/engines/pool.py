@@ -32,11 +32,8 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from ..closing import report_close
 from ..errors import ClosedError, ProtocolError
-from ..handlers import Dispatch
-from ..session import CLOSED, INPUT_ENDED, OPEN
-from ..stats import LatencyHistogram
+from ..session import OPEN
 from ._poller import READ, WRITE
 from .base import current, log
 from .reactor import ReactorConnection, ReactorEngine
@@ -96,83 +93,20 @@ class _Pool:
                 log.error("pool thread: %s: %s", type(exc).__name__, exc, exc_info=exc)
 
 
-class _PooledDispatch(Dispatch):
-    """A connection's dispatch with its messages sent to the pool."""
-
-    __slots__ = ("conn", "inner", "latency", "wants_drain")
-
-    def __init__(self, inner: Dispatch, conn: PoolConnection, latency: LatencyHistogram | None) -> None:
-        self.inner = inner
-        self.conn = conn
-        self.wants_drain = inner.wants_drain
-        self.latency = latency  # handler time is taken on the pool thread, not on the loop
-
-    def connected(self) -> None:
-        self.inner.connected()
-
-    def message(self, message: Any) -> None:
-        self.conn._submit(message)
-
-    def closed(self, error: BaseException | None) -> None:
-        self.conn._closed_after_handler(self.inner, error)
-
-    def drained(self) -> None:
-        self.inner.drained()
+#: the connection whose handler this pool thread runs now (its sends are its replies)
+_running = threading.local()
 
 
 class PoolConnection(ReactorConnection):
-    """A reactor connection whose handler runs on the engine's pool."""
+    """A reactor connection whose handler runs on the engine's pool, a message at a time
+    (the session's deferred messages, :attr:`Session.defers`)."""
 
-    __slots__ = (
-        "_answered",
-        "_bad_later",
-        "_busy",
-        "_handler_thread",
-        "_held",
-        "_in_transit",
-        "_inbox",
-        "_jobs",
-        "_on_close",
-    )
+    __slots__ = ()
 
     _engine: PoolEngine
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._jobs: list[Any] | None = None  # messages waiting for the pool (made when needed)
-        self._busy = False  # a pool thread runs this connection's handler now
-        self._held = False  # not read: too much is waiting for the pool
-        self._answered = 0  # sends made by the handler call running now
-        self._inbox: threading.Condition | None = None  # a @blocking handler waits on it
-        self._on_close: tuple[Dispatch, BaseException | None] | None = None  # waits for the handler
-        self._in_transit = 0  # bytes sent from the pool thread, not yet on the loop
-        self._handler_thread = 0  # the pool thread running this connection's handler now
-        self._bad_later: ProtocolError | None = None  # bad input behind messages still on the pool
+    defers: ClassVar[bool] = True
 
     # -- on the loop -----------------------------------------------------------------------
-
-    def start(self) -> None:
-        super().start()
-        if self._pending is not None:  # @blocking: the handler takes a pool thread for its life
-            self._inbox = threading.Condition()
-            self._busy = True
-            self._engine.pool.submit(self._run_blocking)
-        else:
-            self._dispatch = _PooledDispatch(self._dispatch, self, self._latency)
-            self._latency = None  # the session's own timing would time the hand-over
-
-    @property
-    def idle(self) -> bool:
-        if self._pending is not None:  # @blocking: idle while its handler waits for input
-            return super().idle and not self._pending
-        return super().idle and not self._busy and not self._jobs
-
-    def quiet(self, now: float) -> None:
-        if self._pending is not None:
-            if not self._pending:  # stopping: its handler's next recv() ends
-                super().quiet(now)
-        elif not self._busy and not self._jobs:
-            super().quiet(now)
 
     def on_event(self, mask: int) -> None:
         if self._engine.full and self.reading and mask & READ:
@@ -182,152 +116,62 @@ class PoolConnection(ReactorConnection):
                 return
         super().on_event(mask)
 
-    def _submit(self, message: Any) -> None:
-        if self._jobs is None:
-            self._jobs = [message]
-        else:
-            self._jobs.append(message)
+    def _defer(self, messages: list[Any]) -> None:
         engine = self._engine
-        engine.queued += 1
-        if not self._busy and self._output_has_room():
-            self._next_job()
+        engine.queued += len(messages)
+        super()._defer(messages)
         if engine.queued >= self._limits.pool_queue:
             engine.full = True
-        if len(self._jobs or ()) >= _PER_CONNECTION or engine.full:
             self._hold()
+        elif not self.reading:
+            self._queue_flush()  # the poller stops watching for input
 
-    def _next_job(self) -> None:
-        assert self._jobs
-        message = self._jobs.pop(0)
-        if not self._jobs:
-            self._jobs = None  # an idle connection holds no list
+    def _handle_elsewhere(self, message: Any) -> None:
         engine = self._engine
         engine.queued -= 1
-        self._busy = True
-        self._answered = 0
-        dispatch = self._dispatch
-        assert isinstance(dispatch, _PooledDispatch)
-        engine.pool.submit(functools.partial(self._run_job, dispatch.inner, dispatch.latency, message))
+        engine.pool.submit(functools.partial(self._run_job, message, self.messages_out))
         engine.release_held()
 
-    def _job_done(self, error: Exception | None, answered: bool) -> None:
-        self._busy = False
-        if error is not None:
-            if self.phase is CLOSED:
-                report_close(self._host.stats, self, error)
-            else:
-                self._handler_failed(error, answered)
-        if self._on_close is not None:  # the connection ended while the handler ran
-            inner, closing_error = self._on_close
-            self._on_close = None
-            self._drop_jobs()
-            _call_closed(self, inner, closing_error)
-            return
-        if self._jobs and (self.phase is OPEN or self.phase is INPUT_ENDED):
-            if self._output_has_room():
-                self._next_job()  # else sent() starts it once the peer has read
-        elif self._jobs:
-            self._drop_jobs()
-        elif self._bad_later is not None:
-            error, self._bad_later = self._bad_later, None
-            super()._bad_input(error)  # every message before it has its reply: now the error
-        elif self.phase is INPUT_ENDED and self._pending is None:
-            self._close(None)  # the peer ended its input and every message has its reply
+    def _drop_deferred(self) -> None:
+        if self._deferred:
+            self._engine.queued -= len(self._deferred)
+            self._engine.release_held()
+        super()._drop_deferred()
+
+    def _job_done(self, error: Exception | None, answered_before: int) -> None:
+        # every send the handler made reached the loop before this (call_soon_threadsafe is FIFO)
+        self._deferred_done(error, self.messages_out != answered_before)
         self._release_hold()
         self._queue_flush()
 
-    def _drop_jobs(self) -> None:
-        self._engine.queued -= len(self._jobs or ())
-        self._jobs = None
-        self._engine.release_held()
-
-    def _bad_input(self, error: ProtocolError) -> None:
-        if self._pending is None and (self._busy or self._jobs) and self.phase is OPEN:
-            # Messages before the bad input are still on the pool: their replies go first.
-            self._bad_later = error
-            self.reading = False
-            return
-        super()._bad_input(error)
-
-    def _closed_after_handler(self, inner: Dispatch, error: BaseException | None) -> None:
-        if self._busy:
-            self._on_close = (inner, error)
-        else:
-            self._drop_jobs()
-            _call_closed(self, inner, error)
-
     def _hold(self) -> None:
-        if not self._held:
-            self._held = True
+        held = self._engine.held
+        if self not in held:
+            held.add(self)
             self.reading = False
-            self._engine.held.add(self)
             self._queue_flush()  # the poller stops watching for input
+
+    def _still_held(self) -> bool:
+        return self._engine.queued >= self._limits.pool_queue
 
     def _release_hold(self) -> None:
         """Read again if what waits for the pool went down (and output allows it)."""
-        if not self._held:
+        held = self._engine.held
+        if self not in held or self._still_held():
             return
-        waiting = len(self._jobs or ()) if self._pending is None else len(self._pending)
-        if waiting >= _PER_CONNECTION or self._engine.queued >= self._limits.pool_queue:
-            return
-        self._held = False
-        self._engine.held.discard(self)
-        if self.phase is OPEN and len(self.out) <= self._limits.write_buffer_low:
-            self.reading = True
+        held.discard(self)
+        if not self.reading:
+            self._settle()
             self._queue_flush()
 
     def _settle(self) -> None:
         super()._settle()
-        if self._held:
+        if self.reading and self in self._engine.held:
             self.reading = False  # output drained, but the pool has not caught up
-
-    def received(self, data: bytes, now: float) -> None:
-        super().received(data, now)
-        inbox = self._inbox
-        if inbox is not None:
-            pending = self._pending
-            if pending is not None and len(pending) >= _PER_CONNECTION:
-                self._hold()
-            with inbox:
-                inbox.notify()
-
-    def _end_input(self) -> None:
-        if self._pending is None and (self._busy or self._jobs) and self.phase is OPEN:
-            # The peer is done sending; what it sent before is still being handled: the
-            # connection closes once the last reply is made (see _job_done).
-            self.phase = INPUT_ENDED
-            self.reading = False
-            return
-        super()._end_input()
-        self._notify_inbox()
-
-    def _close_transport(self) -> None:
-        super()._close_transport()
-        self._notify_inbox()
-
-    def _output_has_room(self) -> bool:
-        """Whether the next message may go to the pool: its reply must not pile up on a
-        peer that is not reading (the same mark that pauses reading)."""
-        return len(self.out) <= self._limits.write_buffer_high
-
-    def sent(self, count: int, now: float) -> None:
-        super().sent(count, now)
-        if len(self.out) <= self._limits.write_buffer_low:
-            if self._inbox is not None:
-                self._notify_inbox()  # a handler thread may wait for the peer to read
-            elif self._jobs and not self._busy and (self.phase is OPEN or self.phase is INPUT_ENDED):
-                self._next_job()
-
-    def _notify_inbox(self) -> None:
-        inbox = self._inbox
-        if inbox is not None:
-            with inbox:
-                inbox.notify_all()
 
     def _delivered(self, data: bytes) -> None:
         """A send of this connection's handler reaches the loop: a reply like any other
         (backpressure pauses reading above write_buffer_high), not a fan-out from others."""
-        self._in_transit -= len(data)
         if self._closed:
             return
         self._in_event = True
@@ -339,22 +183,101 @@ class PoolConnection(ReactorConnection):
 
     # -- on a pool thread ------------------------------------------------------------------
 
-    def _run_job(self, handler: Dispatch, latency: LatencyHistogram | None, message: Any) -> None:
+    def _run_job(self, message: Any, answered_before: int) -> None:
         current.engine = self._engine  # Server.stop() from the handler must not wait for itself
-        self._handler_thread = threading.get_ident()
+        _running.conn = self
+        latency = self._latency
         error: Exception | None = None
         started = time.perf_counter() if latency is not None else 0.0
         try:
-            handler.message(message)
+            self._dispatch.message(message)
         except Exception as exc:
             error = exc
+        _running.conn = None
         if latency is not None:
             latency.observe(time.perf_counter() - started)
-        self._engine.call_soon_threadsafe(functools.partial(self._job_done, error, self._answered > 0))
+        self._engine.call_soon_threadsafe(functools.partial(self._job_done, error, answered_before))
+
+    def _send_from_elsewhere(self, data: bytes) -> None:
+        if getattr(_running, "conn", None) is not self:
+            super()._send_from_elsewhere(data)  # another connection's fan-out: foreign output
+            return
+        self._engine.call_soon_threadsafe(functools.partial(self._delivered, data))
+
+
+class BlockingPoolConnection(PoolConnection):
+    """A connection whose ``@blocking`` handler holds a pool thread for its life:
+    ``conn.recv()`` waits for the messages the loop decodes."""
+
+    __slots__ = ("_in_transit", "_inbox")
+
+    defers: ClassVar[bool] = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._inbox = threading.Condition()  # its handler thread waits on it
+        self._in_transit = 0  # bytes sent from the handler thread, not yet on the loop
+
+    # -- on the loop -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        super().start()
+        self._engine.pool.submit(self._run_blocking)
+
+    @property
+    def idle(self) -> bool:  # idle while its handler waits for input
+        return super().idle and not self._pending
+
+    def quiet(self, now: float) -> None:
+        if not self._pending:  # stopping: its handler's next recv() ends
+            super().quiet(now)
+
+    def _still_held(self) -> bool:
+        return len(self._pending or ()) >= _PER_CONNECTION or super()._still_held()
+
+    def received(self, data: bytes, now: float) -> None:
+        super().received(data, now)
+        if len(self._pending or ()) >= _PER_CONNECTION:
+            self._hold()
+        self._notify_inbox()
+
+    def _end_input(self) -> None:
+        super()._end_input()
+        self._notify_inbox()
+
+    def _close_transport(self) -> None:
+        super()._close_transport()
+        self._notify_inbox()
+
+    def sent(self, count: int, now: float) -> None:
+        super().sent(count, now)
+        if len(self.out) <= self._limits.write_buffer_low:
+            self._notify_inbox()  # the handler thread may wait for the peer to read
+
+    def _notify_inbox(self) -> None:
+        with self._inbox:
+            self._inbox.notify_all()
+
+    def _delivered(self, data: bytes) -> None:
+        self._in_transit -= len(data)
+        super()._delivered(data)
+
+    def _blocking_done(self, error: Exception | None) -> None:
+        if error is not None:
+            self._close(error)
+        else:
+            self.close()  # the handler returned: its replies flush, then the connection ends
+        self._queue_flush()
+
+    def _bad_input_later(self, error: ProtocolError) -> None:
+        self._bad_input(error)
+        self._queue_flush()
+
+    # -- on the handler's pool thread ------------------------------------------------------
 
     def _run_blocking(self) -> None:
         current.engine = self._engine
-        self._handler_thread = threading.get_ident()
+        _running.conn = self
         error: Exception | None = None
         try:
             self._engine.handler.run_blocking(self)
@@ -362,31 +285,20 @@ class PoolConnection(ReactorConnection):
             pass  # the connection ended under it: nothing more to say
         except Exception as exc:
             error = exc
+        _running.conn = None
         self._engine.call_soon_threadsafe(functools.partial(self._blocking_done, error))
 
-    def _blocking_done(self, error: Exception | None) -> None:
-        self._busy = False
-        if error is not None:
-            self._close(error)
-        else:
-            self.close()  # the handler returned: its replies flush, then the connection ends
-        self._queue_flush()
-
     def _send_from_elsewhere(self, data: bytes) -> None:
-        if threading.get_ident() != self._handler_thread:
-            super()._send_from_elsewhere(data)  # another connection's fan-out: foreign output
-            return
-        self._answered += 1  # its own handler's reply
-        inbox = self._inbox
-        if inbox is not None:
-            self._wait_for_room(inbox, len(data))
-        self._in_transit += len(data)
-        self._engine.call_soon_threadsafe(functools.partial(self._delivered, data))
+        if getattr(_running, "conn", None) is self:
+            self._wait_for_room(len(data))
+            self._in_transit += len(data)
+        super()._send_from_elsewhere(data)
 
-    def _wait_for_room(self, inbox: threading.Condition, size: int) -> None:
-        """A @blocking handler's send: wait while the peer has more than write_buffer_high
-        unread (the loop closes a peer that reads nothing for idle_timeout)."""
+    def _wait_for_room(self, size: int) -> None:
+        """A send: wait while the peer has more than write_buffer_high unread (the loop
+        closes a peer that reads nothing for idle_timeout)."""
         high = self._limits.write_buffer_high
+        inbox = self._inbox
         with inbox:
             while self.phase is OPEN and len(self.out) + self._in_transit + size > high and self.out:
                 inbox.wait(_WAKE_CHECK)
@@ -395,15 +307,14 @@ class PoolConnection(ReactorConnection):
 
     def recv(self) -> Any:
         pending = self._pending
+        assert pending is not None
         inbox = self._inbox
-        if pending is None or inbox is None:
-            return super().recv()
         with inbox:
             while not pending and self.phase is OPEN and self._pending_error is None:
                 inbox.wait(_WAKE_CHECK)
             if pending:
                 message = pending.popleft()
-                if self._held:
+                if self in self._engine.held:
                     self._engine.call_soon_threadsafe(self._release_hold)
                 return message
         error = self._pending_error
@@ -413,28 +324,16 @@ class PoolConnection(ReactorConnection):
             raise ClosedError(f"{self.peer_url}: {error}")
         raise ClosedError(f"{self.peer_url}: connection closed")
 
-    def _bad_input_later(self, error: ProtocolError) -> None:
-        self._bad_input(error)
-        self._queue_flush()
-
-
-def _call_closed(conn: PoolConnection, inner: Dispatch, error: BaseException | None) -> None:
-    try:
-        inner.closed(error)
-    except Exception as exc:
-        conn._host.stats.error("handler", conn.listener)
-        log.error("%s: on_close raised %s: %s", conn.peer_url, type(exc).__name__, exc, exc_info=exc)
-
 
 class PoolEngine(ReactorEngine):
     """The reactor, with handlers on ``limits.pool_threads`` threads (see the module notes)."""
 
     name: ClassVar[str] = "pool"
     supports_blocking: ClassVar[bool] = True
-    connection_class: ClassVar[type[ReactorConnection]] = PoolConnection
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.connection_class = BlockingPoolConnection if self.handler.is_blocking else PoolConnection
         self.pool = _Pool(self.limits.pool_threads)
         self.queued = 0  # messages waiting for the pool, all connections together
         self.held: set[PoolConnection] = set()  # connections not read until the pool catches up

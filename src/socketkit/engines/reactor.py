@@ -384,7 +384,7 @@ class ReactorEngine(Engine):
             self._add_connection(accepted[0], accepted[1], listener)
 
     #: the session class of this engine's connections
-    connection_class: ClassVar[type[ReactorConnection]] = ReactorConnection
+    connection_class: type[ReactorConnection] = ReactorConnection
 
     def _add_connection(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
         conn = self.connection_class(sock, addr, self, listener)
