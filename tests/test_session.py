@@ -236,6 +236,117 @@ def test_a_blocking_handler_gets_the_good_messages_before_the_bad_input() -> Non
     assert conn.phase is CLOSING and b'"error"' in conn.out
 
 
+class Deferring(Recorded):
+    """A session whose messages are handled elsewhere (as on the pool's threads or in
+    asyncio tasks): the test plays the handler, calling ``finish_one`` when it returns."""
+
+    __slots__ = ("handed",)
+    defers = True
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host)
+        self.handed: list[Any] = []
+
+    def _handle_elsewhere(self, message: Any) -> None:
+        self.handed.append(message)
+
+    def finish_one(self, reply: object = None, error: Exception | None = None) -> None:
+        before = self.messages_out
+        if reply is not None:
+            self.send(reply)
+        self._deferred_done(error, self.messages_out != before)
+
+
+def deferring(handler: object = lambda m, c: m, **options: Any) -> tuple[Deferring, Host]:
+    host = Host(handler, **options)
+    conn = Deferring(host)
+    conn.start()
+    return conn, host
+
+
+def test_deferred_messages_are_handled_one_at_a_time_in_order() -> None:
+    conn, _ = deferring()
+    conn.received(b"a\n", 1.0)
+    assert conn.handed == [b"a"] and conn.reading  # one in hand: reading goes on
+    conn.received(b"b\nc\n", 1.0)
+    assert conn.handed == [b"a"] and not conn.reading  # others wait: a read's worth at most
+    assert not conn.idle
+    conn.finish_one(b"A")
+    assert conn.handed == [b"a", b"b"] and not conn.reading
+    conn.finish_one(b"B")
+    assert conn.handed == [b"a", b"b", b"c"] and conn.reading  # none waits now
+    conn.finish_one(b"C")
+    assert conn.out == b"A\nB\nC\n" and not conn.idle  # (its replies are not sent yet)
+    conn.sent(6, 2.0)
+    assert conn.idle
+
+
+def test_a_deferred_message_waits_while_the_peer_does_not_read_its_replies() -> None:
+    conn, _ = deferring(limits=sk.Limits(write_buffer_high=250, write_buffer_low=100))
+    conn.received(b"a\nb\n", 1.0)
+    conn.finish_one(b"x" * 300)
+    assert conn.handed == [b"a"] and not conn.reading  # above high: b does not start
+    conn.sent(100, 2.0)
+    assert conn.handed == [b"a"]  # 201 unsent: above low
+    conn.sent(150, 2.0)
+    assert conn.handed == [b"a", b"b"]
+
+
+def test_bad_input_behind_deferred_messages_is_answered_after_their_replies() -> None:
+    conn, _ = deferring(codec=sk.Json())
+    conn.received(b'{"n":1}\n{bad\n', 1.0)
+    assert conn.phase is OPEN and not conn.reading
+    conn.finish_one({"ok": 1})
+    assert conn.phase is CLOSING
+    assert conn.out.startswith(b'{"ok":1}\n') and b'"error"' in conn.out
+
+
+def test_the_peers_end_of_input_closes_after_the_deferred_replies() -> None:
+    conn, _ = deferring()
+    conn.received(b"a\nb\n", 1.0)
+    conn.received(b"", 1.0)
+    assert conn.phase is INPUT_ENDED
+    conn.finish_one(b"A")
+    assert conn.phase is INPUT_ENDED and conn.handed == [b"a", b"b"]
+    conn.finish_one(b"B")
+    assert conn.phase is CLOSING and conn.out == b"A\nB\n"
+
+
+def test_a_deferred_handler_error_gets_the_failure_reply_and_drops_what_waits() -> None:
+    conn, host = deferring(codec=sk.HttpRequest())
+    conn.received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 1.0)
+    conn.finish_one(error=RuntimeError("boom"))
+    assert conn.phase is CLOSING and conn.out.startswith(b"HTTP/1.1 500")
+    assert len(conn.handed) == 1
+    assert host.stats.snapshot().errors == {"handler": 1}
+
+
+def test_on_close_waits_for_the_deferred_handler_in_hand() -> None:
+    events: list[str] = []
+
+    class Watch(sk.Protocol):
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            events.append(f"on_close {type(error).__name__}")
+
+    conn, _ = deferring(Watch)
+    conn.received(b"a\nb\n", 1.0)
+    conn.finish(sk.BrokenError("reset"))
+    assert conn.phase is CLOSED and events == []  # its handler still runs
+    conn.finish_one()
+    assert events == ["on_close BrokenError"] and conn.handed == [b"a"]
+
+
+def test_stopping_waits_for_deferred_messages_before_an_idle_close() -> None:
+    conn, host = deferring()
+    conn.received(b"a\n", 1.0)
+    host.stopping = True
+    conn.quiet(5.0)
+    assert conn.phase is OPEN
+    conn.finish_one(b"A")
+    conn.quiet(5.0)
+    assert conn.phase is CLOSING and conn.out == b"A\n"
+
+
 def test_the_close_sequence_runs_once_in_order() -> None:
     events: list[str] = []
 
