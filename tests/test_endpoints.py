@@ -8,6 +8,7 @@ import socket
 import pytest
 
 import socketkit as sk
+from socketkit import endpoints
 from socketkit.endpoints import DEFAULT_BACKLOG, bind, parse
 
 
@@ -164,6 +165,32 @@ def test_accepted_sockets_block_even_under_a_default_timeout() -> None:
             listener.close()
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def test_connections_from_one_host_share_its_address_string(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten thousand idle connections from one client hold one copy of its address; the
+    strings kept for that are bounded (new hosts past the bound start the set afresh)."""
+    monkeypatch.setattr(endpoints, "_PEER_HOSTS_KEPT", 2)
+    listener = bind(parse("tcp://127.0.0.1:0"))
+    port = int(listener.url.rsplit(":", 1)[1])
+    clients: list[socket.socket] = []
+    accepted: list[socket.socket] = []
+    hosts: list[str] = []
+    try:
+        for source in ("127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.3"):
+            clients.append(
+                socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+            )
+            sock, addr = listener.accept()
+            accepted.append(sock)
+            hosts.append(addr[0])
+        assert hosts == ["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.3"]
+        assert hosts[0] is hosts[1] and hosts[3] is hosts[4]
+        assert len(listener._peer_hosts) <= 2
+    finally:
+        for each in clients + accepted:
+            each.close()
+        listener.close()
 
 
 def test_all_interfaces_is_dual_stack() -> None:

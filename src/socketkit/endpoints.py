@@ -270,6 +270,12 @@ def format_url(scheme: str, address: object) -> str:
     return f"{scheme}://{_format_unix_path(path)}" if path else f"{scheme}://(unnamed)"
 
 
+#: Peer host strings a listener shares among its connections: ten thousand connections from one
+#: client, proxy or load balancer hold one copy of its address, not ten thousand (58 bytes each).
+#: Bounded (not sys.intern, whose strings are immortal on Python 3.12: one per IPv6 peer, forever).
+_PEER_HOSTS_KEPT = 1024
+
+
 class Listener:
     """A bound (and, for streams, listening) socket with the endpoint it came from.
 
@@ -296,6 +302,7 @@ class Listener:
             inherited = sys.platform.startswith("linux")
             self.set_nodelay = not (inherited and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         self._accept: Callable[[], tuple[int, Any]] = getattr(sock, "_accept")  # noqa: B009 - not in typeshed
+        self._peer_hosts: dict[str, str] = {}  # the peer address strings in use, shared (see accept)
         #: the byte layers each connection accepted here gets (TLS on a tls:// listener)
         self.layer_factories: tuple[Callable[[], Any], ...] = ()
         #: whether accepted peers count against max_connections_per_ip at accept; not when
@@ -329,6 +336,14 @@ class Listener:
         sock = socket.socket(self._family, self._type, self._proto, fd)
         if sock.gettimeout() is not None:  # socket.setdefaulttimeout() was used: undo it
             sock.settimeout(None)
+        if type(addr) is tuple:  # one string per peer host, not one per connection
+            hosts = self._peer_hosts
+            host = hosts.get(addr[0])
+            if host is None:
+                if len(hosts) >= _PEER_HOSTS_KEPT:
+                    hosts.clear()
+                host = hosts[addr[0]] = addr[0]
+            addr = (host, *addr[1:])
         return sock, addr
 
     @property
