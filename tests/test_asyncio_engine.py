@@ -1,5 +1,6 @@
-"""engine="asyncio": async def handlers awaited in order, and a server on the caller's own
-loop. (The conformance suite runs on it as on every engine; these are what only it offers.)"""
+"""engine="asyncio" and "uvloop": async def handlers awaited in order, and a server on the
+caller's own loop. (The conformance suite runs on both as on every engine; these are what
+only they offer.)"""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import struct
 import threading
 
 import pytest
+import uvloop
 
 import socketkit as sk
 from conftest import wait_until
 
 WAIT = 10.0
+LOOPS = pytest.mark.parametrize("engine", ["asyncio", "uvloop"])
 
 
 def test_async_reply_handlers_await_asyncio_libraries_in_request_order() -> None:
@@ -35,7 +38,8 @@ def test_async_reply_handlers_await_asyncio_libraries_in_request_order() -> None
             assert [client.recv() for _ in range(20)] == [(b"%d" % n)[::-1] for n in range(10, 30)]
 
 
-def test_an_async_protocol_on_message_and_its_sync_callbacks() -> None:
+@LOOPS
+def test_an_async_protocol_on_message_and_its_sync_callbacks(engine: str) -> None:
     events: list[str] = []
 
     class Greeter(sk.Protocol):
@@ -50,14 +54,15 @@ def test_an_async_protocol_on_message_and_its_sync_callbacks() -> None:
         def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
             events.append("close")
 
-    with sk.Server("tcp://127.0.0.1:0", Greeter, codec=sk.Lines(), engine="asyncio").start() as server:
+    with sk.Server("tcp://127.0.0.1:0", Greeter, codec=sk.Lines(), engine=engine).start() as server:
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
             assert client.recv() == b"hello"
             assert client.request(b"hi") == b"you said hi"
         wait_until(lambda: events == ["connect", "close"], what="on_close")
 
 
-def test_a_disconnect_cancels_the_awaited_handler() -> None:
+@LOOPS
+def test_a_disconnect_cancels_the_awaited_handler(engine: str) -> None:
     started, cancelled = threading.Event(), threading.Event()
 
     async def slow(message: bytes, conn: sk.Connection) -> bytes:
@@ -69,7 +74,7 @@ def test_a_disconnect_cancels_the_awaited_handler() -> None:
             raise
         return message
 
-    with sk.Server("tcp://127.0.0.1:0", slow, codec=sk.Lines()).start() as server:
+    with sk.Server("tcp://127.0.0.1:0", slow, codec=sk.Lines(), engine=engine).start() as server:
         with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
             sock.sendall(b"wait\n")
             assert started.wait(WAIT)
@@ -79,12 +84,13 @@ def test_a_disconnect_cancels_the_awaited_handler() -> None:
         wait_until(lambda: server.stats.connections_open == 0, what="the connection to be gone")
 
 
-def test_an_async_http_handler_that_raises_gets_a_500() -> None:
+@LOOPS
+def test_an_async_http_handler_that_raises_gets_a_500(engine: str) -> None:
     async def broken(request: sk.Request, conn: sk.Connection) -> sk.HttpResponse:
         await asyncio.sleep(0)
         raise RuntimeError("secret")
 
-    with sk.Server("tcp://127.0.0.1:0", broken, codec=sk.HttpRequest()).start() as server:
+    with sk.Server("tcp://127.0.0.1:0", broken, codec=sk.HttpRequest(), engine=engine).start() as server:
         with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             received = b""
@@ -93,12 +99,15 @@ def test_an_async_http_handler_that_raises_gets_a_500() -> None:
     assert received.startswith(b"HTTP/1.1 500 Internal Server Error") and b"secret" not in received
 
 
-def test_await_serve_on_the_callers_loop() -> None:
+@LOOPS
+def test_await_serve_on_the_callers_loop(engine: str) -> None:
+    """On the application's loop, an asyncio one or a uvloop one."""
+
     async def app() -> list[bytes]:
         async def shout(message: bytes, conn: sk.Connection) -> bytes:
             return message.upper()
 
-        server = sk.Server("tcp://127.0.0.1:0", shout, codec=sk.Lines(), engine="asyncio")
+        server = sk.Server("tcp://127.0.0.1:0", shout, codec=sk.Lines(), engine=engine)
         serving = asyncio.create_task(server.serve())
         while not server.addresses:  # bound once serve() has started
             await asyncio.sleep(0)
@@ -114,7 +123,11 @@ def test_await_serve_on_the_callers_loop() -> None:
         assert not server.running and server.stats.messages_in == 2
         return replies
 
-    assert asyncio.run(app()) == [b"ONE", b"TWO"]
+    loop = uvloop.new_event_loop() if engine == "uvloop" else asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(app()) == [b"ONE", b"TWO"]
+    finally:
+        loop.close()
 
 
 def test_await_serve_needs_the_asyncio_engine() -> None:

@@ -40,6 +40,17 @@ def test_msgpack_without_msgspec_is_one_line_and_exit_2(command: list[str]) -> N
     assert len(lines) == 1 and "pip install 'socketkit[msgpack]'" in lines[0], lines
 
 
+def test_the_uvloop_engine_without_uvloop_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_uvloop = NO_MSGSPEC.replace("'msgspec'", "'uvloop'")
+    result = run([sys.executable, "-c", no_uvloop, "serve", "echo", "--engine", "uvloop"])
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "pip install 'socketkit[uvloop]'" in lines[0], lines
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(ValueError, match=r"engine 'uvloop' needs the uvloop package"):
+        sk.Server("tcp://127.0.0.1:0", lambda m, c: m, engine="uvloop")
+
+
 def test_max_message_size_raises_the_codecs_own_limit() -> None:
     line = b"x" * 200_000  # over the 64 KiB Lines default
     with cli_server(

@@ -161,6 +161,7 @@ class Server:
         self._lock = threading.Lock()
         self._stopped = False
         self._failure: BaseException | None = None
+        self._forced = False  # a second SIGINT forced the shutdown
         self._quiet = False  # a server's own metrics endpoint: it does not announce itself
         self._metrics: Server | None = None
         if metrics is not None:
@@ -362,20 +363,23 @@ class Server:
 
     async def serve(self) -> None:
         """Serve on the running asyncio loop until stopped: for applications that own their
-        loop (``engine="asyncio"`` only). It returns once the server has drained.
+        loop (``engine="asyncio"`` or ``"uvloop"``; either serves on the running loop, whatever
+        its kind). It returns once the server has drained.
 
         ``stop()`` ends it, from any thread or from a task on this loop (there it returns at
         once: the loop cannot wait for itself). No signal handlers are installed: the
         application's loop owns its signals (``loop.add_signal_handler(SIGTERM, server.stop)``).
 
         Raises:
-            ValueError: the engine is not asyncio.
+            ValueError: the engine is not asyncio or uvloop.
             BindError: an endpoint cannot be bound.
         """
         from .engines.aio import AsyncioEngine  # noqa: PLC0415 - only asyncio servers need it
 
         if self.workers is not None or not issubclass(self._engine_class, AsyncioEngine):
-            raise ValueError("await server.serve() runs on the caller's asyncio loop: use engine='asyncio'")
+            raise ValueError(
+                "await server.serve() runs on the caller's asyncio loop: use engine='asyncio' (or 'uvloop')"
+            )
         engine = self._prepare()
         assert isinstance(engine, AsyncioEngine)
         self._announce()
@@ -422,6 +426,8 @@ class Server:
                     signal.signal(signum, previous)
         if self._failure is not None:
             raise self._failure
+        if self._forced:  # the engine's loop took the KeyboardInterrupt as a handler's error
+            raise KeyboardInterrupt
 
     def _serve(self, engine: Engine) -> None:
         current.engine = engine
@@ -465,6 +471,7 @@ class Server:
                 )
                 engine.stop(self.limits.grace)
             elif signum == signal.SIGINT:
+                self._forced = True
                 engine.stop(0)
                 log.warning(
                     "%s again: forcing shutdown, cutting %s", name, peer_list(engine.open_connections())

@@ -21,6 +21,7 @@ ENGINES: dict[str, str] = {
     "reactor": "socketkit.engines.reactor:ReactorEngine",
     "pool": "socketkit.engines.pool:PoolEngine",
     "asyncio": "socketkit.engines.aio:AsyncioEngine",
+    "uvloop": "socketkit.engines.aio_uvloop:UvloopEngine",
     # a master and worker processes, each running one of the above: Server(workers=N)
     "prefork": "socketkit.engines.prefork:PreforkEngine",
 }
@@ -47,9 +48,5 @@ def engine_class(name: str) -> type[Engine]:
         raise ValueError(f"unknown engine {name!r}: choose one of {known}") from None
     module_name, _, attr = target.partition(":")
     cls: type[Engine] = getattr(importlib.import_module(module_name), attr)
-    selector_name = getattr(cls, "selector_name", None)
-    if selector_name is not None:
-        from ._poller import poller_class  # noqa: PLC0415
-
-        poller_class(selector_name)  # raises ValueError when the OS lacks it
+    cls.check_available()
     return cls

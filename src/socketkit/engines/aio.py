@@ -2,9 +2,8 @@
 
 Why: an application that already lives on asyncio (asyncpg, aiohttp clients)
 gets socketkit's codecs, limits, stats and graceful stop on its own loop
-(``await server.serve()``). (uvloop is not offered yet: under it a second
-SIGINT does not force, and running out of descriptors resets a connection.)
-Each connection is an ``asyncio.Protocol`` that is also its session
+(``await server.serve()``); ``engine="uvloop"`` runs the same on uvloop's
+loop (:mod:`.aio_uvloop`). Each connection is an ``asyncio.Protocol`` that is also its session
 (:mod:`socketkit.session`): the loop's callbacks feed it, and it hands its
 output to the transport. This module only waits, accepts and stops, as every
 engine does.
@@ -100,7 +99,12 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         return self._engine.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._engine.read_buffer[:nbytes]))
+        try:
+            self.data_received(bytes(self._engine.read_buffer[:nbytes]))
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # A second Ctrl-C raised inside a handler. uvloop would take it for this transport's
+            # fatal error and go on; raised from a plain callback, it ends the loop, as on asyncio.
+            self._engine.loop.call_soon(_raise, exc)
 
     def data_received(self, data: bytes) -> None:
         now = self._engine.loop.time()
@@ -268,6 +272,10 @@ class AwaitingConnection(AsyncioConnection):
             self._task = None
             self._handling = False  # so on_close is told now, not after the cancellation
         super()._close_transport()
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
 
 
 class AsyncioEngine(Engine):

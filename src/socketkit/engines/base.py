@@ -56,6 +56,12 @@ class Engine(ABC):
     #: is noticed; thread engines' loops only accept, and their threads may be busy long.
     loop_runs_handlers: ClassVar[bool] = False
 
+    @classmethod
+    def check_available(cls) -> None:
+        """Raises ValueError, saying what is missing, when this system cannot run the engine
+        (its poller, an optional package); chosen by name, it fails then, not when serving."""
+        return  # an engine of the standard library runs everywhere
+
     def __init__(
         self,
         listeners: list[Listener],

@@ -207,6 +207,11 @@ class ReactorEngine(Engine):
 
     name: ClassVar[str] = "reactor"
     selector_name: ClassVar[str] = "auto"
+
+    @classmethod
+    def check_available(cls) -> None:
+        poller_class(cls.selector_name)  # raises ValueError when the OS lacks it
+
     loop_runs_handlers: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
