@@ -19,6 +19,7 @@ import pytest
 
 import socketkit as sk
 from conftest import CONCURRENT, REACTORS, THREADED, echo, fd_count, wait_until
+from socketkit import server as server_module
 from socketkit.layers import Layer
 from socketkit.services import load_service
 
@@ -321,7 +322,7 @@ def test_a_client_that_never_reads_does_not_grow_server_memory(engine: str, stre
 
     with sk.Server(stream_url, tracking_echo, engine=engine, limits=limits).start() as server:
         # A send that waits this long means the buffers are full: the server stopped reading.
-        with sk.connect(server.url, timeout=0.4) as client:
+        with sk.connect(server.url, timeout=0.25) as client:
             client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             chunk = b"z" * 65536
             sent = 0
@@ -807,9 +808,10 @@ def test_a_byte_layer_sits_between_the_socket_and_the_codec(engine: str, stream_
 
 
 def test_stop_returns_at_the_grace_deadline_while_a_handler_is_stuck(
-    engine: str, caplog: pytest.LogCaptureFixture
+    engine: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A handler stuck in its own code cannot be killed: stop() still returns, cuts the rest, and says so."""
+    monkeypatch.setattr(server_module, "_STOP_MARGIN", 0.1)  # how long stop() waits past the grace
     gate = Gate(b"hang")
     server = sk.Server("tcp://127.0.0.1:0", gate, codec=sk.Lines(), engine=engine).start()
     try:
