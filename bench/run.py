@@ -69,6 +69,8 @@ SERVERS: dict[str, list[str]] = {
     "socketkit poll": socketkit("poll"),
     "socketkit threads": socketkit("threads"),
     "socketkit pool": socketkit("pool"),
+    "socketkit asyncio": socketkit("asyncio"),
+    "socketkit uvloop": socketkit("uvloop"),
     "bare selectors": [PY, str(PEERS / "bare_selectors.py"), "{service}", "{port}"],
     "uvloop": [PY, str(PEERS / "asyncio_protocol.py"), "{service}", "{port}", "--uvloop"],
     "asyncio protocol": [PY, str(PEERS / "asyncio_protocol.py"), "{service}", "{port}"],
