@@ -1,4 +1,4 @@
-"""Reactor internals that the conformance suite cannot see from outside."""
+"""Reactor (and asyncio engine) internals that the conformance suite cannot see from outside."""
 
 from __future__ import annotations
 
@@ -26,6 +26,21 @@ def test_churn_leaves_no_timer_entries_or_handlers_behind(engine: str) -> None:
             assert len(reactor._timers) <= 2 * reactor._open + 64  # type: ignore[attr-defined]
             # the wake socket, the listener and this one connection
             assert len(reactor._handlers) == 3  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("engine", ["asyncio", "uvloop"])
+def test_churn_leaves_no_deadline_entries_behind_on_the_asyncio_loops(engine: str) -> None:
+    """The asyncio engines keep every deadline on one heap too (no timer per connection)."""
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.Lines(), engine=engine).start() as server:
+        for i in range(300):
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+                assert client.request(b"%d" % i) == b"%d" % i
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"last") == b"last"
+            wait_until(lambda: server.stats.connections_open == 1, what="the earlier closes")
+            engine_ = server._engine
+            assert engine_ is not None
+            assert len(engine_.deadlines.heap) <= 2 * 1 + 64  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("engine", REACTORS)

@@ -17,8 +17,9 @@ engine does.
   ``write_buffer_high``/``_low``; while it is full, output stays in the
   session, which stops reading from that peer above ``write_buffer_high`` and
   times it out (write_timeout) if it reads nothing for ``idle_timeout``.
-- **Deadlines**: one ``call_at`` per connection, pushed back lazily as the
-  reactor does.
+- **Deadlines**: one heap for every connection and one ``call_at`` for its
+  first entry, pushed back lazily (:mod:`._deadlines`, as the reactor does): no
+  timer object per connection.
 - **Stopping**: listeners are closed (what waits in the backlog is served first),
   idle connections end once nothing more is waiting on their socket (a peek),
   busy ones after their replies, the rest at the grace deadline.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import socket
 from collections.abc import Awaitable, Sequence
@@ -41,6 +43,7 @@ from ..endpoints import Listener
 from ..errors import BrokenError, ClosedError, Timeout, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
 from ._datagrams import RECV_SIZE, WaitingDatagrams
+from ._deadlines import Deadlines
 from .base import Engine, log
 
 __all__ = ["AsyncioEngine"]
@@ -57,7 +60,6 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         "_engine",
         "_flush_due",
         "_paused",
-        "_timer",
         "_timer_at",
         "_transport",
         "_writable",
@@ -78,11 +80,13 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._writable = True  # the transport's write buffer is below its high mark
         self._paused = False  # reading is paused on the transport
         self._flush_due = False  # a flush is scheduled for this loop iteration
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer_at = 0.0  # when its live entry on the engine's deadline heap comes due
 
     def _find_local(self) -> Any:
         return None if self._transport is None else self._transport.get_extra_info("sockname")
+
+    def __lt__(self, other: object) -> bool:
+        return False  # deadline entries with equal times: any order will do
 
     # -- the transport's callbacks -------------------------------------------------------
 
@@ -91,7 +95,7 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         limits = self._limits
         transport.set_write_buffer_limits(high=limits.write_buffer_high, low=limits.write_buffer_low)
         self._engine.opened(self)
-        self._schedule(self.deadline())
+        self._engine.schedule(self, self.deadline())
         self.start()
         self._flush()
 
@@ -112,7 +116,7 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         if self._partial and self._message_started == now:  # a message started: read_timeout
             deadline = now + self._limits.read_timeout
             if deadline < self._timer_at:
-                self._schedule(deadline)
+                self._engine.schedule(self, deadline)
         self._flush()
 
     def eof_received(self) -> bool:
@@ -186,9 +190,6 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._engine.call_soon_threadsafe(self.close)
 
     def _close_transport(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._transport is not None:
             if self._engine.cutting or isinstance(self.error, (Timeout, BrokenError)):
                 # the grace period is over, or the peer does not read or is gone: nothing more
@@ -196,25 +197,6 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
                 self._transport.abort()
             else:
                 self._transport.close()  # what the transport holds still goes out (an error reply)
-
-    # -- deadlines -----------------------------------------------------------------------------
-
-    def _schedule(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self._engine.loop.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.phase is CLOSED:
-            return
-        now = self._engine.loop.time()
-        error = self.expired(now)
-        if error is None:
-            self._schedule(self.deadline())
-        else:
-            self.finish(error)
 
     def waiting_input(self) -> bool:
         """Whether bytes wait in the kernel for this connection (a peek, while stopping)."""
@@ -297,6 +279,9 @@ class AsyncioEngine(Engine):
         self._datagram_readers: dict[int, WaitingDatagrams] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._draining = False
+        self.deadlines = Deadlines(lambda: list(self._conns))  # every connection's, on one loop timer
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_timer_at = math.inf
         self.cutting = False  # the grace deadline passed: connections are aborted, not flushed
         #: every connection reads into this, one at a time (the loop runs one callback at once)
         self.read_buffer = memoryview(bytearray(RECV_SIZE))
@@ -351,6 +336,8 @@ class AsyncioEngine(Engine):
             for conn in list(self._conns):
                 conn.finish(ClosedError("server stopped"))
             self._stop_datagrams()
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
             await asyncio.sleep(0)  # let the transports close
 
     def call_soon_threadsafe(self, fn: Any) -> None:
@@ -425,12 +412,35 @@ class AsyncioEngine(Engine):
 
     # -- what sessions call -----------------------------------------------------------------------
 
+    def schedule(self, conn: AsyncioConnection, when: float) -> None:
+        """(Re)arm ``conn``'s deadline (see :mod:`._deadlines`): one loop timer serves them all."""
+        self.deadlines.schedule(conn, when, len(self._conns))
+        if when < self._deadline_timer_at:
+            self._arm_deadlines(when)
+
+    def _arm_deadlines(self, when: float) -> None:
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        self._deadline_timer_at = when
+        self._deadline_timer = self.loop.call_at(when, self._on_deadlines)
+
+    def _on_deadlines(self) -> None:
+        # the timer may fire a little before its time (uvloop counts milliseconds): it is due
+        now = max(self.loop.time(), self._deadline_timer_at)
+        self._deadline_timer = None
+        self._deadline_timer_at = math.inf
+        self.deadlines.run(now, len(self._conns))
+        when = self.deadlines.next_due()
+        if when is not None:
+            self._arm_deadlines(when)
+
     def opened(self, conn: AsyncioConnection) -> None:
         self._conns[conn] = None
         self.stats.track(conn)
 
     def connection_finished(self, session: Session) -> None:
         self._conns.pop(session, None)  # type: ignore[call-overload]
+        self.deadlines.compact(len(self._conns))
         self.stats.untrack(session)
         if session.per_ip_counted:
             self.gate.release(session.peer)

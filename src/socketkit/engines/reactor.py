@@ -14,7 +14,7 @@ The select/poll/epoll chapter of the tutorials, built to the rules of DESIGN §4
   judged by whether it drains before its deadline, not by one burst: only
   past ``FOREIGN_OUTPUT_FACTOR`` times the mark is it closed at once, so memory
   per connection stays bounded;
-- **deadlines**: one heap entry per connection, checked lazily: an entry that
+- **deadlines** (:mod:`._deadlines`): one heap entry per connection, checked lazily: an entry that
   comes due is pushed back to the connection's real deadline unless it passed;
   entries of closed connections are dropped when they outnumber the live ones;
 - **lean per connection**: descriptors map straight to their handlers (no
@@ -36,7 +36,6 @@ handlers are refused; use the threads or pool engine for those). ``send`` and
 
 from __future__ import annotations
 
-import heapq
 import socket
 import time
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ from ..endpoints import Listener
 from ..errors import ClosedError, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
 from ._datagrams import RECV_SIZE, WaitingDatagrams
+from ._deadlines import Deadlines
 from ._poller import ERROR, READ, WRITE, Poller, poller_class
 from .base import Engine, log
 
@@ -221,7 +221,8 @@ class ReactorEngine(Engine):
         self.dirty: list[ReactorConnection] = []  # connections to flush at the end of this iteration
         self._handlers: dict[int, Any] = {}  # fd -> what handles its events (on_event(mask))
         self._open = 0  # connections open
-        self._timers: list[tuple[float, ReactorConnection]] = []
+        self.deadlines = Deadlines(self._live_connections)
+        self._timers = self.deadlines.heap  # read in the loop: when the next one comes due
         self._accepting = False
         self._datagram_readers: list[WaitingDatagrams] = []
         self._drained = False
@@ -295,7 +296,7 @@ class ReactorEngine(Engine):
                     conn._queued = False
                     conn._flush(False)
             if timers and timers[0][0] <= self.now:
-                self._run_timers()
+                self.deadlines.run(self.now, self._open)
             if not self._accepting and not self.stopping:
                 self._set_accepting(True)
 
@@ -325,32 +326,9 @@ class ReactorEngine(Engine):
             timeout = 0  # producers have more to send: poll, do not wait
         return False, timeout
 
-    def _run_timers(self) -> None:
-        timers = self._timers
-        now = self.now
-        while timers and timers[0][0] <= now:
-            due, conn = heapq.heappop(timers)
-            if conn.phase is CLOSED or due != conn._timer_at:
-                continue  # closed, or superseded by an earlier entry
-            error = conn.expired(now)
-            if error is None:
-                self.schedule(conn, conn.deadline())
-            else:
-                conn.finish(error)
-
     def schedule(self, conn: ReactorConnection, deadline: float) -> None:
-        """(Re)arm ``conn``'s timer; entries that come due early are pushed back lazily."""
-        conn._timer_at = deadline
-        heapq.heappush(self._timers, (deadline, conn))
-        self._compact_timers()
-
-    def _compact_timers(self) -> None:
-        """Keep the heap within 2 x open + 64 entries, whatever the churn (entries of
-        closed connections are dropped when they outnumber the live ones)."""
-        timers = self._timers
-        if len(timers) > 2 * self._open + 64:
-            timers[:] = [(c._timer_at, c) for c in self._live_connections()]
-            heapq.heapify(timers)
+        """(Re)arm ``conn``'s timer (see :mod:`._deadlines`)."""
+        self.deadlines.schedule(conn, deadline, self._open)
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -415,7 +393,7 @@ class ReactorEngine(Engine):
         self.stats.untrack(session)
         if session.per_ip_counted:
             self.gate.release(session.peer)
-        self._compact_timers()
+        self.deadlines.compact(self._open)
         self._end_if_nothing_left()
 
     def _end_if_nothing_left(self) -> None:
@@ -449,8 +427,7 @@ class ReactorEngine(Engine):
             conn.stop_check()
             fresh = conn.fresh_until()
             if fresh is not None and conn.phase is OPEN:  # the loop looks at it again then
-                conn._timer_at = fresh
-                heapq.heappush(self._timers, (fresh, conn))
+                self.schedule(conn, fresh)
 
 
 class _Waker:
