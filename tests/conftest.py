@@ -116,12 +116,16 @@ def stream_url(
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked plaintext speak raw bytes to the socket: they run over tcp and unix only."""
+    """Tests marked plaintext speak raw bytes to the socket: they run over tcp and unix only.
+    Tests marked waits wait out a timeout: they run over tcp and tls, not unix too (an engine
+    keeps a unix connection's deadlines exactly as a tcp one's; only TLS adds a layer)."""
     kept, dropped = [], []
     for item in items:
         params = getattr(item, "callspec", None)
-        over_tls = params is not None and params.params.get("stream_url") == "tls"
-        (dropped if over_tls and item.get_closest_marker("plaintext") else kept).append(item)
+        transport = params.params.get("stream_url") if params is not None else None
+        plaintext_over_tls = transport == "tls" and item.get_closest_marker("plaintext")
+        waits_over_unix = transport == "unix" and item.get_closest_marker("waits")
+        (dropped if plaintext_over_tls or waits_over_unix else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -200,6 +200,7 @@ def test_bad_json_gets_an_error_reply(engine: str, stream_url: str) -> None:
         assert server.stats.errors.get("protocol") == 1
 
 
+@pytest.mark.waits
 def test_idle_timeout_closes_an_idle_connection(engine: str, stream_url: str) -> None:
     limits = sk.Limits(idle_timeout=0.3)
     with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
@@ -210,6 +211,7 @@ def test_idle_timeout_closes_an_idle_connection(engine: str, stream_url: str) ->
         assert server.stats.errors.get("idle_timeout") == 1
 
 
+@pytest.mark.waits
 def test_read_timeout_closes_a_slow_drip_client(engine: str, stream_url: str) -> None:
     limits = sk.Limits(idle_timeout=30, read_timeout=0.3)
     with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
@@ -275,6 +277,7 @@ def test_stop_lets_an_in_flight_request_finish(engine: str, stream_url: str) -> 
     assert not server.running
 
 
+@pytest.mark.waits
 def test_grace_deadline_closes_stuck_connections(
     engine: str, stream_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -337,6 +340,7 @@ def test_a_client_that_never_reads_does_not_grow_server_memory(engine: str, stre
         assert stats.bytes_in - stats.bytes_out <= high + 2 * 65536
 
 
+@pytest.mark.waits
 def test_a_client_that_never_reads_is_cut_off_at_idle_timeout(engine: str, stream_url: str) -> None:
     """The server's send waits for a peer that does not read for idle_timeout, no longer."""
     limits = sk.Limits(write_buffer_high=64 * 1024, write_buffer_low=16 * 1024, idle_timeout=0.5)
@@ -772,6 +776,7 @@ def test_deep_nesting_is_refused_the_same_way_on_every_engine(
 
 
 @pytest.mark.plaintext  # a TLS client's connect sends its ClientHello: it cannot send nothing
+@pytest.mark.waits
 def test_a_connection_that_never_sends_a_byte_gets_read_timeout(engine: str, stream_url: str) -> None:
     """Silent connections are cut at read_timeout, not held for idle_timeout (a cheap denial of service)."""
     limits = sk.Limits(idle_timeout=60, read_timeout=0.3)

@@ -54,9 +54,21 @@ class Recorded(Session):
         self.received(b"", 0.0)  # nothing more will come
 
 
-def session(handler: object = lambda m, c: m, **options: Any) -> tuple[Recorded, Host]:
+def close_watcher(events: list[str]) -> type[sk.Protocol]:
+    """A Protocol that notes each on_close and its reason in ``events``."""
+
+    class Watch(sk.Protocol):
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            events.append(f"on_close {type(error).__name__}")
+
+    return Watch
+
+
+def session(
+    handler: object = lambda m, c: m, kind: type[Recorded] = Recorded, **options: Any
+) -> tuple[Any, Host]:
     host = Host(handler, **options)
-    conn = Recorded(host)
+    conn = kind(host)
     conn.start()
     return conn, host
 
@@ -258,10 +270,7 @@ class Deferring(Recorded):
 
 
 def deferring(handler: object = lambda m, c: m, **options: Any) -> tuple[Deferring, Host]:
-    host = Host(handler, **options)
-    conn = Deferring(host)
-    conn.start()
-    return conn, host
+    return session(handler, Deferring, **options)  # type: ignore[no-any-return]
 
 
 def test_deferred_messages_are_handled_one_at_a_time_in_order() -> None:
@@ -323,11 +332,7 @@ def test_a_deferred_handler_error_gets_the_failure_reply_and_drops_what_waits() 
 
 def test_on_close_waits_for_the_deferred_handler_in_hand() -> None:
     events: list[str] = []
-
-    class Watch(sk.Protocol):
-        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
-            events.append(f"on_close {type(error).__name__}")
-
+    Watch = close_watcher(events)
     conn, _ = deferring(Watch)
     conn.received(b"a\nb\n", 1.0)
     conn.finish(sk.BrokenError("reset"))
@@ -349,11 +354,7 @@ def test_stopping_waits_for_deferred_messages_before_an_idle_close() -> None:
 
 def test_the_close_sequence_runs_once_in_order() -> None:
     events: list[str] = []
-
-    class Watch(sk.Protocol):
-        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
-            events.append(f"on_close {type(error).__name__}")
-
+    Watch = close_watcher(events)
     conn, host = session(Watch)
     conn.finish(IdleTimeout("idle"))
     conn.finish(sk.BrokenError("later"))
