@@ -62,6 +62,63 @@ def test_an_async_protocol_on_message_and_its_sync_callbacks(engine: str) -> Non
 
 
 @LOOPS
+def test_async_on_connect_comes_before_every_message_and_async_on_close_is_awaited(engine: str) -> None:
+    """A message sent while on_connect is still awaited waits for it; the server stops only
+    once the async on_close has run (within the grace period)."""
+    events: list[object] = []
+
+    class Session(sk.Protocol):
+        async def on_connect(self, conn: sk.Connection) -> None:
+            await asyncio.sleep(0.01)  # e.g. a look-up of the peer
+            events.append("connect")
+            conn.send(b"welcome")
+
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            events.append(message)
+            conn.send(b"echo " + message)
+
+        async def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            await asyncio.sleep(0.01)  # e.g. a write to a database
+            events.append("close")
+
+    with sk.Server("tcp://127.0.0.1:0", Session, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"early\n")  # before on_connect has returned
+            assert [client.recv(), client.recv(), client.request(b"two")] == [
+                b"welcome",
+                b"echo early",
+                b"echo two",
+            ]
+    assert events == ["connect", b"early", b"two", "close"]
+
+
+@LOOPS
+def test_an_async_on_connect_that_raises_ends_only_its_connection(engine: str) -> None:
+    connects: list[sk.Connection] = []
+
+    class Refusing(sk.Protocol):
+        async def on_connect(self, conn: sk.Connection) -> None:
+            connects.append(conn)
+            await asyncio.sleep(0)
+            if len(connects) == 1:
+                raise PermissionError("not the first one")
+
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            conn.send(message)
+
+    with sk.Server("tcp://127.0.0.1:0", Refusing, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as refused:
+            refused.sock.sendall(b"hello\n")
+            try:  # closed with no reply (reset, when the server had not read the line yet)
+                assert refused.sock.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"hello") == b"hello"
+        wait_until(lambda: server.stats.errors.get("handler") == 1, what="the error counted")
+
+
+@LOOPS
 def test_a_disconnect_cancels_the_awaited_handler(engine: str) -> None:
     started, cancelled = threading.Event(), threading.Event()
 

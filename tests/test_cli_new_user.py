@@ -112,16 +112,18 @@ def test_async_handlers_are_refused_off_asyncio_when_the_server_is_made() -> Non
         async def on_message(self, conn: sk.Connection, message: bytes) -> None:
             pass
 
-    class Opening(sk.Protocol):
-        async def on_connect(self, conn: sk.Connection) -> None:
+    class Producing(sk.Protocol):
+        async def on_drain(self, conn: sk.Connection) -> None:
             pass
 
     for async_handler in (handler, Proto()):
         with pytest.raises(TypeError, match="async def"):
             sk.Server("tcp://127.0.0.1:0", async_handler, engine="epoll")
         assert sk.Server("tcp://127.0.0.1:0", async_handler).engine_name == "asyncio"  # auto picks it
-    with pytest.raises(TypeError, match="only a reply function or a Protocol's on_message"):
-        sk.Server("tcp://127.0.0.1:0", Opening, engine="asyncio")
+    with pytest.raises(
+        TypeError, match=r"Producing\.on_drain is an async def: a reply function and a Protocol's"
+    ):
+        sk.Server("tcp://127.0.0.1:0", Producing, engine="asyncio")
     with pytest.raises(ValueError, match="datagram-based"):
         sk.Server("udp://127.0.0.1:0", handler)
 

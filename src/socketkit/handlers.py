@@ -9,6 +9,10 @@ Styles (DESIGN §3):
 3. a :func:`blocking` function ``fn(conn)`` that iterates ``conn`` and calls
    ``conn.send`` (thread engines only: it blocks a thread per connection).
 
+On engine="asyncio" (and "uvloop") the reply function, and a Protocol's
+``on_connect``, ``on_message`` and ``on_close``, may be ``async def``: they are
+awaited (:attr:`Handler.awaited` says which); ``on_drain`` stays a plain def.
+
 Why an adapter: engines should not branch on handler style in their hot loop.
 :func:`adapt` validates the handler once, at ``Server(...)``, with a message
 that says how to fix it, and returns a :class:`Handler` whose per-connection
@@ -86,6 +90,14 @@ class Dispatch:
         """One decoded message, for an ``async def`` handler: what the engine awaits."""
         raise TypeError("this handler is not an async def")
 
+    def awaited_connect(self) -> Awaitable[None]:
+        """The connection was accepted, for an ``async def on_connect``: what the engine awaits."""
+        raise TypeError("this handler has no async on_connect")
+
+    def awaited_close(self, error: BaseException | None) -> Awaitable[None]:
+        """The connection ended, for an ``async def on_close``: what the engine awaits."""
+        raise TypeError("this handler has no async on_close")
+
     def closed(self, error: BaseException | None) -> None:
         """The connection ended (``error`` None when clean)."""
 
@@ -128,8 +140,15 @@ class _ProtocolDispatch(Dispatch):
     def message(self, message: Any) -> None:
         self._protocol.on_message(self._conn, message)
 
+    # (each of these is an async def here: Handler.awaited names it)
     def awaited(self, message: Any) -> Awaitable[None]:
         return self._protocol.on_message(self._conn, message)  # type: ignore[func-returns-value,return-value]
+
+    def awaited_connect(self) -> Awaitable[None]:
+        return self._protocol.on_connect(self._conn)  # type: ignore[func-returns-value,return-value]
+
+    def awaited_close(self, error: BaseException | None) -> Awaitable[None]:
+        return self._protocol.on_close(self._conn, error)  # type: ignore[func-returns-value,return-value]
 
     def closed(self, error: BaseException | None) -> None:
         self._protocol.on_close(self._conn, error)
@@ -139,14 +158,19 @@ class Handler:
     """A validated handler of any style."""
 
     def __init__(
-        self, kind: Literal["reply", "protocol", "blocking"], target: Any, name: str, is_async: bool = False
+        self,
+        kind: Literal["reply", "protocol", "blocking"],
+        target: Any,
+        name: str,
+        awaited: frozenset[str] = frozenset(),
     ) -> None:
         self.kind = kind
         self.target = target
         self.name = name
-        #: an ``async def`` reply function, or a Protocol whose on_message is one: its messages
-        #: are awaited (engine="asyncio" only)
-        self.is_async = is_async
+        #: what is an ``async def`` and is awaited: "on_message" (a reply function, or a
+        #: Protocol's), "on_connect", "on_close" (engine="asyncio" or "uvloop" only)
+        self.awaited = awaited
+        self.is_async = bool(awaited)
         #: a @blocking handler: it runs in its own thread and reads with conn.recv()
         self.is_blocking = kind == "blocking"
         protocol_class: type[Any] = target if isinstance(target, type) else type(target)
@@ -194,18 +218,18 @@ def adapt(handler: object) -> Handler:
     if isinstance(handler, Handler):
         return handler
     name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
-    is_async = _async_part(handler, name)
+    awaited = _async_parts(handler, name)
     if isinstance(handler, BlockingHandler):
         return Handler("blocking", handler.fn, name)
     if isinstance(handler, type):
         if issubclass(handler, Protocol):
-            return Handler("protocol", handler, name, is_async)
+            return Handler("protocol", handler, name, awaited)
         raise TypeError(f"handler class {name} must subclass socketkit.Protocol")
     if isinstance(handler, Protocol):
-        return Handler("protocol", handler, name, is_async)
+        return Handler("protocol", handler, name, awaited)
     if callable(handler):
         _check_reply_signature(handler, name)
-        return Handler("reply", handler, name, is_async)
+        return Handler("reply", handler, name, awaited)
     raise TypeError(
         f"handler must be a function (message, conn) -> reply, a socketkit.Protocol "
         f"subclass or instance, or a @socketkit.blocking function (conn); got {handler!r}"
@@ -213,29 +237,33 @@ def adapt(handler: object) -> Handler:
 
 
 _PROTOCOL_EVENTS = ("on_connect", "on_message", "on_drain", "on_close")
+#: the Protocol events that may be an ``async def`` (on_drain produces between writes: plain)
+_AWAITABLE_EVENTS = frozenset({"on_connect", "on_message", "on_close"})
 
 
-def _async_part(handler: object, name: str) -> bool:
-    """Whether the handler is awaited (an ``async def`` reply function, or a Protocol whose
-    on_message is one). Any other ``async def`` is refused now, not with "coroutine was never
-    awaited" on every request."""
+def _async_parts(handler: object, name: str) -> frozenset[str]:
+    """What of the handler is awaited: "on_message" for an ``async def`` reply function,
+    and a Protocol's events that are ``async def``. Any other ``async def`` is refused now,
+    not with "coroutine was never awaited" on every request."""
     fn = handler.fn if isinstance(handler, BlockingHandler) else handler
-    candidates = [(name, fn)]
+    candidates = [("on_message", name, fn)]
     protocol = isinstance(handler, Protocol) or (isinstance(handler, type) and issubclass(handler, Protocol))
     if protocol:
-        candidates = [(f"{name}.{event}", getattr(handler, event, None)) for event in _PROTOCOL_EVENTS]
-    awaited = False
-    for what, candidate in candidates:
+        candidates = [(event, f"{name}.{event}", getattr(handler, event, None)) for event in _PROTOCOL_EVENTS]
+    awaited = set()
+    for event, what, candidate in candidates:
         if inspect.isasyncgenfunction(candidate) or (
             inspect.iscoroutinefunction(candidate)
-            and (isinstance(handler, BlockingHandler) or (protocol and not what.endswith(".on_message")))
+            and (isinstance(handler, BlockingHandler) or event not in _AWAITABLE_EVENTS)
         ):
             raise TypeError(
-                f"{what} is an async def: only a reply function or a Protocol's on_message may "
-                "be (awaited on engine='asyncio'); write it as a plain def"
+                f"{what} is an async def: a reply function and a Protocol's on_connect, "
+                "on_message and on_close may be (awaited on engine='asyncio' or 'uvloop'); "
+                "write it as a plain def"
             )
-        awaited = awaited or inspect.iscoroutinefunction(candidate)
-    return awaited
+        if inspect.iscoroutinefunction(candidate):
+            awaited.add(event)
+    return frozenset(awaited)
 
 
 def _check_reply_signature(fn: Callable[..., Any], name: str) -> None:

@@ -180,7 +180,7 @@ class Server:
             if not getattr(self._engine_class, "awaits_handlers", False):
                 raise TypeError(
                     f"{self.handler.name} is an async def: async handlers are awaited on "
-                    f"engine='asyncio', not {self.engine_name!r} (or write it as a plain def)"
+                    f"engine='asyncio' or 'uvloop', not {self.engine_name!r} (or write it as a plain def)"
                 )
             datagrams = [e.url for e in self.endpoints if not e.is_stream]
             if datagrams:

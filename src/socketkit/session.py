@@ -206,10 +206,10 @@ class Session(Connection):
         if handler.is_blocking:
             self._pending = deque()
             return
-        self._dispatch = dispatch = handler.dispatch(self)
+        self._dispatch = handler.dispatch(self)
         self._in_event = True
         try:
-            dispatch.connected()
+            self._connected()
         except Exception as exc:
             self._close(exc)
         self._in_event = False
@@ -430,13 +430,20 @@ class Session(Connection):
         if not self._handling:  # else on_close waits for the handler to return (_deferred_done)
             self._tell_closed()
 
+    def _connected(self) -> None:
+        """The handler's on_connect."""
+        self._dispatch.connected()
+
     def _tell_closed(self) -> None:
         """The handler's on_close, with why the connection ended."""
         try:
             self._dispatch.closed(self.error)
         except Exception as exc:
-            self._host.stats.error("handler", self.listener)
-            log.error("%s: on_close raised %s: %s", self.peer_url, type(exc).__name__, exc, exc_info=exc)
+            self._on_close_failed(exc)
+
+    def _on_close_failed(self, error: Exception) -> None:
+        self._host.stats.error("handler", self.listener)
+        log.error("%s: on_close raised %s: %s", self.peer_url, type(error).__name__, error, exc_info=error)
 
     # -- what handlers call -------------------------------------------------------------
 

@@ -35,7 +35,7 @@ import functools
 import math
 import os
 import socket
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, ClassVar, cast
 
 from ..closing import peer_list
@@ -214,9 +214,11 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
 
 
 class AwaitingConnection(AsyncioConnection):
-    """A connection whose handler is an ``async def``: each message is awaited in a task,
-    one at a time (the session's deferred messages, :attr:`Session.defers`). Reading goes
-    on while one is awaited, so a peer that disconnects is noticed and its handler cancelled."""
+    """A connection whose handler has ``async def`` parts (:attr:`Handler.awaited`): each
+    message is awaited in a task, one at a time (the session's deferred messages,
+    :attr:`Session.defers`); an async ``on_connect`` is awaited before the first message,
+    and an async ``on_close`` runs as a task of its own. Reading goes on while a message is
+    awaited, so a peer that disconnects is noticed and its handler cancelled."""
 
     __slots__ = ("_task",)
 
@@ -226,12 +228,28 @@ class AwaitingConnection(AsyncioConnection):
         super().__init__(*args)
         self._task: asyncio.Task[None] | None = None  # the handler call awaited now
 
+    def _connected(self) -> None:
+        if "on_connect" not in self._engine.handler.awaited:
+            super()._connected()
+            return
+        self._handling = True  # messages wait for on_connect, as for a message in hand
+        self._task = self._engine.loop.create_task(self._awaited(self._dispatch.awaited_connect(), False))
+
     def _handle_elsewhere(self, message: Any) -> None:
+        if "on_message" not in self._engine.handler.awaited:  # (a Protocol with async on_connect)
+            self._task = self._engine.loop.create_task(self._called(message))
+            return
         self._task = self._engine.loop.create_task(self._awaited(self._dispatch.awaited(message)))
 
-    async def _awaited(self, call: Awaitable[None]) -> None:
+    async def _called(self, message: Any) -> None:
+        await self._awaited(_returned(self._dispatch.message, message))
+
+    async def _awaited(self, call: Awaitable[None], replies: bool = True) -> None:
+        """Await one handler call; then the next message starts, or what waited for it
+        happens. A call that raises gets the codec's failure reply if it ``replies`` (a
+        message), not if it is on_connect."""
         answered = self.messages_out
-        latency = self._latency
+        latency = self._latency if replies else None
         started = self._engine.loop.time()
         error: Exception | None = None
         try:
@@ -245,8 +263,20 @@ class AwaitingConnection(AsyncioConnection):
         if latency is not None:
             latency.observe(self._engine.loop.time() - started)
         self._task = None
-        self._deferred_done(error, self.messages_out != answered)
+        self._deferred_done(error, self.messages_out != answered or not replies)
         self._flush()
+
+    def _tell_closed(self) -> None:
+        if "on_close" not in self._engine.handler.awaited:
+            super()._tell_closed()
+            return
+        self._engine.spawn(self._closing(self.error))
+
+    async def _closing(self, error: BaseException | None) -> None:
+        try:
+            await self._dispatch.awaited_close(error)
+        except Exception as exc:
+            self._on_close_failed(exc)
 
     def _close_transport(self) -> None:
         if self._task is not None:
@@ -254,6 +284,10 @@ class AwaitingConnection(AsyncioConnection):
             self._task = None
             self._handling = False  # so on_close is told now, not after the cancellation
         super()._close_transport()
+
+
+async def _returned(fn: Any, message: Any) -> None:
+    fn(message)
 
 
 def _raise(exc: BaseException) -> None:
@@ -277,7 +311,8 @@ class AsyncioEngine(Engine):
         # datagram listeners are read with add_reader and recvfrom, as the reactor reads
         # them, not through datagram transports (whose unix sender addresses uvloop mangles)
         self._datagram_readers: dict[int, WaitingDatagrams] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # connections being set up
+        self._closings: set[asyncio.Task[None]] = set()  # async on_close calls running
         self._draining = False
         self.deadlines = Deadlines(lambda: list(self._conns))  # every connection's, on one loop timer
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -338,6 +373,11 @@ class AsyncioEngine(Engine):
             self._stop_datagrams()
             if self._deadline_timer is not None:
                 self._deadline_timer.cancel()
+            if self._closings:  # async on_close calls get what is left of the grace period
+                left = max(0.0, self.deadline - self.loop.time()) if self.stopping else 0.0
+                await asyncio.wait(set(self._closings), timeout=left)
+                for task in list(self._closings):
+                    task.cancel()
             await asyncio.sleep(0)  # let the transports close
 
     def call_soon_threadsafe(self, fn: Any) -> None:
@@ -411,6 +451,12 @@ class AsyncioEngine(Engine):
         self._check_done()
 
     # -- what sessions call -----------------------------------------------------------------------
+
+    def spawn(self, call: Coroutine[Any, Any, None]) -> None:
+        """Run an async on_close; serving ends once it has, or at the grace deadline."""
+        task = self.loop.create_task(call)
+        self._closings.add(task)
+        task.add_done_callback(self._closings.discard)
 
     def schedule(self, conn: AsyncioConnection, when: float) -> None:
         """(Re)arm ``conn``'s deadline (see :mod:`._deadlines`): one loop timer serves them all."""
