@@ -358,8 +358,7 @@ class AsyncioEngine(Engine):
                     self._datagram_readers[listener.fileno()] = reader
             for sock, peer, origin in self.take_adopted():
                 self._connect(sock, peer, origin)
-            if self.ends_with_adopted and not self._tasks and not self._conns:
-                self.stop(0)
+            self._end_if_nothing_left()
             self._set_accepting(True)
             if self.stopping:
                 self._on_wake()
@@ -437,9 +436,11 @@ class AsyncioEngine(Engine):
             self.loop.connect_accepted_socket(lambda: self.connection_class(self, peer, listener), sock)
         )
         self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._connected, sock, peer, listener))
+        task.add_done_callback(functools.partial(self._transport_made, sock, peer, listener))
 
-    def _connected(self, sock: socket.socket, peer: Any, listener: Listener, task: asyncio.Task[Any]) -> None:
+    def _transport_made(
+        self, sock: socket.socket, peer: Any, listener: Listener, task: asyncio.Task[Any]
+    ) -> None:
         """The transport is made (it owns the socket now), or the peer went away first."""
         self._tasks.discard(task)
         error = None if task.cancelled() else task.exception()
@@ -448,6 +449,7 @@ class AsyncioEngine(Engine):
             sock.close()
             if listener.counts_per_ip:  # counted at accept, and no session will release it
                 self.gate.release(peer)
+        self._end_if_nothing_left()
         self._check_done()
 
     # -- what sessions call -----------------------------------------------------------------------
@@ -492,9 +494,14 @@ class AsyncioEngine(Engine):
             self.gate.release(session.peer)
         if not self.stopping:
             self._set_accepting(True)
+        self._end_if_nothing_left()
+        self._check_done()
+
+    def _end_if_nothing_left(self) -> None:
+        """Serving only adopted connections: once the last has closed, stop. (Its transport's
+        set-up task may finish after the connection did: checked then too.)"""
         if self.ends_with_adopted and not self._conns and not self._tasks and not self.stopping:
             self.stop(0)
-        self._check_done()
 
     def open_connections(self) -> Sequence[Session]:
         return list(self._conns)
