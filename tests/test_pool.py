@@ -150,3 +150,54 @@ def test_stop_lets_a_running_handler_answer() -> None:
         assert client.recv() == b"in flight"
     stopper.join(WAIT)
     assert not server.running
+
+
+def test_a_blocking_datagram_handler_runs_on_the_pool_not_on_the_loop() -> None:
+    """A UDP request whose handler blocks (a database call) holds a pool thread, not the
+    loop: a TCP client of the same server is answered meanwhile, and the datagram's reply
+    comes once the handler returns, counted as every reply is."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(message: bytes, conn: sk.Connection) -> bytes:
+        if message == b"block":
+            entered.set()
+            release.wait(WAIT)
+        return message.upper()
+
+    urls = ["udp://127.0.0.1:0", "tcp://127.0.0.1:0"]
+    with sk.Server(urls, slow, codec=sk.Lines(), engine="pool").start() as server:
+        with sk.DatagramClient(server.urls[0], codec=sk.Lines(), timeout=WAIT) as dgram:
+            dgram.send(b"block")
+            assert entered.wait(WAIT)
+            with sk.connect(server.urls[1], codec=sk.Lines(), timeout=WAIT) as client:
+                assert client.request(b"meanwhile") == b"MEANWHILE"
+            release.set()
+            assert dgram.recv() == b"BLOCK"
+        wait_until(lambda: server.stats.messages_out == 2, what="both replies counted")
+        assert server.stats.messages_in == 2
+
+
+def test_datagrams_past_pool_queue_wait_in_the_kernel_then_are_answered() -> None:
+    """With the pool behind, the datagram socket is not read past pool_queue waiting; once
+    the handler returns, reading resumes and every datagram is answered."""
+    release = threading.Event()
+    waiting: list[int] = []
+    limits = sk.Limits(pool_threads=1, pool_queue=2)
+    server = sk.Server("udp://127.0.0.1:0", lambda m, c: m, codec=sk.Lines(), engine="pool", limits=limits)
+
+    def gated(message: bytes, conn: sk.Connection) -> bytes:
+        waiting.append(server._engine.queued)  # type: ignore[union-attr]
+        release.wait(WAIT)
+        return message
+
+    server.handler = sk.handlers.adapt(gated)
+    with server.start(), sk.DatagramClient(server.url, codec=sk.Lines(), timeout=WAIT) as dgram:
+        for i in range(8):
+            dgram.send(b"%d" % i)
+        engine = server._engine
+        assert engine is not None
+        wait_until(lambda: engine.queued >= 2, what="the queue to fill")  # type: ignore[attr-defined]
+        assert engine.queued <= 2  # type: ignore[attr-defined]  # the other datagrams wait unread
+        release.set()
+        assert sorted(dgram.recv() for _ in range(8)) == [b"%d" % i for i in range(8)]
+    assert max(waiting) <= 2

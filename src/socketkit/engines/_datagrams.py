@@ -21,7 +21,16 @@ from ..errors import RemoteProtocolError
 from ..session import SessionHost
 from ..stats import Counters
 
-__all__ = ["RECV_SIZE", "DatagramConnection", "Handle", "WaitingDatagrams", "answer", "serve_datagrams"]
+__all__ = [
+    "RECV_SIZE",
+    "DatagramConnection",
+    "Handle",
+    "WaitingDatagrams",
+    "answer",
+    "decode",
+    "run_handler",
+    "serve_datagrams",
+]
 
 RECV_SIZE = 65536
 
@@ -37,7 +46,10 @@ class DatagramConnection(Connection):
         self._counters = counters
 
     def send(self, message: Any) -> None:
-        data = self.codec.encode(message)
+        self.send_message(self.codec.encode(message))
+
+    def send_message(self, data: bytes) -> None:
+        """Send one encoded message to the peer, counted as one."""
         counters = self._counters
         counters.messages_out += 1  # counted first, so stats never lag what the peer saw
         if not self.send_bytes(data):
@@ -75,8 +87,16 @@ def answer(
     counters: Counters,
 ) -> None:
     """Decode one datagram, run the handler, count and report."""
+    conn = DatagramConnection(host.codec, sock, addr, scheme, counters)
+    taken, message = decode(host, conn, data, counters)
+    if taken:
+        run_handler(host, conn, message, handle)
+
+
+def decode(host: SessionHost, conn: DatagramConnection, data: bytes, counters: Counters) -> tuple[bool, Any]:
+    """Count one datagram and decode it: (True, the message), or (False, None) for bad input,
+    which is reported and answered with the codec's error reply where it has one."""
     codec = host.codec
-    conn = DatagramConnection(codec, sock, addr, scheme, counters)
     counters.bytes_in += len(data)
     try:
         message = codec.decode_datagram(data, host.limits.max_message_size)
@@ -85,9 +105,14 @@ def answer(
         reply = codec.error_reply(exc)
         if reply is not None:
             conn.send_bytes(reply)
-        return
+        return False, None
     counters.messages_in += 1
-    latency = host.stats.latency_for(counters.listener)  # None unless metrics are served
+    return True, message
+
+
+def run_handler(host: SessionHost, conn: Connection, message: Any, handle: Handle) -> None:
+    """The handler on one decoded datagram, timed when metrics want it; an error is reported."""
+    latency = host.stats.latency_for(conn.listener)  # None unless metrics are served
     started = 0.0 if latency is None else time.perf_counter()
     try:
         handle(message, conn)
@@ -116,6 +141,8 @@ class WaitingDatagrams:
     def __call__(self) -> None:
         sock = self.sock
         for _ in range(self.most):
+            if not self.has_room():
+                return
             try:
                 data, addr = sock.recvfrom(RECV_SIZE)
             except BlockingIOError:
@@ -125,7 +152,16 @@ class WaitingDatagrams:
                     return
                 log.debug("datagram socket error: %s", exc)  # e.g. an ICMP error left by an earlier reply
                 continue
-            answer(self.host, sock, self.scheme, data, addr, self.handle, self.counters)
+            self.answer(data, addr)
+
+    def has_room(self) -> bool:
+        """Whether another datagram may be read now (an engine that queues them says no
+        when its queue is full: the kernel's buffer holds, then drops, the rest)."""
+        return True
+
+    def answer(self, data: bytes, addr: Any) -> None:
+        """One datagram read: answered here, on the loop."""
+        answer(self.host, self.sock, self.scheme, data, addr, self.handle, self.counters)
 
     def on_event(self, mask: int) -> None:
         """The reactor's name for a readable socket."""

@@ -17,6 +17,11 @@ is paid per *busy* connection only.
 - **@blocking** handlers run on a pool thread for the connection's life;
   ``conn.recv()`` waits for the messages the loop decodes, and a send waits
   while the peer is not reading (above ``write_buffer_high``).
+- **Datagrams** are read, counted and decoded on the loop and handled on the
+  pool too (a UDP handler may block as well); their replies are sent from the
+  loop. At ``pool_queue`` waiting, a datagram socket is not read: the kernel's
+  buffer holds the rest, then drops, as UDP does. Stopping waits for the
+  datagrams in hand (within the grace period) as for connections.
 - A handler's sends from its thread go to the loop in order, before the
   note that the handler returned; a handler that raises gets the codec's
   failure reply (HTTP's 500) unless it had answered, then the connection
@@ -32,8 +37,10 @@ import threading
 import time
 from typing import Any, ClassVar
 
+from ..endpoints import Listener
 from ..errors import ClosedError, ProtocolError
 from ..session import OPEN
+from ._datagrams import DatagramConnection, WaitingDatagrams, decode, run_handler
 from ._poller import READ, WRITE
 from .base import current, log
 from .reactor import ReactorConnection, ReactorEngine
@@ -42,6 +49,7 @@ __all__ = ["PoolEngine"]
 
 #: messages waiting for the pool at which a connection is not read: it holds one read's worth
 _PER_CONNECTION = 1
+_DATAGRAM_BURST = 64  # datagrams read per readiness event
 _WAKE_CHECK = 1.0  # seconds a waiting handler thread sleeps before it looks again (a safety net)
 
 
@@ -325,6 +333,60 @@ class BlockingPoolConnection(PoolConnection):
         raise ClosedError(f"{self.peer_url}: connection closed")
 
 
+class _RepliesFromTheLoop(DatagramConnection):
+    """The sender of a datagram answered on a pool thread: its replies are sent, and
+    counted, on the loop (a listener's counters belong to the loop alone)."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: PoolEngine, *args: Any) -> None:
+        super().__init__(*args)
+        self._engine = engine
+
+    def send(self, message: Any) -> None:
+        data = self.codec.encode(message)  # a message it cannot encode raises in the handler
+        self._engine.call_soon_threadsafe(functools.partial(self.send_message, data))
+
+
+class _PooledDatagrams(WaitingDatagrams):
+    """A datagram listener whose handler runs on the pool: each datagram is read, counted
+    and decoded on the loop, then handled on a pool thread. At ``pool_queue`` messages
+    waiting for the pool the socket is not read (the kernel's buffer holds, then drops)."""
+
+    __slots__ = ("engine", "paused")
+
+    def __init__(self, engine: PoolEngine, listener: Listener, most: int) -> None:
+        super().__init__(engine, listener, most)
+        self.engine = engine
+        self.paused = False  # not watched until the pool catches up
+
+    def has_room(self) -> bool:
+        engine = self.engine
+        if engine.queued < self.host.limits.pool_queue:
+            return True
+        engine.full = True
+        if not self.paused and not engine.stopping:
+            self.paused = True
+            engine.pause_datagrams(self)
+        return False
+
+    def answer(self, data: bytes, addr: Any) -> None:
+        engine = self.engine
+        conn = _RepliesFromTheLoop(engine, self.host.codec, self.sock, addr, self.scheme, self.counters)
+        taken, message = decode(self.host, conn, data, self.counters)
+        if taken:
+            engine.queued += 1
+            engine.datagrams_running += 1
+            engine.pool.submit(functools.partial(self._run, conn, message))
+
+    def _run(self, conn: DatagramConnection, message: Any) -> None:  # on a pool thread
+        engine = self.engine
+        current.engine = engine
+        engine.call_soon_threadsafe(engine.took_datagram)
+        run_handler(self.host, conn, message, self.handle)
+        engine.call_soon_threadsafe(engine.datagram_answered)  # after every reply it sent
+
+
 class PoolEngine(ReactorEngine):
     """The reactor, with handlers on ``limits.pool_threads`` threads (see the module notes)."""
 
@@ -338,13 +400,39 @@ class PoolEngine(ReactorEngine):
         self.queued = 0  # messages waiting for the pool, all connections together
         self.held: set[PoolConnection] = set()  # connections not read until the pool catches up
         self.full = False  # pool_queue messages wait: no connection is read
+        self.datagrams_running = 0  # datagrams given to the pool whose answers are not all sent
+        self._paused_datagrams: list[_PooledDatagrams] = []
+
+    def datagram_reader(self, listener: Listener) -> WaitingDatagrams:
+        return _PooledDatagrams(self, listener, _DATAGRAM_BURST)
+
+    def pause_datagrams(self, reader: _PooledDatagrams) -> None:
+        """The pool is behind: ``reader``'s socket is not watched until it catches up."""
+        self._unwatch(reader.sock.fileno())
+        self._paused_datagrams.append(reader)
+
+    def took_datagram(self) -> None:
+        self.queued -= 1
+        self.release_held()
+
+    def datagram_answered(self) -> None:
+        self.datagrams_running -= 1
+
+    def _handlers_running(self) -> bool:
+        return self.datagrams_running > 0
 
     def release_held(self) -> None:
-        """The pool took a message: connections held for the total may be read again."""
+        """The pool took a message: connections held for the total may be read again, and
+        datagram sockets watched again."""
         if self.queued < self.limits.pool_queue:
             self.full = False
             for conn in list(self.held):
                 conn._release_hold()
+            paused, self._paused_datagrams = self._paused_datagrams, []
+            for reader in paused:
+                reader.paused = False
+                if reader.sock.fileno() != -1:  # (closed by the stop meanwhile)
+                    self._watch(reader.sock.fileno(), reader)
 
     def run(self) -> None:
         try:

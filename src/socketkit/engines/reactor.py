@@ -224,7 +224,7 @@ class ReactorEngine(Engine):
         self.deadlines = Deadlines(self._live_connections)
         self._timers = self.deadlines.heap  # read in the loop: when the next one comes due
         self._accepting = False
-        self._datagram_readers: list[WaitingDatagrams] = []
+        self._datagram_readers: dict[int, WaitingDatagrams] = {}  # by the listener's descriptor
         self._drained = False
 
     def run(self) -> None:
@@ -240,7 +240,7 @@ class ReactorEngine(Engine):
         finally:
             for conn in self._live_connections():
                 conn.finish(ClosedError("server stopped"))
-            for reader in self._datagram_readers:
+            for reader in self._datagram_readers.values():
                 reader.close()
             self.poller.close()
 
@@ -308,7 +308,7 @@ class ReactorEngine(Engine):
             else:  # connections that went idle since: what arrived is served, then they end
                 for conn in self._live_connections():
                     conn.stop_check()
-            if not self._open:
+            if not self._open and not self._handlers_running():
                 return True, None
             if self.now >= self.deadline:
                 log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
@@ -336,9 +336,18 @@ class ReactorEngine(Engine):
         for listener in self.listeners:
             listener.sock.setblocking(False)
             if not listener.endpoint.is_stream:
-                reader = WaitingDatagrams(self, listener, _BURST)
-                self._datagram_readers.append(reader)
+                reader = self.datagram_reader(listener)
+                self._datagram_readers[listener.fileno()] = reader
                 self._watch(listener.fileno(), reader)
+
+    def datagram_reader(self, listener: Listener) -> WaitingDatagrams:
+        """What answers a datagram listener's datagrams when it is readable."""
+        return WaitingDatagrams(self, listener, _BURST)
+
+    def _handlers_running(self) -> bool:
+        """Whether handler calls run off the loop whose replies the loop still sends (the
+        pool's datagram answers): stopping waits for them as for connections."""
+        return False
 
     def _set_accepting(self, accepting: bool) -> None:
         if accepting and (self.gate.paused or self._open >= self.limits.max_connections):
@@ -417,10 +426,10 @@ class ReactorEngine(Engine):
                         break
                     self._add_connection(accepted[0], accepted[1], listener)
             else:
-                self._handlers[listener.fileno()].on_event(READ)
+                self._datagram_readers[listener.fileno()]()  # datagrams already queued are answered
         self._set_accepting(False)
         for listener in self.listeners:
-            if not listener.endpoint.is_stream:
+            if not listener.endpoint.is_stream and listener.fileno() in self._handlers:
                 self._unwatch(listener.fileno())
         self.close_listeners()
         for conn in self._live_connections():
