@@ -32,7 +32,7 @@ def test_async_reply_handlers_await_asyncio_libraries_in_request_order() -> None
 
     backend = sk.Server("tcp://127.0.0.1:0", lambda m, c: m[::-1], codec=sk.Lines()).start()
     with backend, sk.Server("tcp://127.0.0.1:0", lookup, codec=sk.Lines()).start() as server:
-        assert server.engine_name == "asyncio"
+        assert server.engine_name == "uvloop"  # auto: the best loop installed
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
             client.sock.sendall(b"".join(b"%d\n" % n for n in range(10, 30)))
             assert [client.recv() for _ in range(20)] == [(b"%d" % n)[::-1] for n in range(10, 30)]

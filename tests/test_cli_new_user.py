@@ -50,6 +50,11 @@ def test_the_uvloop_engine_without_uvloop_is_one_line_and_exit_2(monkeypatch: py
     with pytest.raises(ValueError, match=r"engine 'uvloop' needs the uvloop package"):
         sk.Server("tcp://127.0.0.1:0", lambda m, c: m, engine="uvloop")
 
+    async def shout(message: bytes, conn: sk.Connection) -> bytes:
+        return message.upper()
+
+    assert sk.Server("tcp://127.0.0.1:0", shout).engine_name == "asyncio"  # auto, without uvloop
+
 
 def test_max_message_size_raises_the_codecs_own_limit() -> None:
     line = b"x" * 200_000  # over the 64 KiB Lines default
@@ -119,7 +124,7 @@ def test_async_handlers_are_refused_off_asyncio_when_the_server_is_made() -> Non
     for async_handler in (handler, Proto()):
         with pytest.raises(TypeError, match="async def"):
             sk.Server("tcp://127.0.0.1:0", async_handler, engine="epoll")
-        assert sk.Server("tcp://127.0.0.1:0", async_handler).engine_name == "asyncio"  # auto picks it
+        assert sk.Server("tcp://127.0.0.1:0", async_handler).engine_name == "uvloop"  # auto: the best loop
     with pytest.raises(
         TypeError, match=r"Producing\.on_drain is an async def: a reply function and a Protocol's"
     ):

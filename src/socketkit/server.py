@@ -54,10 +54,14 @@ class Server:
             that connection. The server owns and closes the sockets given. One
             that serves only connected sockets stops once they have closed.
         handler: a function ``(message, conn) -> reply``, a :class:`Protocol`
-            subclass or instance, or a :func:`blocking` function ``(conn)``.
+            subclass or instance, or a :func:`blocking` function ``(conn)``; the
+            function, or the Protocol's on_connect, on_message and on_close, may be an
+            ``async def`` on the asyncio engines.
         codec: how bytes become messages (default :class:`Raw`).
         engine: ``iterative``, ``threads``, ``select``, ``poll``, ``epoll``,
-            ``reactor`` or ``auto`` (the reactor; ``threads`` for blocking handlers).
+            ``reactor``, ``pool``, ``asyncio``, ``uvloop``, ``prefork`` or ``auto``
+            (the reactor; ``threads`` for blocking handlers; ``uvloop``, or
+            ``asyncio`` without it, for ``async def`` ones).
         limits: the bounds the server enforces (default :class:`Limits` ()).
         layers: byte layers between each connection's socket and its codec,
             nearest the socket first: callables that make one

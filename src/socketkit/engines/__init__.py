@@ -7,6 +7,7 @@ system lacks (``epoll`` off Linux) fails with a clear message, not at import.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from .base import Engine
 
@@ -28,10 +29,13 @@ ENGINES: dict[str, str] = {
 
 
 def resolve_engine_name(name: str, blocking: bool, awaited: bool = False) -> str:
-    """``auto`` is the reactor, ``threads`` for a @blocking handler, ``asyncio`` for an
-    ``async def`` one."""
+    """``auto`` is the reactor, ``threads`` for a @blocking handler, and for an ``async def``
+    one the asyncio engine on the best loop there is: ``uvloop`` when it is installed, else
+    ``asyncio`` (as uvicorn's ``--loop auto``; naming ``asyncio`` keeps the standard loop)."""
     if name == "auto":
-        return "threads" if blocking else "asyncio" if awaited else "reactor"
+        if awaited:
+            return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+        return "threads" if blocking else "reactor"
     return name
 
 
