@@ -185,6 +185,9 @@ def _beat(plan: WorkerPlan, engine: Engine) -> None:
         if engine.loop_runs_handlers:
             alive.clear()
             engine.call_soon_threadsafe(mark)
+        if not ready and (not engine.loop_runs_handlers or alive.wait(BEAT_INTERVAL)):
+            _send(channel, {"ready": True})  # at once, not a beat later: a SIGHUP waits for it
+            ready = True
         readable, _, _ = select.select([channel], [], [], BEAT_INTERVAL)
         if readable:
             try:

@@ -381,9 +381,10 @@ class AsyncioEngine(Engine):
 
     def call_soon_threadsafe(self, fn: Any) -> None:
         loop = self.loop
-        if loop is None or loop.is_closed():
-            return
-        loop.call_soon_threadsafe(fn)
+        if loop is None:  # not serving yet: queued, and run once the loop watches the wake socket
+            super().call_soon_threadsafe(fn)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(fn)
 
     def _on_wake(self) -> None:
         self._drain_wake()
