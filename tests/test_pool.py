@@ -7,6 +7,7 @@ import random
 import socket
 import threading
 import time
+from typing import Any
 
 import socketkit as sk
 from conftest import wait_until
@@ -201,3 +202,29 @@ def test_datagrams_past_pool_queue_wait_in_the_kernel_then_are_answered() -> Non
         release.set()
         assert sorted(dgram.recv() for _ in range(8)) == [b"%d" % i for i in range(8)]
     assert max(waiting) <= 2
+
+
+def test_messages_on_the_pool_stay_in_the_structured_codecs_budget_until_handled() -> None:
+    """max_items_total bounds the decoded values held by all connections: a message whose
+    handler is still running counts, so another that would pass the bound is refused;
+    once the handler returns, its values are released."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(message: Any, conn: sk.Connection) -> Any:
+        if message == ["hold"] * 5:
+            entered.set()
+            release.wait(WAIT)
+        return {"ok": len(message)}
+
+    codec = sk.Json(max_items_total=50)
+    with sk.Server("tcp://127.0.0.1:0", slow, codec=codec, engine="pool").start() as server:
+        with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as holder:
+            holder.send(["hold"] * 5)  # a 36-byte frame: up to 36 values
+            assert entered.wait(WAIT)
+            with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as refused:
+                refused.send(["x"] * 5)  # 21 more would pass 50
+                assert "max_items_total" in refused.recv()["error"]
+            release.set()
+            assert holder.recv() == {"ok": 5}
+            with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as later:
+                assert later.request(["x"] * 5) == {"ok": 5}

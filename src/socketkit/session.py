@@ -257,10 +257,8 @@ class Session(Connection):
                 if bad is not None:
                     self._pending_error = bad  # the blocking handler takes the good ones first
                     return
-            elif self.defers:  # handled elsewhere, one at a time
-                self._defer(messages)
-                if self._release is not None:
-                    self._release()
+            elif self.defers:  # handled elsewhere, one at a time (their values stay counted
+                self._defer(messages)  # in a structured codec's budget until handled)
             else:  # dispatched here, in this frame: the hot path
                 handle = self._dispatch.message
                 self._in_event = True
@@ -641,6 +639,8 @@ class Session(Connection):
             self._bad_input(error)  # every message before it has its reply: now the error
         elif self.phase is INPUT_ENDED:
             self._close(None)  # the peer ended its input and every message has its reply
+        if not self._handling and self._release is not None:
+            self._release()  # every message decoded was handled: their values leave the budget
         if not self.reading:
             self._settle()
 
