@@ -103,13 +103,13 @@ def test_idle_connections_hold_no_thread() -> None:
             client.close()
 
 
-def test_a_full_queue_stops_reading_instead_of_growing() -> None:
-    """pool_queue messages wait at most, all connections together; the rest wait in the
-    kernel's buffers, and every request is answered once the handlers catch up."""
+def gated_pool_server(url: str, pool_queue: int) -> tuple[sk.Server, threading.Event, list[int]]:
+    """A pool server with one handler thread, whose echo handler waits for the event
+    returned (so messages queue behind it) and notes how many waited as each began."""
     release = threading.Event()
     waiting: list[int] = []
-    limits = sk.Limits(pool_threads=1, pool_queue=4)
-    server = sk.Server("tcp://127.0.0.1:0", lambda m, c: m, codec=sk.Lines(), engine="pool", limits=limits)
+    limits = sk.Limits(pool_threads=1, pool_queue=pool_queue)
+    server = sk.Server(url, lambda m, c: m, codec=sk.Lines(), engine="pool", limits=limits)
 
     def gated(message: bytes, conn: sk.Connection) -> bytes:
         waiting.append(server._engine.queued)  # type: ignore[union-attr]
@@ -117,6 +117,13 @@ def test_a_full_queue_stops_reading_instead_of_growing() -> None:
         return message
 
     server.handler = sk.handlers.adapt(gated)
+    return server, release, waiting
+
+
+def test_a_full_queue_stops_reading_instead_of_growing() -> None:
+    """pool_queue messages wait at most, all connections together; the rest wait in the
+    kernel's buffers, and every request is answered once the handlers catch up."""
+    server, release, waiting = gated_pool_server("tcp://127.0.0.1:0", pool_queue=4)
     with server.start():
         clients = [sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) for _ in range(10)]
         for n, client in enumerate(clients):
@@ -181,17 +188,7 @@ def test_a_blocking_datagram_handler_runs_on_the_pool_not_on_the_loop() -> None:
 def test_datagrams_past_pool_queue_wait_in_the_kernel_then_are_answered() -> None:
     """With the pool behind, the datagram socket is not read past pool_queue waiting; once
     the handler returns, reading resumes and every datagram is answered."""
-    release = threading.Event()
-    waiting: list[int] = []
-    limits = sk.Limits(pool_threads=1, pool_queue=2)
-    server = sk.Server("udp://127.0.0.1:0", lambda m, c: m, codec=sk.Lines(), engine="pool", limits=limits)
-
-    def gated(message: bytes, conn: sk.Connection) -> bytes:
-        waiting.append(server._engine.queued)  # type: ignore[union-attr]
-        release.wait(WAIT)
-        return message
-
-    server.handler = sk.handlers.adapt(gated)
+    server, release, waiting = gated_pool_server("udp://127.0.0.1:0", pool_queue=2)
     with server.start(), sk.DatagramClient(server.url, codec=sk.Lines(), timeout=WAIT) as dgram:
         for i in range(8):
             dgram.send(b"%d" % i)
