@@ -19,8 +19,9 @@ is paid per *busy* connection only.
   while the peer is not reading (above ``write_buffer_high``).
 - **Datagrams** are read, counted and decoded on the loop and handled on the
   pool too (a UDP handler may block as well); their replies are sent from the
-  loop. At ``pool_queue`` waiting, a datagram socket is not read: the kernel's
-  buffer holds the rest, then drops, as UDP does. Stopping waits for the
+  loop. A datagram counts against ``pool_queue`` until it is answered; at the
+  bound a datagram socket is not read: the kernel's buffer holds the rest, then
+  drops, as UDP does. Stopping waits for the
   datagrams in hand (within the grace period) as for connections.
 - A handler's sends from its thread go to the loop in order, before the
   note that the handler returned; a handler that raises gets the codec's
@@ -350,8 +351,9 @@ class _RepliesFromTheLoop(DatagramConnection):
 
 class _PooledDatagrams(WaitingDatagrams):
     """A datagram listener whose handler runs on the pool: each datagram is read, counted
-    and decoded on the loop, then handled on a pool thread. At ``pool_queue`` messages
-    waiting for the pool the socket is not read (the kernel's buffer holds, then drops)."""
+    and decoded on the loop, then handled on a pool thread. A datagram counts against
+    ``pool_queue`` from its read to its answer; at the bound the socket is not read (the
+    kernel's buffer holds, then drops)."""
 
     __slots__ = ("engine", "paused")
 
@@ -382,7 +384,6 @@ class _PooledDatagrams(WaitingDatagrams):
     def _run(self, conn: DatagramConnection, message: Any) -> None:  # on a pool thread
         engine = self.engine
         current.engine = engine
-        engine.call_soon_threadsafe(engine.took_datagram)
         run_handler(self.host, conn, message, self.handle)
         engine.call_soon_threadsafe(engine.datagram_answered)  # after every reply it sent
 
@@ -411,12 +412,12 @@ class PoolEngine(ReactorEngine):
         self._unwatch(reader.sock.fileno())
         self._paused_datagrams.append(reader)
 
-    def took_datagram(self) -> None:
+    def datagram_answered(self) -> None:
+        """A datagram's handler returned (its replies were sent before this): it no longer
+        counts against pool_queue (a datagram counts from its read to its answer)."""
+        self.datagrams_running -= 1
         self.queued -= 1
         self.release_held()
-
-    def datagram_answered(self) -> None:
-        self.datagrams_running -= 1
 
     def _handlers_running(self) -> bool:
         return self.datagrams_running > 0
