@@ -35,6 +35,7 @@ import functools
 import math
 import os
 import socket
+import sys
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, ClassVar, cast
 
@@ -48,7 +49,7 @@ from .base import Engine, log
 
 __all__ = ["AsyncioEngine"]
 
-_BURST = 64  # accepts per readiness event
+_BURST = 64  # datagrams answered per readiness event
 _DRAIN_TICK = 0.02  # seconds between looks at idle connections while stopping
 
 
@@ -411,17 +412,14 @@ class AsyncioEngine(Engine):
                     self.loop.remove_reader(listener.fileno())
 
     def _accept_burst(self, listener: Listener) -> None:
-        for _ in range(_BURST):
-            if len(self._conns) + len(self._tasks) >= self.limits.max_connections:
-                self._set_accepting(False)
-                return
-            accepted = self.gate.accept(listener)
-            if accepted is None:
-                if self.gate.paused:
-                    self._set_accepting(False)
-                    self.loop.call_later(self.gate.resume_in, self._resume_accepting)
-                return
-            self._connect(accepted[0], accepted[1], listener)
+        if not self.accept_waiting(listener, self._open_count, self._connect):
+            self._set_accepting(False)
+            if self.gate.paused:
+                self.loop.call_later(self.gate.resume_in, self._resume_accepting)
+
+    def _open_count(self) -> int:
+        """Connections open or being set up."""
+        return len(self._conns) + len(self._tasks)
 
     def _resume_accepting(self) -> None:
         """The pause after running out of descriptors is over (a timer may fire a little early:
@@ -514,11 +512,7 @@ class AsyncioEngine(Engine):
         if self.drain_backlog:
             for listener in self.listeners:
                 if listener.endpoint.is_stream:
-                    while len(self._conns) + len(self._tasks) < self.limits.max_connections:
-                        accepted = self.gate.accept(listener)
-                        if accepted is None:
-                            break
-                        self._connect(accepted[0], accepted[1], listener)
+                    self.accept_waiting(listener, self._open_count, self._connect, sys.maxsize)
         if self.drain_backlog:
             for reader in self._datagram_readers.values():
                 reader()  # datagrams already queued are answered

@@ -37,12 +37,15 @@ from ..session import Session
 from ..stats import StatsRecorder
 from ._accept import AcceptGate
 
-__all__ = ["Engine", "current", "log"]
+__all__ = ["ACCEPT_BURST", "Engine", "current", "log"]
 
 #: ``current.engine`` is the engine whose thread this is (serving loop,
 #: connection or datagram thread), so Server.stop() called from a handler
 #: knows not to wait for itself.
 current = threading.local()
+
+#: connections an event loop accepts per readiness event of one listener
+ACCEPT_BURST = 64
 
 
 class Engine(ABC):
@@ -177,6 +180,28 @@ class Engine(ABC):
         """Release the engine's own descriptors (the end of serve())."""
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
             sock.close()
+
+    def accept_waiting(
+        self,
+        listener: Listener,
+        open_now: Callable[[], int],
+        add: Callable[[socket.socket, Any, Listener], None],
+        most: int = ACCEPT_BURST,
+    ) -> bool:
+        """Accept up to ``most`` connections waiting on ``listener``, each given to ``add``.
+
+        False when accepting must pause: ``max_connections`` are open (``open_now()``), or
+        descriptors ran out (:attr:`gate` is paused); True when none is left waiting or
+        ``most`` were taken (a burst, so one listener cannot starve the rest of a loop).
+        """
+        for _ in range(most):
+            if open_now() >= self.limits.max_connections:
+                return False
+            accepted = self.gate.accept(listener)
+            if accepted is None:
+                return not self.gate.paused
+            add(accepted[0], accepted[1], listener)
+        return True
 
     def close_listeners(self) -> None:
         for listener in self.listeners:

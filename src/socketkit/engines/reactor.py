@@ -37,6 +37,7 @@ handlers are refused; use the threads or pool engine for those). ``send`` and
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -55,7 +56,7 @@ __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 _READABLE = READ | ERROR  # an error or hang-up is found by the next recv or send
 _WRITABLE = WRITE | ERROR
 _DONTWAIT = socket.MSG_DONTWAIT  # connection sockets stay in blocking mode: no fcntl per accept
-_BURST = 64  # accepts or datagrams handled per readiness event, so one listener cannot starve the rest
+_BURST = 64  # datagrams or reads handled per readiness event, so one socket cannot starve the rest
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
 
 
@@ -364,16 +365,11 @@ class ReactorEngine(Engine):
                     self._unwatch(listener.fileno())
 
     def accept_burst(self, listener: Listener) -> None:
-        for _ in range(_BURST):
-            if self._open >= self.limits.max_connections:
-                self._set_accepting(False)
-                return
-            accepted = self.gate.accept(listener)
-            if accepted is None:
-                if self.gate.paused:
-                    self._set_accepting(False)
-                return
-            self._add_connection(accepted[0], accepted[1], listener)
+        if not self.accept_waiting(listener, self._open_count, self._add_connection):
+            self._set_accepting(False)
+
+    def _open_count(self) -> int:
+        return self._open
 
     #: the session class of this engine's connections
     connection_class: type[ReactorConnection] = ReactorConnection
@@ -420,11 +416,7 @@ class ReactorEngine(Engine):
         self._drained = True
         for listener in self.listeners if self.drain_backlog else ():
             if listener.endpoint.is_stream:
-                while self._open < self.limits.max_connections:
-                    accepted = self.gate.accept(listener)
-                    if accepted is None:
-                        break
-                    self._add_connection(accepted[0], accepted[1], listener)
+                self.accept_waiting(listener, self._open_count, self._add_connection, sys.maxsize)
             else:
                 self._datagram_readers[listener.fileno()]()  # datagrams already queued are answered
         self._set_accepting(False)
