@@ -397,11 +397,7 @@ class Server:
         finally:
             current.engine = previous
             engine.release()
-            if self._watchdog is not None:
-                self._watchdog.stop()
-            if self._metrics is not None:
-                self._metrics.stop(0)
-            self._done.set()
+            self._served()
 
     def serve_forever(self) -> None:
         """Bind and serve in this thread until stopped.
@@ -450,11 +446,15 @@ class Server:
             )
             engine.close_listeners()
         finally:
-            if self._watchdog is not None:
-                self._watchdog.stop()
-            if self._metrics is not None:
-                self._metrics.stop(0)
-            self._done.set()
+            self._served()
+
+    def _served(self) -> None:
+        """Serving ended: the watchdog and the metrics endpoint stop; stop() may return."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        if self._metrics is not None:
+            self._metrics.stop(0)
+        self._done.set()
 
     def _install_signal_handlers(self, engine: Engine) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
