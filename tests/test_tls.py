@@ -4,11 +4,14 @@ from trustme, made fresh for the test session."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
+import os
 import signal
 import socket
 import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ import pytest
 import trustme
 
 import socketkit as sk
-from conftest import ENGINES, echo, wait_until
+from conftest import CONCURRENT, ENGINES, echo, wait_until
 from socketkit.errors import RemoteProtocolError
 from socketkit.layers.tls import TlsLayer
 from socketkit.tls import client_context, server_context
@@ -104,6 +107,32 @@ def test_a_plaintext_peer_fails_the_handshake(pki: Pki) -> None:
         server.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     with pytest.raises(RemoteProtocolError, match="during the TLS handshake"):
         TlsLayer(server_context(str(pki.server))).end()
+
+
+#: An application-data record no key made: it fails its MAC, a fatal TLS error for the session.
+FORGED_RECORD = b"\x17\x03\x03\x00\x20" + bytes(32)
+
+
+def test_after_a_fatal_error_the_layer_sends_nothing_but_its_alert(pki: Pki) -> None:
+    """A TLS session that failed (a forged record) takes no more data to wrap and sends no
+    close_notify: the alert OpenSSL wrote is all the peer gets, and nothing raises."""
+    server = TlsLayer(server_context(str(pki.server)))
+    c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = trusting(pki).wrap_bio(c_in, c_out, server_hostname="localhost")
+    for _ in range(5):
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump(server, client, c_in, c_out)
+    pump(server, client, c_in, c_out)
+    assert server.handshake_done
+    with pytest.raises(RemoteProtocolError, match="TLS error"):
+        server.feed(FORGED_RECORD)
+    server.take_output()  # the alert
+    assert server.wrap(b"error: bad input\n") == b""
+    server.close()
+    assert server.take_output() == b""
 
 
 # -- tls:// on every engine --------------------------------------------------------------------
@@ -374,3 +403,83 @@ def test_tls_stream_half_close_keeps_an_answer_that_came_first(pki: Pki) -> None
         client_sock.close()
         server_sock.close()
         thread.join(WAIT)
+
+
+# -- a hostile TLS peer ends its own connection only -------------------------------------------------
+
+
+def _raw_twin(sock: socket.socket) -> socket.socket:
+    """A plain socket on the same connection as a TLS socket: bytes below TLS."""
+    return socket.socket(fileno=os.dup(sock.fileno()))
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(WAIT)
+    received = b""
+    try:
+        while data := sock.recv(65536):
+            received += data
+    except ConnectionResetError:
+        pass
+    return received
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_forged_record_ends_only_its_own_connection(
+    engine: str, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A record that fails its MAC after the handshake: that connection gets the alert and
+    closes (its error reply cannot go through a failed session), logged with the peer and
+    counted; the server and its other clients go on."""
+    caplog.set_level(logging.WARNING, logger="socketkit")
+    ctx = server_context(str(pki.server))
+    with sk.Server("tls://127.0.0.1:0", echo, codec=sk.Lines(), engine=engine, tls=ctx).start() as server:
+        with contextlib.ExitStack() as stack:
+            bystander = None
+            if engine in CONCURRENT:  # (iterative serves one connection at a time)
+                bystander = stack.enter_context(
+                    sk.connect(server.url, codec=sk.Lines(), tls=trusting(pki), timeout=WAIT)
+                )
+                assert bystander.request(b"before") == b"before"
+            with sk.connect(server.url, codec=sk.Lines(), tls=trusting(pki), timeout=WAIT) as attacker:
+                assert attacker.request(b"hello") == b"hello"
+                peer_port = attacker.sock.getsockname()[1]
+                with _raw_twin(attacker.sock) as raw:
+                    raw.sendall(FORGED_RECORD)
+                    assert b"error" not in _read_until_closed(raw)  # no plaintext after the failure
+            wait_until(lambda: server.stats.errors.get("protocol") == 1, what="the TLS error counted")
+            assert server.running
+            if bystander is not None:
+                assert bystander.request(b"after") == b"after"
+        with sk.connect(server.url, codec=sk.Lines(), tls=trusting(pki), timeout=WAIT) as newcomer:
+            assert newcomer.request(b"new") == b"new"
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("TLS error" in line and f":{peer_port}" in line for line in lines), lines
+    assert not any(r.levelno >= logging.CRITICAL for r in caplog.records), lines
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_client_asking_to_renegotiate_ends_only_its_own_connection(engine: str, pki: Pki) -> None:
+    """openssl s_client's R (TLS 1.2 renegotiation) once killed the reactor engines."""
+    ctx = server_context(str(pki.server))
+    with sk.Server("tls://127.0.0.1:0", echo, codec=sk.Lines(), engine=engine, tls=ctx).start() as server:
+        host, port = server.addresses[0][:2]
+        s_client = subprocess.Popen(
+            [tool("openssl"), "s_client", "-tls1_2", "-CAfile", str(pki.ca), "-connect", f"{host}:{port}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        assert s_client.stdin is not None and s_client.stdout is not None
+        try:
+            s_client.stdin.write(b"hello\n")
+            s_client.stdin.flush()
+            while (line := s_client.stdout.readline()) != b"hello\n":
+                assert line, "s_client ended before its line came back"
+            s_client.stdin.write(b"R\n")  # "R" at the start of a line: renegotiate
+            s_client.stdin.flush()
+            wait_until(lambda: server.stats.connections_open == 0, what="the connection to end")
+            assert server.running
+            with sk.connect(server.url, codec=sk.Lines(), tls=trusting(pki), timeout=WAIT) as client:
+                assert client.request(b"still serving") == b"still serving"
+        finally:
+            s_client.kill()
+            s_client.communicate(timeout=WAIT)

@@ -14,6 +14,12 @@ not trust the certificate, a client certificate that does not verify) is a
 counted, and no plaintext ever goes back to such a peer. Until the handshake is
 done the connection counts as a message in progress, so ``read_timeout`` is the
 handshake's deadline.
+
+An error after the handshake (a record that fails its MAC, a renegotiation the
+peer asks for and then aborts) is fatal for the TLS session: OpenSSL writes its
+alert, and the session can carry nothing more. The layer remembers it, so the
+error reply and close_notify that a closing connection would send are dropped
+here, not raised from a write into a broken session.
 """
 
 from __future__ import annotations
@@ -48,7 +54,16 @@ def _remember_sni(tls: ssl.SSLObject | ssl.SSLSocket, name: str | None, context:
 class TlsLayer(Layer):
     """The server side of TLS for one connection. ``TlsLayer(context)``."""
 
-    __slots__ = ("_closing", "_held", "_incoming", "_outgoing", "_tls", "closed_by_peer", "handshake_done")
+    __slots__ = (
+        "_closing",
+        "_failed",
+        "_held",
+        "_incoming",
+        "_outgoing",
+        "_tls",
+        "closed_by_peer",
+        "handshake_done",
+    )
 
     def __init__(
         self, context: ssl.SSLContext, server_side: bool = True, server_hostname: str | None = None
@@ -63,6 +78,7 @@ class TlsLayer(Layer):
         #: The peer sent close_notify: it will send nothing more.
         self.closed_by_peer = False
         self._closing = False
+        self._failed = False  # a fatal TLS error: the session carries nothing more
 
     @property
     def in_progress(self) -> bool:
@@ -98,6 +114,7 @@ class TlsLayer(Layer):
             except ssl.SSLWantReadError:
                 return b""
             except ssl.SSLError as exc:
+                self._failed = True
                 raise RemoteProtocolError(f"TLS handshake failed: {_reason(exc)}") from None
             self.handshake_done = True
             if self._held:
@@ -112,6 +129,7 @@ class TlsLayer(Layer):
             except ssl.SSLZeroReturnError:
                 chunk = b""
             except ssl.SSLError as exc:
+                self._failed = True
                 raise RemoteProtocolError(f"TLS error: {_reason(exc)}") from None
             if not chunk:  # close_notify: the peer sends nothing more
                 self.closed_by_peer = True
@@ -124,7 +142,7 @@ class TlsLayer(Layer):
             raise RemoteProtocolError("connection closed during the TLS handshake")
 
     def close(self) -> None:
-        if self._closing or not self.handshake_done:
+        if self._closing or self._failed or not self.handshake_done:
             return  # no session to end: nothing is sent
         self._closing = True
         try:
@@ -133,14 +151,15 @@ class TlsLayer(Layer):
             pass
 
     def wrap(self, data: bytes) -> bytes:
-        if self._closing:
-            return b""
+        if self._closing or self._failed:
+            return b""  # nothing goes out after close_notify or a fatal alert
         if not self.handshake_done:
             self._held += data
             return b""
         try:
             self._tls.write(data)
         except ssl.SSLError as exc:
+            self._failed = True
             raise RemoteProtocolError(f"TLS error: {_reason(exc)}") from None
         return self._outgoing.read()
 
