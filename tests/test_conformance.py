@@ -7,6 +7,7 @@ wait is on an event or a socket with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import subprocess
@@ -810,6 +811,42 @@ def test_a_byte_layer_sits_between_the_socket_and_the_codec(engine: str, stream_
                 received += client.sock.recv(100)
             assert xor.feed(received) == b"hello\nworld\n"
         assert server.stats.messages_in == 2
+
+
+class _Faulty(Layer):
+    """A test layer with a defect: ``boom`` in its input raises what no layer should."""
+
+    def feed(self, data: bytes) -> bytes:
+        if b"boom" in data:
+            raise RuntimeError("a defect in a layer")
+        return data
+
+
+def test_an_error_inside_a_connection_ends_that_connection_only(
+    engine: str, stream_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing raised inside one connection's session reaches the engine: that connection
+    closes, the error is logged with its peer and counted, and everyone else is served."""
+    caplog.set_level(logging.WARNING, logger="socketkit")
+    with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine, layers=[_Faulty]).start() as server:
+        with contextlib.ExitStack() as stack:
+            bystander = None
+            if engine in CONCURRENT:  # (iterative serves one connection at a time)
+                bystander = stack.enter_context(sk.connect(server.url, codec=sk.Lines(), timeout=WAIT))
+                assert bystander.request(b"before") == b"before"
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as victim:
+                victim.send(b"boom")
+                with pytest.raises((sk.ClosedError, sk.BrokenError)):
+                    victim.recv()
+            wait_until(lambda: server.stats.errors.get("internal") == 1, what="the error counted")
+            assert server.running
+            if bystander is not None:
+                assert bystander.request(b"after") == b"after"
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as newcomer:
+            assert newcomer.request(b"new") == b"new"
+    assert any(
+        "a defect in a layer" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
 
 
 def test_stop_returns_at_the_grace_deadline_while_a_handler_is_stuck(

@@ -31,7 +31,7 @@ from .errors import (
 )
 from .stats import StatsRecorder
 
-__all__ = ["LogSampler", "classify", "log", "log_sampled", "peer_list", "report_close"]
+__all__ = ["LogSampler", "classify", "log", "log_sampled", "peer_list", "report_close", "report_defect"]
 
 log = logging.getLogger("socketkit")
 
@@ -125,6 +125,22 @@ def report_close(stats: StatsRecorder, conn: Connection, error: BaseException | 
     stats.error(kind, conn.listener)
     log_sampled(
         stats, kind, level, "%s: %s", conn.peer_url, text, exc_info=error if kind == "handler" else None
+    )
+
+
+def report_defect(stats: StatsRecorder, conn: Connection, error: BaseException) -> None:
+    """Log and count an exception that escaped ``conn``'s own processing (socketkit's defect,
+    not the peer's or the handler's): kind ``internal``, with its traceback, sampled."""
+    stats.error("internal", conn.listener)
+    log_sampled(
+        stats,
+        "internal",
+        logging.ERROR,
+        "%s: closed: internal error %s: %s",
+        conn.peer_url,
+        type(error).__name__,
+        error,
+        exc_info=error,
     )
 
 

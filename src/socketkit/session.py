@@ -40,7 +40,7 @@ import typing
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .closing import log, report_close
+from .closing import log, report_close, report_defect
 from .codecs.base import Decoder
 from .connection import Connection
 from .errors import (
@@ -50,6 +50,7 @@ from .errors import (
     ProtocolError,
     ReadTimeout,
     RemoteProtocolError,
+    SocketkitError,
     Timeout,
     WriteTimeout,
 )
@@ -427,6 +428,17 @@ class Session(Connection):
         self._drop_deferred()
         if not self._handling:  # else on_close waits for the handler to return (_deferred_done)
             self._tell_closed()
+
+    def fail(self, error: Exception) -> None:
+        """``error`` escaped this connection's events: only this connection ends, now, its
+        unsent output dropped. A socketkit error (a layer's protocol error where none was
+        expected) is counted and logged as its kind; anything else is a defect, counted as
+        ``internal`` and logged with its traceback. Each engine calls this from its one guard
+        around a connection's events, so nothing raised inside a session reaches its loop."""
+        if not isinstance(error, SocketkitError):
+            report_defect(self._host.stats, self, error)
+            self._reported = True
+        self.finish(error)
 
     def _connected(self) -> None:
         """The handler's on_connect."""

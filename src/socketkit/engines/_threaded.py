@@ -121,7 +121,11 @@ class ThreadedConnection(Session):
         try:
             self.start()
             if engine.handler.is_blocking:
-                engine.handler.run_blocking(self)
+                try:
+                    engine.handler.run_blocking(self)
+                except Exception as exc:
+                    error = exc  # the handler raised (or its connection broke under it)
+                    return
                 self.close()  # the handler returned: its replies flush, then the connection ends
             else:
                 wants_drain = self._dispatch.wants_drain
@@ -144,7 +148,8 @@ class ThreadedConnection(Session):
                         self._write_out()
             self._write_out()
         except Exception as exc:
-            error = exc
+            if self._cut_off is None:  # (else it ends for why it was cut off, below)
+                self.fail(exc)
         finally:
             self.finish(self._cut_off or error)
 

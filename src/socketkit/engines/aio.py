@@ -110,6 +110,8 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
             # A second Ctrl-C raised inside a handler. uvloop would take it for this transport's
             # fatal error and go on; raised from a plain callback, it ends the loop, as on asyncio.
             self._engine.loop.call_soon(_raise, exc)
+        except Exception as exc:  # this connection's own: never the loop's "Fatal error" traceback
+            self.fail(exc)
 
     def data_received(self, data: bytes) -> None:
         now = self._engine.loop.time()
@@ -121,8 +123,11 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._flush()
 
     def eof_received(self) -> bool:
-        self.received(b"", self._engine.loop.time())
-        self._flush()
+        try:
+            self.received(b"", self._engine.loop.time())
+            self._flush()
+        except Exception as exc:
+            self.fail(exc)
         return True  # half-closed: our replies may still go out; we close when done
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -287,7 +287,10 @@ class ReactorEngine(Engine):
             for fd, mask in events:
                 handler = handlers.get(fd)
                 if handler is not None:  # an earlier handler in this batch may have closed it
-                    handler.on_event(mask)
+                    try:
+                        handler.on_event(mask)
+                    except Exception as exc:
+                        self._event_failed(handler, exc)
             if self._calls:
                 self.run_calls()
             if self.dirty:
@@ -295,11 +298,22 @@ class ReactorEngine(Engine):
                 self.dirty = []
                 for conn in dirty:
                     conn._queued = False
-                    conn._flush(False)
+                    try:
+                        conn._flush(False)
+                    except Exception as exc:
+                        conn.fail(exc)
             if timers and timers[0][0] <= self.now:
                 self.deadlines.run(self.now, self._open)
             if not self._accepting and not self.stopping:
                 self._set_accepting(True)
+
+    @staticmethod
+    def _event_failed(handler: Any, error: Exception) -> None:
+        """An event's handler raised: a connection's error ends that connection only; a
+        listener's or the waker's is the engine's own and ends serving."""
+        if not isinstance(handler, ReactorConnection):
+            raise error
+        handler.fail(error)
 
     def _next_wait(self) -> tuple[bool, float | None]:
         """Outside the steady state: (whether the loop is done, how long to wait)."""
@@ -387,11 +401,14 @@ class ReactorEngine(Engine):
         self._open += 1
         self.stats.track(conn)
         self.schedule(conn, conn.deadline())
-        conn.start()
-        if conn.out or conn.phase is not OPEN:
-            conn._flush(False)
-        elif conn.producing:
-            conn._queue_flush()  # its first on_drain comes with the next flush
+        try:
+            conn.start()
+            if conn.out or conn.phase is not OPEN:
+                conn._flush(False)
+            elif conn.producing:
+                conn._queue_flush()  # its first on_drain comes with the next flush
+        except Exception as exc:
+            conn.fail(exc)
 
     def connection_finished(self, session: Session) -> None:
         self._open -= 1
