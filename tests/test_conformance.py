@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -868,6 +869,58 @@ def test_stop_returns_at_the_grace_deadline_while_a_handler_is_stuck(
         gate.release.set()
     assert gate.returned.wait(WAIT)
     wait_until(lambda: not server.running, what="the engine to finish once the handler returned")
+
+
+STUCK_SCRIPT = """
+import logging, sys, time
+import socketkit as sk
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+def stuck(message, conn):
+    if message == b"hang":
+        print("entered", flush=True)
+        time.sleep(60)  # far past every deadline of the test: only a cut ends the process sooner
+    return message
+limits = sk.Limits(grace=0.2)
+sk.Server("tcp://127.0.0.1:0", stuck, codec=sk.Lines(), engine=sys.argv[1], limits=limits).serve_forever()
+"""
+
+#: engines whose handlers run off the thread that serve_forever() runs on: they cut at the
+#: grace deadline themselves, and the process goes on to exit
+HANDLERS_ON_THREADS = {"threads", "pool"}
+
+
+def test_grace_is_a_deadline_for_the_process_even_while_a_handler_blocks_the_loop(engine: str) -> None:
+    """SIGTERM with a handler stuck on the serving thread (a sleeping reply function on the
+    reactor or asyncio engines, any handler on iterative): at the grace deadline the process
+    ends with status 1 and says which handler was running, where, and what it cut; it does not
+    wait for the handler. Engines that run handlers on threads cut them and exit as usual."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_SCRIPT, engine],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        line = proc.stderr.readline()
+        assert "serving tcp://" in line, line + (proc.stderr.read() if proc.poll() is not None else "")
+        host, port = line.split("serving tcp://", 1)[1].split(" ", 1)[0].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=WAIT) as client:
+            client.sendall(b"hang\n")
+            assert proc.stdout.readline() == "entered\n"
+            proc.send_signal(signal.SIGTERM)
+            _, errors = proc.communicate(timeout=WAIT)  # the handler would sleep for 60 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if engine in HANDLERS_ON_THREADS:
+        assert proc.returncode == 0, errors
+        assert "thread(s) of handler stuck still running" in errors, errors
+    else:
+        assert proc.returncode == 1, errors
+        assert "grace period over: handler stuck still running at <string>:" in errors, errors
+        assert " in stuck; cutting 1 connection(s): tcp://127.0.0.1:" in errors, errors
 
 
 EMFILE_SCRIPT = """

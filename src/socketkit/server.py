@@ -18,6 +18,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any
@@ -28,6 +29,7 @@ from .endpoints import Address, Endpoint, Listener, adopt, bind, describe_socket
 from .engines import engine_class, resolve_engine_name
 from .engines.base import Engine, current, log
 from .errors import SocketkitError
+from .gracecut import EXIT_CUT, GraceCut, where
 from .handlers import Handler, adapt
 from .layers import LayerFactory
 from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
@@ -40,6 +42,8 @@ from .systemd import Watchdog, listen_fds, notify, watchdog_interval
 __all__ = ["Server"]
 
 _STOP_MARGIN = 1.0  # seconds stop() waits beyond the grace period for the engine to return
+#: seconds past the grace deadline at which a process whose handler blocks the loop is ended
+_CUT_MARGIN = 0.5
 _WAKEUP_FD = -1  # key, in the saved signal state, of the previous signal.set_wakeup_fd
 
 
@@ -158,6 +162,7 @@ class Server:
         self._stats = StatsRecorder()
         self._listeners: list[Listener] = []
         self._watchdog: Watchdog | None = None
+        self._grace_cut: GraceCut | None = None  # serve_forever owning the process: see gracecut
         self._engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -449,7 +454,9 @@ class Server:
             self._served()
 
     def _served(self) -> None:
-        """Serving ended: the watchdog and the metrics endpoint stop; stop() may return."""
+        """Serving ended: the watchdogs and the metrics endpoint stop; stop() may return."""
+        if self._grace_cut is not None:
+            self._grace_cut.finished()
         if self._watchdog is not None:
             self._watchdog.stop()
         if self._metrics is not None:
@@ -460,6 +467,7 @@ class Server:
         if threading.current_thread() is not threading.main_thread():
             return {}
         signals_seen = 0
+        cut = self._grace_cut = self._process_deadline(engine) if self.workers is None else None
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             nonlocal signals_seen
@@ -474,6 +482,8 @@ class Server:
                     self.limits.grace,
                 )
                 engine.stop(self.limits.grace)
+                if cut is not None:
+                    cut.arm(time.monotonic() + self.limits.grace)
             elif signum == signal.SIGINT:
                 self._forced = True
                 engine.stop(0)
@@ -483,6 +493,8 @@ class Server:
                 raise KeyboardInterrupt  # ends whatever runs on this thread, a handler included
             else:
                 engine.stop(0)  # another SIGTERM: the grace period ends now
+                if cut is not None:
+                    cut.arm(time.monotonic())
 
         restore: dict[int, Any] = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -494,6 +506,21 @@ class Server:
         # wake-up fd (as asyncio uses it) makes the engine's loop wake at once.
         restore[_WAKEUP_FD] = signal.set_wakeup_fd(engine.wakeup_fileno, warn_on_full_buffer=False)
         return restore
+
+    def _process_deadline(self, engine: Engine) -> GraceCut:
+        """What ends this process at the grace deadline while a handler blocks the loop thread
+        (this one, which serve_forever runs on); prefork's master kills its workers instead."""
+        serving = threading.get_ident()
+
+        def describe() -> str:
+            running = where(serving)
+            at = f" at {running}" if running else ""
+            return (
+                f"grace period over: handler {self.handler.name} still running{at}; "
+                f"cutting {peer_list(engine.open_connections())}; exiting with status {EXIT_CUT}"
+            )
+
+        return GraceCut(describe, _CUT_MARGIN)
 
     def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish for ``grace`` seconds, close the rest.

@@ -441,5 +441,9 @@ class PoolEngine(ReactorEngine):
         finally:
             busy = self.pool.busy
             if busy:
-                log.error("%d handler thread(s) still running after their connections were cut", busy)
+                log.error(
+                    "%d thread(s) of handler %s still running after their connections were cut",
+                    busy,
+                    self.handler.name,
+                )
             self.pool.close()

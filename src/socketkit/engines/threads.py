@@ -143,7 +143,11 @@ class ThreadsEngine(ThreadEngine):
             _shutdown(sock)
         self._wait_for_connections(selector, time.monotonic() + _JOIN_AFTER_DEADLINE)
         if self._live:
-            log.error("%d handler thread(s) still running after their sockets were closed", len(self._live))
+            log.error(
+                "%d thread(s) of handler %s still running after their sockets were closed",
+                len(self._live),
+                self.handler.name,
+            )
 
     def _wait_for_connections(self, selector: selectors.BaseSelector, until: float) -> None:
         while self._live:
