@@ -100,7 +100,7 @@ def requests(draw: st.DrawFn) -> bytes:
     method = draw(st.sampled_from(["GET", "POST", "G@T", "", "HEAD"]))
     target = "/" + "".join(draw(st.lists(TARGET_CHARS, max_size=4)))
     version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "http/1.1", "HTTP/1.1 "]))
-    end = draw(st.sampled_from(["\r\n", "\n"]))
+    end = draw(st.sampled_from(["\r\n", "\n", "\r\r\n"]))
     lines = [f"{method} {target} {version}"]
     for _ in range(draw(st.integers(0, 4))):
         name = draw(NAMES)

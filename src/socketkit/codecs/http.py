@@ -38,8 +38,11 @@ __all__ = ["HttpError", "HttpLimitExceeded", "HttpRequest", "HttpResponse", "Req
 
 _TOKEN_CLASS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _VERSIONS = frozenset((b"HTTP/1.1", b"HTTP/1.0"))
-#: A request line (RFC 9112 §3): method token, target of visible characters, version.
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN_CLASS + rb"+) ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])\r?")
+#: A request line (RFC 9112 §3): method token, target of visible characters, version; as cut
+#: at its LF (its CR, if any, still on it) and as cut at its CRLF (no CR may be left on it).
+_REQUEST_LINE_BODY = rb"(" + _TOKEN_CLASS + rb"+) ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])"
+_REQUEST_LINE = re.compile(_REQUEST_LINE_BODY + rb"\r?")
+_CRLF_REQUEST_LINE = re.compile(_REQUEST_LINE_BODY)
 #: Every beginning of a request line: what an unfinished first line must match.
 _REQUEST_LINE_START = re.compile(
     _TOKEN_CLASS
@@ -162,9 +165,10 @@ def _check_unfinished_head(buf: bytearray, limit: int) -> None:
         raise HttpLimitExceeded(431, f"request head over {limit} bytes")
 
 
-def _request_line(line: bytes) -> tuple[bytes, bytes, bytes]:
-    """Method, target and version of a request line (its CR, if any, included)."""
-    match = _REQUEST_LINE.fullmatch(line)
+def _request_line(line: bytes, grammar: re.Pattern[bytes] = _REQUEST_LINE) -> tuple[bytes, bytes, bytes]:
+    """Method, target and version of a request line (its CR, if any, included; none at all
+    with ``_CRLF_REQUEST_LINE``, for a line cut at its CRLF)."""
+    match = grammar.fullmatch(line)
     if match is None:
         raise HttpError(400, "malformed request line")
     method, target, version = match.groups()
@@ -189,7 +193,7 @@ def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
     """The request in ``head`` (request line and field lines, each ending in CRLF) and its
     body length."""
     line_end = head.find(b"\r\n")
-    method, target, version = _request_line(head[:line_end])
+    method, target, version = _request_line(head[:line_end], _CRLF_REQUEST_LINE)  # "\r\r\n": refused
     if not fields_valid(head, line_end + 2):
         raise HttpError(400, "malformed header line")
     http11 = version == b"HTTP/1.1"
