@@ -78,6 +78,15 @@ def test_a_local_or_unknown_header_keeps_the_sockets_own_peer() -> None:
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 80\r\n", "malformed"),
         (b"PROXY TCP4 ::1 ::1 1 2\r\n", "malformed"),
         (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 extra\r\n", "malformed"),
+        # a broken proxy is not believed: the destination must be an address and a port too
+        (b"PROXY TCP4 203.0.113.7 nowhere 4444 99999\r\n", "malformed"),
+        (b"PROXY TCP4 203.0.113.7 192.0.2.1 4444 99999\r\n", "malformed"),
+        (b"PROXY TCP4 203.0.113.7 192.0.2.1 4444 0443\r\n", "malformed"),
+        (b"PROXY TCP4 203.0.113.7 ::1 4444 443\r\n", "malformed"),
+        (b"PROXY TCP6 ::1 192.0.2.1 4444 443\r\n", "malformed"),
+        # the line ends in CRLF; a bare LF is refused as soon as it comes, not waited on
+        (b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\n", "must end in CRLF"),
+        (b"PROXY UNKNOWN\n", "must end in CRLF"),
         (b"PROXY " + b"x" * 120, "longer than 107"),
         (b"\r\n\r\n\x00\r\nQUIT\n\x31\x11\x00\x00", "version/command"),
         (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x04abcd", "shorter than its addresses"),
@@ -86,6 +95,20 @@ def test_a_local_or_unknown_header_keeps_the_sockets_own_peer() -> None:
 def test_bad_headers_are_refused(data: bytes, problem: str) -> None:
     with pytest.raises(RemoteProtocolError, match=problem):
         parsed(data)
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_a_v1_header_ending_in_a_bare_lf_is_refused_at_the_lf(chunk: int | None) -> None:
+    """Whatever the split, the refusal comes with the LF, so the connection is closed at
+    once instead of waiting for a CRLF that will not come (until read_timeout)."""
+    data = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\n"
+    layer = ProxyProtocolLayer()
+    layer.opened(("127.0.0.1", 40000))
+    pieces = [data] if chunk is None else [data[i : i + 1] for i in range(len(data))]
+    for piece in pieces[:-1]:
+        assert layer.feed(piece) == b""
+    with pytest.raises(RemoteProtocolError, match="must end in CRLF"):
+        layer.feed(pieces[-1])
 
 
 def test_only_trusted_proxies_may_send_the_header() -> None:

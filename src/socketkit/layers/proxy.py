@@ -11,7 +11,9 @@ connection: a client that talks to a PROXY port directly could otherwise claim
 any address); it is accepted only from trusted addresses (a balancer), by
 default loopback; it must arrive within ``read_timeout`` (the connection
 counts as a message in progress until then); a v2 ``LOCAL`` command (a health
-check) keeps the socket's own addresses. v2 TLVs are kept as
+check) keeps the socket's own addresses; a v1 line ends in CRLF (a bare LF is
+refused when it arrives, not waited on) and both of its addresses and ports
+must be valid, or the header is refused (a broken proxy is not believed). v2 TLVs are kept as
 ``{type: value}`` (``PP2_TYPE_AUTHORITY`` is the SNI the client asked the
 balancer for; ``PP2_TYPE_SSL`` what its TLS was).
 """
@@ -142,13 +144,15 @@ class ProxyProtocolLayer(Layer):
             self._parse_v2(bytes(buf[12:16]), bytes(buf[16 : 16 + length]))
             return bytes(buf[16 + length :])
         if "v1" in self._versions and buf[:6] == V1_PREFIX[: len(buf)]:
-            end = buf.find(b"\r\n", 0, V1_MAX)
-            if end < 0:
+            lf = buf.find(b"\n", 0, V1_MAX)
+            if lf < 0:
                 if len(buf) >= V1_MAX:
                     raise RemoteProtocolError("PROXY v1 header longer than 107 bytes")
                 return None
-            self._parse_v1(bytes(buf[:end]))
-            return bytes(buf[end + 2 :])
+            if buf[lf - 1 : lf] != b"\r":  # refused now: no CRLF is coming after this LF
+                raise RemoteProtocolError("PROXY v1 header must end in CRLF, not a bare LF")
+            self._parse_v1(bytes(buf[: lf - 1]))
+            return bytes(buf[lf + 1 :])
         wanted = " or ".join(sorted(self._versions))
         raise RemoteProtocolError(f"no PROXY protocol {wanted} header (this port expects one first)")
 
@@ -160,14 +164,23 @@ class ProxyProtocolLayer(Layer):
             return
         if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
             raise RemoteProtocolError(f"malformed PROXY v1 header {line[:60]!r}")
-        _, family, source, _destination, source_port, _destination_port = parts
+        _, family, source, destination, source_port, destination_port = parts
+        # Both ends are checked: a proxy that writes a bad destination is broken, and its
+        # source is not believed either.
+        version = 4 if family == "TCP4" else 6
         try:
             host = ipaddress.ip_address(source)
-            port = int(source_port)
+            ends_valid = (
+                host.version == version
+                and ipaddress.ip_address(destination).version == version
+                and _is_port(source_port)
+                and _is_port(destination_port)
+            )
         except ValueError:
-            raise RemoteProtocolError(f"malformed PROXY v1 header {line[:60]!r}") from None
-        if (family == "TCP4") != (host.version == 4) or not 0 <= port <= 65535 or source_port != str(port):
+            ends_valid = False
+        if not ends_valid:
             raise RemoteProtocolError(f"malformed PROXY v1 header {line[:60]!r}")
+        port = int(source_port)
         self.command = "PROXY"
         self.source = (str(host), port) if host.version == 4 else (str(host), port, 0, 0)
 
@@ -188,6 +201,11 @@ class ProxyProtocolLayer(Layer):
         elif family in (0x21, 0x22):
             host = socket.inet_ntop(socket.AF_INET6, body[0:16])
             self.source = (host, int.from_bytes(body[32:34], "big"), 0, 0)
+
+
+def _is_port(text: str) -> bool:
+    """A port as the v1 header writes it: decimal 0 to 65535, no sign, no leading zero."""
+    return text.isascii() and text.isdigit() and text == str(int(text)) and int(text) <= 65535
 
 
 def _tlvs(data: bytes) -> dict[int, bytes]:
