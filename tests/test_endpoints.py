@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import pytest
 
@@ -233,6 +234,45 @@ def test_live_unix_socket_is_not_replaced(short_tmp: str) -> None:
         with pytest.raises(sk.BindError, match="another process is listening"):
             sk.Server(f"unix://{path}", lambda m, c: m).start()
         assert os.path.exists(path)
+
+
+def test_a_stopped_server_with_a_full_backlog_is_not_waited_for(short_tmp: str) -> None:
+    """A server stopped (SIGSTOP) with its backlog full: the probe of its socket file must not
+    block the next server's start-up; the file is its, so the start is refused at once."""
+    path = os.path.join(short_tmp, "stopped.sock")
+    stopped = socket.socket(socket.AF_UNIX)
+    stopped.bind(path)
+    stopped.listen(0)  # never accepts: as a stopped process
+    queued = []
+    try:
+        while True:  # fill its backlog
+            client = socket.socket(socket.AF_UNIX)
+            client.setblocking(False)
+            queued.append(client)
+            try:
+                client.connect(path)
+            except BlockingIOError:
+                break
+        outcome: list[BaseException | None] = []
+
+        def start() -> None:
+            try:
+                sk.Server(f"unix://{path}", lambda m, c: m).start().stop()
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=start, daemon=True)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive(), "the start-up hung on the probe of a full backlog"
+        (error,) = outcome
+        assert isinstance(error, sk.BindError) and "another process is listening" in str(error)
+        assert os.path.exists(path)
+    finally:
+        for client in queued:
+            client.close()
+        stopped.close()
 
 
 def test_a_path_that_is_not_a_socket_is_never_removed(short_tmp: str) -> None:

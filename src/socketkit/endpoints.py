@@ -518,12 +518,20 @@ def _remove_stale_socket(path: str, endpoint: Endpoint) -> None:
             f"cannot listen on {endpoint.url}: {path} exists and is not a socket "
             "(remove it yourself or pick another path)"
         )
+    # Never blocks: a listener whose backlog is full (a stopped process) answers EAGAIN to a
+    # non-blocking connect, where a blocking one would wait for it forever.
     probe = socket.socket(socket.AF_UNIX, endpoint.type)
+    probe.setblocking(False)
     try:
         probe.connect(path)
     except ConnectionRefusedError:
         os.unlink(path)  # a socket file nobody listens on: left behind by a dead server
         return
+    except BlockingIOError:
+        raise BindError(
+            f"cannot listen on {endpoint.url}: another process is listening on {path} "
+            "(its backlog is full: is it stopped?)"
+        ) from None
     except OSError:
         pass
     finally:
