@@ -281,6 +281,29 @@ def test_codecs_import_no_io_modules() -> None:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
 
 
+def test_counting_the_values_of_a_long_escaped_json_string_takes_no_more_than_its_size() -> None:
+    """A legal 1 MiB string of \\u escapes: counting its values once took 147 MiB (a regex that
+    remembered each character of the string); now the peak is a few copies of the frame."""
+    import tracemalloc
+
+    frame = b'"' + b"\\u0041" * 175_000 + b'"'  # 1.05 MB, one value
+    codec = Json(LengthPrefixed(max_length=2 << 20))
+    decoder = codec.decoder()
+    tracemalloc.start()
+    try:
+        (message,) = decoder.feed(codec.framing.encode(frame))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert message == "A" * 175_000
+    assert peak < 12 * len(frame), f"{peak / 2**20:.1f} MiB to decode a {len(frame) / 2**20:.1f} MiB frame"
+    tricky = [{"a\\": '\\"[{,:', "b": ['\\"', ":"]}, "x\\\\", [[]]]  # escapes beside separators
+    encoded = codec.encode(tricky)
+    assert codec.decoder().feed(encoded) == [tricky]
+    # one for the whole, one for each [ and { opened, each comma and each colon outside strings
+    assert codec._count_items(encoded[4:], 10**6) == 1 + 4 + 1 + 4 + 2
+
+
 @pytest.mark.parametrize("codec", [Msgpack(), Json(LengthPrefixed())], ids=repr)
 def test_a_message_that_decodes_to_too_many_values_is_refused(codec: Codec) -> None:
     """A 1 MiB frame of empty arrays is a million lists (about 64 MiB): refused, not decoded."""

@@ -30,18 +30,31 @@ from .structured import MAX_DEPTH, StructuredCodec
 __all__ = ["MAX_DEPTH", "Json"]
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')  # strings (skipped) and brackets
-_SEPARATORS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[{,:]')  # strings (skipped) and what adds a value
+_STRING = re.compile(rb'"[^"]*"')  # a string once its escapes are gone: one repeat, no memory per byte
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _outside_strings(frame: bytes) -> bytes:
+    """``frame`` with every string emptied: what counting values and depth looks at.
+
+    Escaped backslashes, then escaped quotes, are removed first (left to right, as a JSON
+    parser reads them), so a string is a quote, anything but a quote, and a quote. Each
+    step is one C pass and one copy: a regex that skips strings with escapes in them
+    (``"(?:[^"\\]|\\.)*"``) keeps state for every byte of a string, and took 147 MiB for
+    one legal 1 MiB string of ``\\u`` escapes.
+    """
+    if b"\\" in frame:
+        frame = frame.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return _STRING.sub(b'""', frame)
 
 
 def _depth(frame: bytes) -> int:
     depth = deepest = 0
-    for token in _TOKENS.finditer(frame):
-        char = token.group()[0]
-        if char in b"[{":
+    for bracket in _BRACKETS.finditer(_outside_strings(frame)):
+        if bracket.group() in b"[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in b"]}":
+        else:
             depth -= 1
     return deepest
 
@@ -88,13 +101,8 @@ class Json(StructuredCodec):
 
     def _count_items(self, frame: bytes, limit: int) -> int:
         # Each container, each comma and each colon (a key) adds a value; in strings they do not.
-        items = 1
-        for token in _SEPARATORS.finditer(frame):
-            if token.end() - token.start() == 1:
-                items += 1
-                if items > limit:
-                    break
-        return items
+        plain = _outside_strings(frame)
+        return 1 + plain.count(b"[") + plain.count(b"{") + plain.count(b",") + plain.count(b":")
 
     def _dump(self, message: Any) -> bytes:
         return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
