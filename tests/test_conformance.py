@@ -555,6 +555,32 @@ def test_max_connections_makes_newcomers_wait(engine: str, stream_url: str) -> N
         assert server.stats.connections_rejected == 0
 
 
+@pytest.mark.parametrize("engine", CONCURRENT)
+def test_max_connections_clients_connecting_at_once_are_all_served(engine: str) -> None:
+    """As many clients as max_connections, connecting in one burst, are each accepted and
+    served while every one of them stays open: none waits in the backlog for a close."""
+    limits = sk.Limits(max_connections=40)
+    with sk.Server(
+        "tcp://127.0.0.1:0", echo, codec=sk.Lines(), engine=engine, limits=limits
+    ).start() as server:
+        host, port = server.addresses[0][:2]
+        socks = [socket.socket() for _ in range(40)]
+        try:
+            for sock in socks:
+                sock.setblocking(False)
+                sock.connect_ex((host, port))  # all at once: the connects race the accepts
+            for sock in socks:
+                sock.setblocking(True)
+                sock.settimeout(WAIT)
+                sock.sendall(b"here\n")
+            for sock in socks:
+                assert sock.recv(100) == b"here\n"  # a client left in the backlog times out here
+            assert server.stats.connections_open == 40
+        finally:
+            for sock in socks:
+                sock.close()
+
+
 def test_good_requests_before_a_bad_one_are_answered(engine: str, stream_url: str) -> None:
     """Pipelined: two good messages, then a bad one in the same read. The good ones get replies."""
     with sk.Server(stream_url, echo, codec=sk.Json(), engine=engine).start() as server:
