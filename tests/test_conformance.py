@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -357,6 +358,47 @@ def test_a_client_that_never_reads_is_cut_off_at_idle_timeout(engine: str, strea
             wait_until(lambda: server.stats.errors.get("write_timeout"), what="the write timeout")
             assert server.stats.errors.get("write_timeout") == 1
             assert server.stats.connections_open == 0
+
+
+def _open_sockets() -> set[str]:
+    """This process's open sockets, by inode (a descriptor number can be reused)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)
+def test_a_member_that_never_reads_a_fan_out_is_closed_for_good(engine: str) -> None:
+    """The broker: a member cut off for not reading what others send it is closed then and
+    there (its socket freed), not left open behind a buffer that never drains."""
+    broker = load_service("broker")
+    limits = sk.Limits(write_buffer_high=64 * 1024, write_buffer_low=16 * 1024, idle_timeout=60)
+    with sk.Server(
+        "tcp://127.0.0.1:0", broker.handler, codec=broker.codec, engine=engine, limits=limits
+    ).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as silent:
+            silent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            wait_until(lambda: server.stats.connections_open == 1, what="the silent member to join")
+            with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as talker:
+                wait_until(lambda: server.stats.connections_open == 2, what="the talker to join")
+                sockets_before = _open_sockets()  # the two clients' and the server's two
+                line = b"x" * 1000 + b"\n"
+                for _ in range(20_000):  # 20 MB for the silent member, which reads none of it
+                    if server.stats.errors.get("limit"):
+                        break
+                    talker.sendall(line)
+                wait_until(lambda: server.stats.errors.get("limit") == 1, what="the silent member cut off")
+                wait_until(lambda: server.stats.connections_open == 1, what="only the talker left")
+                wait_until(
+                    lambda: len(sockets_before - _open_sockets()) == 1,
+                    what="the silent member's socket closed",
+                )
 
 
 @pytest.mark.parametrize("engine", THREADED)

@@ -184,6 +184,8 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
             return
         if not self._in_event and (error := self.foreign_overflow(len(self.out))) is not None:
             self.finish(error)
+            if self._transport is not None:
+                self._transport.abort()  # it does not read: what its buffer holds would never leave
             return
         if not self._flush_due:
             self._flush_due = True
@@ -202,7 +204,10 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
                 # goes out (close() would wait for the transport's buffer to drain)
                 self._transport.abort()
             else:
-                self._transport.close()  # what the transport holds still goes out (an error reply)
+                transport = self._transport
+                transport.close()  # what the transport holds still goes out (an error reply)
+                if transport.get_write_buffer_size():  # for idle_timeout at most, as a write
+                    self._engine.loop.call_later(self._limits.idle_timeout, transport.abort)
 
     def waiting_input(self) -> bool:
         """Whether bytes wait in the kernel for this connection (a peek, while stopping)."""
