@@ -401,6 +401,55 @@ def test_a_member_that_never_reads_a_fan_out_is_closed_for_good(engine: str) -> 
                 )
 
 
+@pytest.mark.plaintext  # counts raw reply bytes
+def test_replies_reach_a_client_that_keeps_sending_after_the_server_closes(
+    engine: str, stream_url: str
+) -> None:
+    """Lingering close: the server closes (here on "quit") with input from the client, a slow
+    reader, still unread, and more coming. Closing a socket with unread input makes the
+    kernel reset it and drop what it had not sent yet; the server must shut its sending
+    side, read and discard what comes until the client is done, then close, so every reply
+    made arrives."""
+
+    def handler(message: bytes, conn: sk.Connection) -> bytes | None:
+        if message == b"quit":
+            conn.send(b"bye")
+            conn.close()
+            return None
+        return b"r" * 16383  # with its newline, 16 KiB a reply
+
+    limits = sk.Limits(write_buffer_high=1 << 20, write_buffer_low=256 * 1024)
+    with sk.Server(stream_url, handler, codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        address = server.addresses[0]
+        client = socket.socket(socket.AF_UNIX if isinstance(address, str) else socket.AF_INET)
+        with client:
+            # a reader slower than the server: set before connecting, as a small window is
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
+            client.settimeout(WAIT)
+            client.connect(address if isinstance(address, str) else address[:2])
+            # 3.2 MB of replies, the close, and more behind it that the server will not read
+            client.sendall(b"n\n" * 200 + b"quit\n" + b"late\n" * 40_000)
+
+            def keep_sending() -> None:  # a pipelining client does not know it is over yet
+                try:
+                    for _ in range(2000):
+                        client.sendall(b"late\n" * 100)
+                    client.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+            sender = threading.Thread(target=keep_sending)
+            sender.start()
+            received = b""
+            try:
+                while data := client.recv(65536):
+                    received += data
+            finally:
+                sender.join(WAIT)
+        assert received.count(b"r" * 16383 + b"\n") == 200, f"{len(received)} bytes before the end"
+        assert received.endswith(b"bye\n")
+
+
 @pytest.mark.parametrize("engine", THREADED)
 def test_blocking_handler(engine: str, stream_url: str) -> None:
     @sk.blocking

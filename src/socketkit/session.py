@@ -44,6 +44,7 @@ from .closing import log, report_close, report_defect
 from .codecs.base import Decoder
 from .connection import Connection
 from .errors import (
+    BrokenError,
     ClosedError,
     IdleTimeout,
     LimitExceeded,
@@ -141,6 +142,7 @@ class Session(Connection):
         "_opened",
         "_owner",
         "_partial",
+        "_peer_ended",
         "_pending",
         "_pending_error",
         "_release",
@@ -190,6 +192,7 @@ class Session(Connection):
         self._owner = _get_ident()  # the thread that runs this connection's events: made on it
         self._in_event = False  # inside an event: sends are collected and written after it
         self._partial = False  # a message is half received
+        self._peer_ended = False  # the peer's end of stream was read
         self._heard = False  # a byte went either way (before that, read_timeout applies)
         self._last_active = now  # until a byte goes either way: when the connection opened
         self._opened = now
@@ -224,6 +227,7 @@ class Session(Connection):
         if self.phase is not OPEN:
             return  # closing: what the peer sends now is not read
         if not data:
+            self._peer_ended = True
             self._end_of_stream()
             return
         self.bytes_in += len(data)
@@ -428,6 +432,12 @@ class Session(Connection):
         self._drop_deferred()
         if not self._handling:  # else on_close waits for the handler to return (_deferred_done)
             self._tell_closed()
+
+    @property
+    def may_linger(self) -> bool:
+        """Whether closing this connection's socket should linger (``engines/_linger``): the
+        peer has not ended its input, and the connection did not break or time out."""
+        return not self._peer_ended and not isinstance(self.error, (BrokenError, Timeout))
 
     def fail(self, error: Exception) -> None:
         """``error`` escaped this connection's events: only this connection ends, now, its

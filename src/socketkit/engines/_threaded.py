@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..endpoints import Listener
 from ..errors import ClosedError, SocketkitError, translate_oserror
 from ..session import INPUT_ENDED, OPEN, Session, SessionHost
+from . import _linger
 from ._datagrams import RECV_SIZE
 
 if TYPE_CHECKING:
@@ -235,7 +236,27 @@ class ThreadedConnection(Session):
         flusher = self._engine.existing_flusher
         if flusher is not None:  # before the close: the descriptor's number may be reused
             flusher.unwatch(self._sock.fileno())
+        if self.may_linger and _linger.begin(self._sock):
+            self._linger()
         self._sock.close()
+
+    def _linger(self) -> None:
+        """Read and discard until the peer ends its input too, within LINGER_TIME and
+        LINGER_BYTES (``_linger``), in this connection's own thread."""
+        until = time.monotonic() + _linger.LINGER_TIME
+        left = _linger.LINGER_BYTES
+        while left > 0:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(remaining))
+                data = self._sock.recv(RECV_SIZE)
+            except OSError:  # the time is up, or the connection broke or was cut at the grace deadline
+                return
+            if not data:
+                return
+            left -= len(data)
 
     def wake(self) -> None:
         """From stop(): end the wait of a thread parked between messages, unless it waits for

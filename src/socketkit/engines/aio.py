@@ -43,6 +43,7 @@ from ..closing import peer_list
 from ..endpoints import Listener
 from ..errors import BrokenError, ClosedError, Timeout, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
+from . import _linger
 from ._datagrams import RECV_SIZE, WaitingDatagrams
 from ._deadlines import Deadlines
 from .base import Engine, log
@@ -123,6 +124,8 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._flush()
 
     def eof_received(self) -> bool:
+        if self.phase is CLOSED:
+            return False  # a lingering close: the peer is done too, the transport closes
         try:
             self.received(b"", self._engine.loop.time())
             self._flush()
@@ -203,11 +206,25 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
                 # the grace period is over, or the peer does not read or is gone: nothing more
                 # goes out (close() would wait for the transport's buffer to drain)
                 self._transport.abort()
+            elif self.may_linger and self._lingers(self._transport):
+                pass  # closed when the peer ends its input too, or at LINGER_TIME
             else:
                 transport = self._transport
                 transport.close()  # what the transport holds still goes out (an error reply)
                 if transport.get_write_buffer_size():  # for idle_timeout at most, as a write
                     self._engine.loop.call_later(self._limits.idle_timeout, transport.abort)
+
+    def _lingers(self, transport: asyncio.Transport) -> bool:
+        """Begin a lingering close (``_linger``) where input waits (closing now would reset): the
+        sending side ends after what the transport holds, and input is read and discarded until
+        the peer ends it too (eof_received closes then), for LINGER_TIME at most."""
+        if not transport.can_write_eof() or not self.waiting_input():
+            return False
+        transport.write_eof()
+        if self._paused:
+            transport.resume_reading()
+        self._engine.loop.call_later(_linger.LINGER_TIME, transport.close)
+        return True
 
     def waiting_input(self) -> bool:
         """Whether bytes wait in the kernel for this connection (a peek, while stopping)."""

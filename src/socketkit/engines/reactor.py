@@ -44,8 +44,9 @@ from typing import Any, ClassVar
 
 from ..closing import peer_list
 from ..endpoints import Listener
-from ..errors import ClosedError, translate_oserror
-from ..session import CLOSED, CLOSING, OPEN, Session
+from ..errors import ClosedError, Timeout, translate_oserror
+from ..session import CLOSED, CLOSING, OPEN, Phase, Session
+from . import _linger
 from ._datagrams import RECV_SIZE, WaitingDatagrams
 from ._deadlines import Deadlines
 from ._poller import ERROR, READ, WRITE, Poller, poller_class
@@ -199,8 +200,54 @@ class ReactorConnection(Session):
         self._engine.call_soon_threadsafe(self.close)
 
     def _close_transport(self) -> None:
-        self._engine.forget(self._fd)
-        self._sock.close()
+        if self.may_linger:
+            self._engine.linger(self._sock, self._fd)
+        else:
+            self._engine.forget(self._fd)
+            self._sock.close()
+
+
+class _Lingerer:
+    """A closed connection's socket, read and discarded until its peer ends too (``_linger``);
+    on the deadline heap like a connection, so it never outlives LINGER_TIME."""
+
+    __slots__ = ("_timer_at", "engine", "fd", "left", "phase", "sock", "until")
+
+    def __init__(self, engine: ReactorEngine, sock: socket.socket, fd: int) -> None:
+        self.engine = engine
+        self.sock = sock
+        self.fd = fd
+        self.left = _linger.LINGER_BYTES
+        self.until = engine.now + _linger.LINGER_TIME
+        self.phase: Phase = OPEN
+        self._timer_at = 0.0
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def on_event(self, mask: int) -> None:
+        try:
+            while self.left > 0:
+                data = self.sock.recv(RECV_SIZE, _DONTWAIT)
+                if not data:
+                    break  # the peer is done: every reply reached it
+                self.left -= len(data)
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.finish()
+
+    def deadline(self) -> float:
+        return self.until
+
+    def expired(self, now: float) -> Timeout | None:
+        return Timeout("lingered long enough") if now >= self.until else None
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.phase is not CLOSED:
+            self.phase = CLOSED
+            self.engine.lingered(self)
 
 
 class ReactorEngine(Engine):
@@ -222,11 +269,13 @@ class ReactorEngine(Engine):
         self.dirty: list[ReactorConnection] = []  # connections to flush at the end of this iteration
         self._handlers: dict[int, Any] = {}  # fd -> what handles its events (on_event(mask))
         self._open = 0  # connections open
-        self.deadlines = Deadlines(self._live_connections)
+        self.deadlines = Deadlines(self._timed)
         self._timers = self.deadlines.heap  # read in the loop: when the next one comes due
         self._accepting = False
         self._datagram_readers: dict[int, WaitingDatagrams] = {}  # by the listener's descriptor
         self._drained = False
+        self._lingering: dict[int, _Lingerer] = {}  # closed connections' sockets, by descriptor
+        self._ending = False  # the loop is over: what closes now closes at once
 
     def run(self) -> None:
         self.now = time.monotonic()
@@ -239,8 +288,11 @@ class ReactorEngine(Engine):
             self._set_accepting(True)
             self._run()
         finally:
+            self._ending = True
             for conn in self._live_connections():
                 conn.finish(ClosedError("server stopped"))
+            for lingerer in list(self._lingering.values()):
+                lingerer.finish()
             for reader in self._datagram_readers.values():
                 reader.close()
             self.poller.close()
@@ -258,6 +310,26 @@ class ReactorEngine(Engine):
         """Stop watching ``fd``, which is about to be closed."""
         if self._handlers.pop(fd, None) is not None:
             self.poller.forget(fd)
+
+    def linger(self, sock: socket.socket, fd: int) -> None:
+        """A connection closed: its socket lingers (``_linger``) or is closed now."""
+        if self._ending or not _linger.begin(sock):
+            self.forget(fd)
+            sock.close()
+            return
+        lingerer = self._lingering[fd] = _Lingerer(self, sock, fd)
+        self._handlers[fd] = lingerer
+        self.poller.modify(fd, READ)
+        self.schedule(lingerer, lingerer.until)  # type: ignore[arg-type]
+
+    def lingered(self, lingerer: _Lingerer) -> None:
+        del self._lingering[lingerer.fd]
+        self.forget(lingerer.fd)
+        lingerer.sock.close()
+
+    def _timed(self) -> list[Any]:
+        """What the deadline heap holds: live connections and lingering sockets."""
+        return [*self._live_connections(), *self._lingering.values()]
 
     def _live_connections(self) -> list[ReactorConnection]:
         return [
@@ -323,7 +395,7 @@ class ReactorEngine(Engine):
             else:  # connections that went idle since: what arrived is served, then they end
                 for conn in self._live_connections():
                     conn.stop_check()
-            if not self._open and not self._handlers_running():
+            if not self._open and not self._handlers_running() and not self._lingering:
                 return True, None
             if self.now >= self.deadline:
                 log.warning("grace period over: cutting %s", peer_list(self.open_connections()))

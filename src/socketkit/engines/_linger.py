@@ -1,0 +1,47 @@
+"""Lingering close: the server's last bytes reach a peer that is still sending.
+
+Why: a socket closed while input it has not read is waiting (or arriving) is
+reset by the kernel, and a reset throws away what the kernel had not sent yet:
+a pipelining client that keeps sending after the server's ``Connection: close``
+or error reply, or after a stop began, loses replies already made. So a
+connection the server closes, whose peer has not ended its input, first shuts
+down its sending side (its FIN follows what was sent), then keeps reading and
+discarding until the peer ends too, for at most :data:`LINGER_TIME` seconds and
+:data:`LINGER_BYTES` bytes (bounded, as Apache's and nginx's lingering close),
+and only then closes.
+
+A connection lingers only where the reset would come: input is waiting when it
+closes (a peer that is still sending). A peer that sent nothing more is not
+waited for: an idle connection closed at a stop, or one whose client keeps it
+open without reading, is closed at once, so stopping stays fast and no thread
+is held. (Lingering whenever output was not acknowledged yet held every such
+connection for the whole LINGER_TIME.)
+
+Each engine family waits in its own way (the reactor watches the socket with
+its poller, a thread reads with a kernel timeout, the asyncio engine keeps its
+transport reading); this module holds the rule they share.
+"""
+
+from __future__ import annotations
+
+import socket
+
+__all__ = ["LINGER_BYTES", "LINGER_TIME", "begin"]
+
+#: Seconds a closing connection keeps reading and discarding, at most.
+LINGER_TIME = 2.0
+#: Bytes a closing connection reads and discards, at most.
+LINGER_BYTES = 4 << 20
+
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+
+def begin(sock: socket.socket) -> bool:
+    """Shut down ``sock``'s sending side; True if it should linger before it is closed
+    (input waits: closing now would reset), False to close now."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        # input waiting: closing now would reset; b"": the peer's end of stream is here already
+        return bool(sock.recv(1, _PEEK))
+    except OSError:  # nothing waiting now (BlockingIOError), or not connected any more
+        return False
