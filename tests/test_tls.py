@@ -77,18 +77,24 @@ def pump(server: TlsLayer, client: ssl.SSLObject, c_in: ssl.MemoryBIO, c_out: ss
     return got
 
 
-def test_the_layer_handshakes_holds_early_output_and_ends_on_close_notify(pki: Pki) -> None:
-    server = TlsLayer(server_context(str(pki.server)))
-    c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = trusting(pki).wrap_bio(c_in, c_out, server_hostname="localhost")
-    assert server.in_progress and server.wrap(b"greeting first\n") == b""  # held until the handshake
+def handshake(server: TlsLayer, client: ssl.SSLObject, c_in: ssl.MemoryBIO, c_out: ssl.MemoryBIO) -> None:
+    """Pump records both ways until the client's handshake is done, then its Finished to the
+    server: both sides are done."""
     for _ in range(5):
         try:
             client.do_handshake()
             break
         except ssl.SSLWantReadError:
             pump(server, client, c_in, c_out)
-    pump(server, client, c_in, c_out)  # the client's Finished: the server is done too
+    pump(server, client, c_in, c_out)
+
+
+def test_the_layer_handshakes_holds_early_output_and_ends_on_close_notify(pki: Pki) -> None:
+    server = TlsLayer(server_context(str(pki.server)))
+    c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = trusting(pki).wrap_bio(c_in, c_out, server_hostname="localhost")
+    assert server.in_progress and server.wrap(b"greeting first\n") == b""  # held until the handshake
+    handshake(server, client, c_in, c_out)
     assert not server.in_progress and server.version in ("TLSv1.2", "TLSv1.3")
     assert client.read(100) == b"greeting first\n"
     client.write(b"hello")
@@ -119,13 +125,7 @@ def test_after_a_fatal_error_the_layer_sends_nothing_but_its_alert(pki: Pki) -> 
     server = TlsLayer(server_context(str(pki.server)))
     c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
     client = trusting(pki).wrap_bio(c_in, c_out, server_hostname="localhost")
-    for _ in range(5):
-        try:
-            client.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            pump(server, client, c_in, c_out)
-    pump(server, client, c_in, c_out)
+    handshake(server, client, c_in, c_out)
     assert server.handshake_done
     with pytest.raises(RemoteProtocolError, match="TLS error"):
         server.feed(FORGED_RECORD)
