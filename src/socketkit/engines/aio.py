@@ -201,18 +201,20 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._engine.call_soon_threadsafe(self.close)
 
     def _close_transport(self) -> None:
-        if self._transport is not None:
-            if self._engine.cutting or isinstance(self.error, (Timeout, BrokenError)):
-                # the grace period is over, or the peer does not read or is gone: nothing more
-                # goes out (close() would wait for the transport's buffer to drain)
-                self._transport.abort()
-            elif self.may_linger and self._lingers(self._transport):
-                pass  # closed when the peer ends its input too, or at LINGER_TIME
-            else:
-                transport = self._transport
-                transport.close()  # what the transport holds still goes out (an error reply)
-                if transport.get_write_buffer_size():  # for idle_timeout at most, as a write
-                    self._engine.loop.call_later(self._limits.idle_timeout, transport.abort)
+        transport = self._transport
+        if transport is None:
+            return
+        if self._engine.cutting or isinstance(self.error, (Timeout, BrokenError)):
+            # the grace period is over, or the peer does not read or is gone: nothing more
+            # goes out (close() would wait for the transport's buffer to drain)
+            transport.abort()
+            return
+        # What the transport holds still goes out (an error reply): after a lingering close's
+        # wait for the peer's end, or at once; either way for idle_timeout at most.
+        if not (self.may_linger and self._lingers(transport)):
+            transport.close()
+        if transport.get_write_buffer_size():
+            self._engine.loop.call_later(self._limits.idle_timeout, transport.abort)
 
     def _lingers(self, transport: asyncio.Transport) -> bool:
         """Begin a lingering close (``_linger``) where input waits (closing now would reset): the
