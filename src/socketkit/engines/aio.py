@@ -342,7 +342,6 @@ class AsyncioEngine(Engine):
         # them, not through datagram transports (whose unix sender addresses uvloop mangles)
         self._datagram_readers: dict[int, WaitingDatagrams] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # connections being set up
-        self._setting_up = 0  # of those, the ones whose connection is not open yet
         self._closings: set[asyncio.Task[None]] = set()  # async on_close calls running
         self._draining = False
         self.deadlines = Deadlines(lambda: list(self._conns))  # every connection's, on one loop timer
@@ -448,8 +447,9 @@ class AsyncioEngine(Engine):
                 self.loop.call_later(self.gate.resume_in, self._resume_accepting)
 
     def _open_count(self) -> int:
-        """Connections open or being set up, each counted once."""
-        return len(self._conns) + self._setting_up
+        """Connections open or being set up (one whose transport is made counts twice until its
+        set-up task ends, a moment later: then accepting resumes, see _transport_made)."""
+        return len(self._conns) + len(self._tasks)
 
     def _resume_accepting(self) -> None:
         """The pause after running out of descriptors is over (a timer may fire a little early:
@@ -461,37 +461,25 @@ class AsyncioEngine(Engine):
 
     def _connect(self, sock: socket.socket, peer: Any, listener: Listener) -> None:
         sock.setblocking(False)
-        made: list[AsyncioConnection] = []  # its connection, once the transport makes it
-
-        def protocol() -> AsyncioConnection:
-            made.append(self.connection_class(self, peer, listener))
-            return made[0]
-
-        task = self.loop.create_task(self.loop.connect_accepted_socket(protocol, sock))
+        task = self.loop.create_task(
+            self.loop.connect_accepted_socket(lambda: self.connection_class(self, peer, listener), sock)
+        )
         self._tasks.add(task)
-        self._setting_up += 1  # until its connection opens (opened()) or the set-up fails
-        task.add_done_callback(functools.partial(self._transport_made, sock, peer, listener, made))
+        task.add_done_callback(functools.partial(self._transport_made, sock, peer, listener))
 
     def _transport_made(
-        self,
-        sock: socket.socket,
-        peer: Any,
-        listener: Listener,
-        made: list[AsyncioConnection],
-        task: asyncio.Task[Any],
+        self, sock: socket.socket, peer: Any, listener: Listener, task: asyncio.Task[Any]
     ) -> None:
         """The transport is made (it owns the socket now), or the peer went away first."""
         self._tasks.discard(task)
         error = None if task.cancelled() else task.exception()
         if task.cancelled() or error is not None:
             log.debug("a connection was lost as it was set up: %s", error)
-            if not made or made[0]._transport is None:  # connection_made never ran
-                self._setting_up -= 1  # (else opened() took it off already)
             sock.close()
             if listener.counts_per_ip:  # counted at accept, and no session will release it
                 self.gate.release(peer)
-        if not self.stopping:
-            self._set_accepting(True)  # accepting may have paused while this one was set up
+        if not self._accepting and not self.stopping:
+            self._set_accepting(True)  # it paused while this one was set up (and counted twice)
         self._end_if_nothing_left()
         self._check_done()
 
@@ -526,7 +514,6 @@ class AsyncioEngine(Engine):
             self._arm_deadlines(when)
 
     def opened(self, conn: AsyncioConnection) -> None:
-        self._setting_up -= 1  # it was counted as being set up since _connect
         self._conns[conn] = None
         self.stats.track(conn)
 
