@@ -115,10 +115,16 @@ SERVE_SCRIPT = textwrap.dedent(
     import socketkit as sk
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     release = threading.Event()
+    lock = threading.Lock()
+
+    def say(line):  # one whole line at a time: print() writes its parts apart, and two
+        with lock:  # threads say things here (the announcer, and the main thread at exit)
+            sys.stdout.write(line + "\\n")
+            sys.stdout.flush()
 
     def handler(message, conn):
         if message == b"slow":
-            print("IN-FLIGHT", flush=True)
+            say("IN-FLIGHT")
             release.wait(float(sys.argv[2]))
         return b"done " + message
 
@@ -126,14 +132,14 @@ SERVE_SCRIPT = textwrap.dedent(
                        limits=sk.Limits(grace=30))
     def announce():
         if server.wait_started(10):
-            print(server.url, flush=True)
+            say(server.url)
     threading.Thread(target=announce, daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("FORCED", flush=True)
+        say("FORCED")
         sys.exit(130)
-    print("EXITED", server.stats.connections_open, flush=True)
+    say(f"EXITED {server.stats.connections_open}")
     """
 )
 
