@@ -124,8 +124,6 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._flush()
 
     def eof_received(self) -> bool:
-        if self.phase is CLOSED:
-            return False  # a lingering close: the peer is done too, the transport closes
         try:
             self.received(b"", self._engine.loop.time())
             self._flush()
@@ -218,11 +216,13 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
 
     def _lingers(self, transport: asyncio.Transport) -> bool:
         """Begin a lingering close (``_linger``) where input waits (closing now would reset): the
-        sending side ends after what the transport holds, and input is read and discarded until
-        the peer ends it too (eof_received closes then), for LINGER_TIME at most."""
+        sending side ends after what the transport holds, and the transport goes to a
+        :class:`_Lingering` protocol that discards input until the peer ends it too, for
+        LINGER_TIME and LINGER_BYTES at most."""
         if not transport.can_write_eof() or not self.waiting_input():
             return False
         transport.write_eof()
+        transport.set_protocol(_Lingering(transport))
         if self._paused:
             transport.resume_reading()
         self._engine.loop.call_later(_linger.LINGER_TIME, transport.close)
@@ -314,6 +314,25 @@ class AwaitingConnection(AsyncioConnection):
             self._task = None
             self._handling = False  # so on_close is told now, not after the cancellation
         super()._close_transport()
+
+
+class _Lingering(asyncio.Protocol):
+    """A closed connection's transport in a lingering close: what the peer still sends is
+    discarded, LINGER_BYTES at most, and its end of input closes the transport."""
+
+    __slots__ = ("left", "transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.left = _linger.LINGER_BYTES
+
+    def data_received(self, data: bytes) -> None:
+        self.left -= len(data)
+        if self.left <= 0:
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # the peer is done too: the transport closes
 
 
 async def _returned(fn: Any, message: Any) -> None:
