@@ -9,8 +9,6 @@ import sys
 
 import socketkit as sk
 
-logging.basicConfig(level=logging.INFO, format="%(message)s")
-
 
 class ChatRoom(sk.Protocol):
     def __init__(self) -> None:
@@ -34,5 +32,7 @@ class ChatRoom(sk.Protocol):
                 member.send(line)
 
 
-url = sys.argv[1] if len(sys.argv) > 1 else "tcp://127.0.0.1:8899"
-sk.Server(url, ChatRoom(), codec=sk.Lines(), engine="select").serve_forever()
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    url = sys.argv[1] if len(sys.argv) > 1 else "tcp://127.0.0.1:8899"
+    sk.Server(url, ChatRoom(), codec=sk.Lines(), engine="select").serve_forever()

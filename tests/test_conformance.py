@@ -8,6 +8,7 @@ wait is on an event or a socket with a deadline.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -16,12 +17,13 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import socketkit as sk
-from conftest import CONCURRENT, REACTORS, THREADED, echo, fd_count, wait_until
+from conftest import CONCURRENT, ENGINES, REACTORS, THREADED, echo, fd_count, wait_until
 from socketkit import server as server_module
 from socketkit.layers import Layer
 from socketkit.services import load_service
@@ -490,7 +492,36 @@ def test_auto_engine_picks_threads_for_blocking_handlers() -> None:
         pass
 
     assert sk.Server("tcp://127.0.0.1:0", handle).engine_name == "threads"
+    assert sk.Server("tcp://127.0.0.1:0", sk.blocking(echo)).engine_name == "pool"
     assert sk.Server("tcp://127.0.0.1:0", echo).engine_name == "reactor"
+
+
+@pytest.mark.parametrize("engine", THREADED)
+def test_blocking_reply_functions_run_concurrently(engine: str, stream_url: str) -> None:
+    """@blocking on a request/reply function: its calls run at once on threads (the one rule
+    serializes only unmarked handlers); iterative serves one connection at a time."""
+    both = threading.Barrier(1 if engine == "iterative" else 2, timeout=WAIT)
+
+    @sk.blocking
+    def lookup(message: bytes, conn: sk.Connection) -> bytes:
+        both.wait()  # a database call that needs the other one to be running too
+        return message.upper()
+
+    with sk.Server(stream_url, lookup, codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as first:
+            if engine == "iterative":
+                assert first.request(b"alone") == b"ALONE"
+                return
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as second:
+                first.send(b"a")
+                second.send(b"b")
+                assert (first.recv(), second.recv()) == (b"A", b"B")
+
+
+@pytest.mark.parametrize("engine", REACTORS)
+def test_blocking_reply_function_is_refused_on_event_loops(engine: str) -> None:
+    with pytest.raises(ValueError, match="engine='pool'"):
+        sk.Server("tcp://127.0.0.1:0", sk.blocking(echo), engine=engine)
 
 
 def test_protocol_handler_callbacks(engine: str, stream_url: str) -> None:
@@ -545,38 +576,115 @@ def test_protocol_on_close_gets_the_error(engine: str, stream_url: str) -> None:
     assert len(errors) == 1 and isinstance(errors[0], sk.LimitExceeded)
 
 
-@pytest.mark.parametrize("engine", CONCURRENT)  # a chat needs two clients served at once
-def test_a_shared_protocol_instance_serves_a_chat(engine: str, stream_url: str) -> None:
+def _example_chat_room() -> type[sk.Protocol]:
+    """examples/select_chat.py's ChatRoom, unchanged: a shared set of members and no lock."""
+    path = Path(__file__).parent.parent / "examples" / "select_chat.py"
+    spec = importlib.util.spec_from_file_location("select_chat", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    room: type[sk.Protocol] = module.ChatRoom
+    return room
 
-    class Room(sk.Protocol):
+
+CHURN_THREADS, CHURN_ROUNDS = 8, 12  # members that join, say a line and leave, at once
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # a chat needs two clients served at once
+def test_a_shared_chat_room_needs_no_lock_and_keeps_one_order(engine: str, stream_url: str) -> None:
+    """DESIGN §4's one rule: event handlers are never called concurrently, on any engine, so
+    the example's ChatRoom works unchanged under churn (no handler error), and every member
+    sees the lines in the order the room broadcast them, none lost."""
+
+    class Room(_example_chat_room()):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.said: list[bytes] = []  # every line broadcast, in order
+
+        def broadcast(self, sender: sk.Connection, line: bytes) -> None:
+            self.said.append(line)
+            super().broadcast(sender, line)
+
+    room = Room()
+
+    def member_comes_and_goes(number: int) -> None:
+        for round_ in range(CHURN_ROUNDS):
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as member:
+                assert member.recv().startswith(b"* welcome")
+                member.send(b"line %d.%d" % (number, round_))
+
+    def lines_until_end(watcher: sk.Client) -> list[bytes]:
+        seen = []
+        while not seen or not seen[-1].endswith(b": END"):
+            seen.append(watcher.recv())
+        return seen
+
+    with sk.Server(stream_url, room, codec=sk.Lines(), engine=engine).start() as server:
+        with contextlib.ExitStack() as stack:
+            watchers = []
+            for _ in "ab":  # one after the other: the second's joining reaches the first
+                watchers.append(stack.enter_context(sk.connect(server.url, codec=sk.Lines(), timeout=WAIT)))
+                assert watchers[-1].recv().startswith(b"* welcome")
+            with ThreadPoolExecutor(CHURN_THREADS) as pool:
+                list(pool.map(member_comes_and_goes, range(CHURN_THREADS)))
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as last:
+                assert last.recv().startswith(b"* welcome")
+                last.send(b"END")
+                seen = [lines_until_end(watcher) for watcher in watchers]
+        errors = server.stats.errors
+    said = room.said[: room.said.index(seen[0][-1]) + 1]
+    assert "handler" not in errors, errors
+    assert seen[0] == said[1:]  # all but its own joining, in the room's order
+    assert seen[1] == said[2:]
+    assert sum(line.endswith(b"left") for line in said) == CHURN_THREADS * CHURN_ROUNDS
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)
+def test_each_peer_gets_replies_and_fan_out_in_the_order_handlers_made_them(
+    engine: str, stream_url: str
+) -> None:
+    """A reply to the sender and lines sent to the others from the same event reach each
+    peer in the order the handlers sent them, whichever thread or loop ran them."""
+    clients, lines = 4, 40
+
+    class Echoes(sk.Protocol):
         def __init__(self) -> None:
             self.members: list[sk.Connection] = []
-            self.lock = threading.Lock()
+            self.sent: dict[int, list[bytes]] = {}  # what each member was sent, in order
 
         def on_connect(self, conn: sk.Connection) -> None:
-            with self.lock:
-                self.members.append(conn)
-            conn.send(b"joined")
+            self.members.append(conn)
 
-        def on_message(self, conn: sk.Connection, message: Any) -> None:
-            with self.lock:
-                others = [m for m in self.members if m is not conn]
-            for other in others:
-                other.send(message)
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            for member in self.members:
+                line = b"ack " + message if member is conn else message
+                member.send(line)
+                self.sent.setdefault(id(member), []).append(line)
 
         def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
-            with self.lock:
-                self.members.remove(conn)
+            self.members.remove(conn)
 
-    with sk.Server(stream_url, Room(), codec=sk.Lines(), engine=engine).start() as server:
-        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as alice:
-            assert alice.recv() == b"joined"
-            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as bob:
-                assert bob.recv() == b"joined"
-                alice.send(b"hi bob")
-                assert bob.recv() == b"hi bob"
-                bob.send(b"hi alice")
-                assert alice.recv() == b"hi alice"
+    room = Echoes()
+    with sk.Server(stream_url, room, codec=sk.Lines(), engine=engine).start() as server:
+        with contextlib.ExitStack() as stack:
+            peers = [
+                stack.enter_context(sk.connect(server.url, codec=sk.Lines(), timeout=WAIT))
+                for _ in range(clients)
+            ]
+            wait_until(lambda: len(room.members) == clients)
+
+            def say(number: int) -> list[bytes]:
+                peer = peers[number]
+                for line in range(lines):
+                    peer.send(b"%d.%d" % (number, line))
+                return [peer.recv() for _ in range(clients * lines)]
+
+            with ThreadPoolExecutor(clients) as pool:
+                received = list(pool.map(say, range(clients)))
+    for number, got in enumerate(received):
+        assert got.count(b"ack %d.%d" % (number, lines - 1)) == 1
+    orders = sorted(map(tuple, room.sent.values()))
+    assert sorted(map(tuple, received)) == orders
 
 
 @pytest.mark.plaintext  # it counts exact wire bytes, and TLS adds its records
@@ -998,21 +1106,21 @@ def stuck(message, conn):
         time.sleep(60)  # far past every deadline of the test: only a cut ends the process sooner
     return message
 limits = sk.Limits(grace=0.05)
-sk.Server("tcp://127.0.0.1:0", stuck, codec=sk.Lines(), engine=sys.argv[1], limits=limits).serve_forever()
+handler = sk.blocking(stuck) if sys.argv[2:] == ["blocking"] else stuck
+sk.Server("tcp://127.0.0.1:0", handler, codec=sk.Lines(), engine=sys.argv[1], limits=limits).serve_forever()
 """
 
-#: engines whose handlers run off the thread that serve_forever() runs on: they cut at the
-#: grace deadline themselves, and the process goes on to exit
-HANDLERS_ON_THREADS = {"threads", "pool"}
 
-
+@pytest.mark.parametrize(
+    "engine", [*ENGINES, "pool blocking", "threads blocking"]
+)  # (a @blocking handler runs on a thread of its own)
 def test_grace_is_a_deadline_for_the_process_even_while_a_handler_blocks_the_loop(engine: str) -> None:
-    """SIGTERM with a handler stuck on the serving thread (a sleeping reply function on the
-    reactor or asyncio engines, any handler on iterative): at the grace deadline the process
-    ends with status 1 and says which handler was running, where, and what it cut; it does not
-    wait for the handler. Engines that run handlers on threads cut them and exit as usual."""
+    """SIGTERM with a stuck handler: at the grace deadline the process ends with status 1 and
+    says which handler was running and what it cut; it does not wait for the handler. On the
+    serving thread (a reply function on the loop engines, any handler on iterative) it says
+    where the handler is; on threads the engine cuts its connection and serving ends."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", STUCK_SCRIPT, engine],
+        [sys.executable, "-c", STUCK_SCRIPT, *engine.split()],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1031,11 +1139,11 @@ def test_grace_is_a_deadline_for_the_process_even_while_a_handler_blocks_the_loo
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    if engine in HANDLERS_ON_THREADS:
-        assert proc.returncode == 0, errors
+    assert proc.returncode == 1, errors
+    if engine in ("threads", "threads blocking", "pool blocking"):
         assert "thread(s) of handler stuck still running" in errors, errors
+        assert "cutting 1 connection(s): tcp://127.0.0.1:" in errors, errors
     else:
-        assert proc.returncode == 1, errors
         assert "grace period over: handler stuck still running at <string>:" in errors, errors
         assert " in stuck; cutting 1 connection(s): tcp://127.0.0.1:" in errors, errors
 

@@ -15,11 +15,29 @@ from conftest import wait_until
 WAIT = 10.0
 
 
+def test_event_handlers_run_on_the_loop_and_blocking_ones_on_the_pool() -> None:
+    """DESIGN §4's one rule: an unmarked reply function runs on the loop (never two at once);
+    one marked @blocking runs on a pool thread."""
+    threads: dict[bytes, str] = {}
+
+    def where(message: bytes, conn: sk.Connection) -> bytes:
+        threads[message] = threading.current_thread().name
+        return message
+
+    for handler, message in ((where, b"plain"), (sk.blocking(where), b"marked")):
+        with sk.Server("tcp://127.0.0.1:0", handler, codec=sk.Lines(), engine="pool").start() as server:
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+                assert client.request(message) == message
+    assert threads == {b"plain": threads[b"plain"], b"marked": "socketkit-pool"}
+    assert threads[b"plain"] != "socketkit-pool"
+
+
 def test_blocking_reply_functions_run_at_most_pool_threads_at_once() -> None:
     lock = threading.Lock()
     running, most = 0, 0
     four = threading.Barrier(4, timeout=WAIT)
 
+    @sk.blocking
     def slow(message: bytes, conn: sk.Connection) -> bytes:
         nonlocal running, most
         with lock:
@@ -47,6 +65,7 @@ def test_blocking_reply_functions_run_at_most_pool_threads_at_once() -> None:
 
 
 def test_replies_keep_request_order_on_a_connection() -> None:
+    @sk.blocking
     def jittery(message: bytes, conn: sk.Connection) -> bytes:
         time.sleep(random.random() / 500)  # a database call of varying length
         return message
@@ -116,7 +135,7 @@ def gated_pool_server(url: str, pool_queue: int) -> tuple[sk.Server, threading.E
         release.wait(WAIT)
         return message
 
-    server.handler = sk.handlers.adapt(gated)
+    server.handler = sk.handlers.adapt(sk.blocking(gated))
     return server, release, waiting
 
 
@@ -142,6 +161,7 @@ def test_a_full_queue_stops_reading_instead_of_growing() -> None:
 def test_stop_lets_a_running_handler_answer() -> None:
     entered, release = threading.Event(), threading.Event()
 
+    @sk.blocking
     def slow(message: bytes, conn: sk.Connection) -> bytes:
         entered.set()
         release.wait(WAIT)
@@ -166,6 +186,7 @@ def test_a_blocking_datagram_handler_runs_on_the_pool_not_on_the_loop() -> None:
     comes once the handler returns, counted as every reply is."""
     entered, release = threading.Event(), threading.Event()
 
+    @sk.blocking
     def slow(message: bytes, conn: sk.Connection) -> bytes:
         if message == b"block":
             entered.set()
@@ -207,6 +228,7 @@ def test_messages_on_the_pool_stay_in_the_structured_codecs_budget_until_handled
     once the handler returns, its values are released."""
     entered, release = threading.Event(), threading.Event()
 
+    @sk.blocking
     def slow(message: Any, conn: sk.Connection) -> Any:
         if message == ["hold"] * 5:
             entered.set()

@@ -75,6 +75,11 @@ class GraceCut:
                 self._thread = threading.Thread(target=self._watch, name="socketkit-grace", daemon=True)
                 self._thread.start()
 
+    @property
+    def armed(self) -> bool:
+        """Whether a deadline was set (a signal-driven stop began)."""
+        return self._deadline is not None
+
     def finished(self) -> None:
         """Serving ended: nothing is cut."""
         with self._changed:

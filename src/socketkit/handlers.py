@@ -7,7 +7,17 @@ Styles (DESIGN §3):
    engine). A Protocol *class* gets a fresh instance per connection; an
    *instance* is shared by all connections (handy for a chat room's state);
 3. a :func:`blocking` function ``fn(conn)`` that iterates ``conn`` and calls
-   ``conn.send`` (thread engines only: it blocks a thread per connection).
+   ``conn.send`` (thread engines only: it blocks a thread per connection);
+   ``@blocking`` on a request/reply function ``fn(message, conn)`` runs it on
+   a thread too (engine="pool" or "threads": a call to a database).
+
+One rule for concurrency, the same on every engine (DESIGN §4): event-style
+handlers (request/reply functions, Protocol callbacks) are never called
+concurrently with one another within a server, so a shared Protocol instance
+(a chat room) needs no lock; ``@blocking`` handlers (each call on a thread of
+its own) and ``async def`` handlers (tasks) run concurrently: they say so.
+:attr:`Handler.concurrent` says which; an engine that runs event handlers on
+several threads serializes them (``engines/_serial``).
 
 On engine="asyncio" (and "uvloop") the reply function, and a Protocol's
 ``on_connect``, ``on_message`` and ``on_close``, may be ``async def``: they are
@@ -55,21 +65,38 @@ class Protocol:
 
 
 class BlockingHandler:
-    """A function ``fn(conn)`` marked to run in its own thread; see :func:`blocking`."""
+    """A function marked to run on a thread of its own; see :func:`blocking`."""
 
-    def __init__(self, fn: Callable[[Connection], object]) -> None:
+    def __init__(self, fn: Callable[..., object]) -> None:
         if not callable(fn):
-            raise TypeError(f"@blocking needs a function taking (conn), not {fn!r}")
+            raise TypeError(f"@blocking needs a function taking (conn) or (message, conn), not {fn!r}")
         self.fn = fn
+        #: whether it is a request/reply function ``fn(message, conn)`` rather than ``fn(conn)``
+        self.takes_messages = _required_positional(fn) == 2
         functools.update_wrapper(self, fn)
 
-    def __call__(self, conn: Connection) -> object:
-        return self.fn(conn)
+    def __call__(self, *args: Any) -> object:
+        return self.fn(*args)
 
 
-def blocking(fn: Callable[[Connection], object]) -> BlockingHandler:
-    """Mark ``fn(conn)`` as a blocking handler: it owns the connection until it returns."""
+def blocking(fn: Callable[..., object]) -> BlockingHandler:
+    """Mark a handler as one that blocks, to be run on a thread of its own.
+
+    ``fn(conn)`` owns the connection until it returns (it reads with ``conn.recv()`` or by
+    iterating ``conn``); ``fn(message, conn)`` is a request/reply function whose calls run
+    on threads, concurrently with one another (engine="pool" or "threads").
+    """
     return BlockingHandler(fn)
+
+
+def _required_positional(fn: Callable[..., object]) -> int | None:
+    """How many positional arguments ``fn`` requires (None when it cannot be told)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in parameters if p.kind in positional and p.default is inspect.Parameter.empty)
 
 
 class Dispatch:
@@ -163,6 +190,8 @@ class Handler:
         target: Any,
         name: str,
         awaited: frozenset[str] = frozenset(),
+        *,
+        threaded: bool = False,
     ) -> None:
         self.kind = kind
         self.target = target
@@ -173,6 +202,11 @@ class Handler:
         self.is_async = bool(awaited)
         #: a @blocking handler: it runs in its own thread and reads with conn.recv()
         self.is_blocking = kind == "blocking"
+        #: marked @blocking (either form): it needs an engine with threads for handlers
+        self.may_block = self.is_blocking or threaded
+        #: whether its calls run concurrently with one another (@blocking, async def); the
+        #: calls of every other handler are made one at a time, on every engine
+        self.concurrent = self.may_block or self.is_async
         protocol_class: type[Any] = target if isinstance(target, type) else type(target)
         #: a Protocol that overrides on_drain produces output on its own (known once, not per connection)
         self._wants_drain = kind == "protocol" and protocol_class.on_drain is not Protocol.on_drain
@@ -220,6 +254,8 @@ def adapt(handler: object) -> Handler:
     name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
     awaited = _async_parts(handler, name)
     if isinstance(handler, BlockingHandler):
+        if handler.takes_messages:
+            return Handler("reply", handler.fn, name, threaded=True)
         return Handler("blocking", handler.fn, name)
     if isinstance(handler, type):
         if issubclass(handler, Protocol):

@@ -152,7 +152,7 @@ class Server:
         if worker_timeout <= 0:
             raise ValueError("worker_timeout must be a positive number of seconds")
         #: the engine that serves connections (in each worker, with workers)
-        self.engine_name = resolve_engine_name(engine, self.handler.is_blocking, self.handler.is_async)
+        self.engine_name = resolve_engine_name(engine, self.handler)
         if self.engine_name == "prefork":
             raise ValueError("name the engine each worker runs, e.g. engine='epoll', workers=4")
         self._engine_class = engine_class(self.engine_name)
@@ -197,14 +197,19 @@ class Server:
                     f"async handlers serve connections, and {', '.join(datagrams)} is datagram-based: "
                     "serve datagrams with a plain def"
                 )
-        if not self.handler.is_blocking:
+        if not self.handler.may_block:
             return
         if not self._engine_class.supports_blocking:
+            if self.handler.is_blocking:
+                fix = "use engine='threads' (or 'pool', 'iterative'), or write it as a function (message, conn) or a Protocol"
+            else:
+                fix = "use engine='pool' (or 'threads'), or drop @blocking if it never waits"
             raise ValueError(
                 f"engine {self.engine_name!r} runs handlers on its event loop and cannot run the "
-                f"@blocking handler {self.handler.name}: use engine='threads' (or 'iterative'), "
-                "or write it as a function (message, conn) or a Protocol"
+                f"@blocking handler {self.handler.name}: {fix}"
             )
+        if not self.handler.is_blocking:
+            return
         datagrams = [e.url for e in self.endpoints if not e.is_stream]
         if datagrams:
             raise ValueError(
@@ -415,6 +420,8 @@ class Server:
         Raises:
             BindError: an endpoint cannot be bound.
             KeyboardInterrupt: a second SIGINT forced the shutdown.
+            SystemExit: a signal's stop cut a handler thread that would not return by the grace
+                deadline (status 1; a handler that blocks this thread ends the process too).
         """
         engine = self._prepare()
         # Handlers go in before the server says it is serving: a supervisor that
@@ -433,6 +440,11 @@ class Server:
             raise self._failure
         if self._forced:  # the engine's loop took the KeyboardInterrupt as a handler's error
             raise KeyboardInterrupt
+        if engine.abandoned and self._grace_cut is not None and self._grace_cut.armed:
+            # A handler thread would not return by the deadline (the engine named it): the
+            # process says so, as it does when a handler blocks the serving thread.
+            log.critical("grace period over with a handler still running: exiting with status %d", EXIT_CUT)
+            raise SystemExit(EXIT_CUT)
 
     def _serve(self, engine: Engine) -> None:
         current.engine = engine

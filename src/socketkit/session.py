@@ -122,6 +122,11 @@ class SessionHost(typing.Protocol):
         """Count a peer learned after accept (a PROXY header) against max_connections_per_ip;
         the refusal, if it is over."""
 
+    def dispatch_for(self, session: Session) -> Dispatch:
+        """What calls the handler for ``session`` (an engine that runs event handlers on
+        several threads makes their calls one at a time here)."""
+        return self.handler.dispatch(session)
+
 
 class Session(Connection):
     """One connection's state machine; also what its handler sees as ``conn``."""
@@ -210,7 +215,7 @@ class Session(Connection):
         if handler.is_blocking:
             self._pending = deque()
             return
-        self._dispatch = handler.dispatch(self)
+        self._dispatch = self._host.dispatch_for(self)
         self._in_event = True
         try:
             self._connected()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from ..handlers import Handler
 from .base import Engine
 
 __all__ = ["ENGINES", "Engine", "engine_class", "resolve_engine_name"]
@@ -28,14 +29,17 @@ ENGINES: dict[str, str] = {
 }
 
 
-def resolve_engine_name(name: str, blocking: bool, awaited: bool = False) -> str:
-    """``auto`` is the reactor, ``threads`` for a @blocking handler, and for an ``async def``
-    one the asyncio engine on the best loop there is: ``uvloop`` when it is installed, else
-    ``asyncio`` (as uvicorn's ``--loop auto``; naming ``asyncio`` keeps the standard loop)."""
+def resolve_engine_name(name: str, handler: Handler) -> str:
+    """``auto`` is the reactor; ``threads`` for a @blocking ``fn(conn)``, ``pool`` for a
+    @blocking request/reply function; and for an ``async def`` handler the asyncio engine on
+    the best loop there is: ``uvloop`` when it is installed, else ``asyncio`` (as uvicorn's
+    ``--loop auto``; naming ``asyncio`` keeps the standard loop)."""
     if name == "auto":
-        if awaited:
+        if handler.is_async:
             return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
-        return "threads" if blocking else "reactor"
+        if handler.is_blocking:
+            return "threads"
+        return "pool" if handler.may_block else "reactor"
     return name
 
 

@@ -169,6 +169,15 @@ class ThreadedConnection(Session):
 
     # -- sends and closes from other threads -------------------------------------------------
 
+    def hand_over_output(self) -> None:
+        """After an event whose handler calls are serialized (``_serial``), with the lock still
+        held: its output joins the outbox, so a send another thread's handler makes next
+        goes out behind it."""
+        if self.out:
+            with self._lock:
+                self._outbox += self.out
+                self.out.clear()
+
     def _layer_guard(self) -> typing.ContextManager[object]:
         return self._lock
 

@@ -31,7 +31,7 @@ from ..closing import log
 from ..codecs import Codec
 from ..endpoints import Listener
 from ..errors import LimitExceeded
-from ..handlers import Handler
+from ..handlers import Dispatch, Handler
 from ..limits import Limits
 from ..session import Session
 from ..stats import StatsRecorder
@@ -87,6 +87,8 @@ class Engine(ABC):
         self.gate = AcceptGate(limits, stats)
         self.deadline = math.inf  # when stopping: the moment remaining connections are closed
         self.stopping = False
+        #: handler threads still running when serving ended: cut off at the grace deadline
+        self.abandoned = 0
         #: whether stopping serves what waits in the listeners' backlogs first; not for a
         #: prefork worker that retires while the others go on accepting from the same sockets
         self.drain_backlog = True
@@ -95,6 +97,11 @@ class Engine(ABC):
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
             sock.setblocking(False)
+
+    def dispatch_for(self, session: Session) -> Dispatch:
+        """What calls the handler for ``session``: the handler's own dispatch, on an engine
+        that calls event handlers from one thread."""
+        return self.handler.dispatch(session)
 
     # -- the template ----------------------------------------------------------------
 

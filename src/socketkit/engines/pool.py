@@ -1,10 +1,12 @@
-"""pool: the reactor's I/O, with handlers run on a bounded pool of threads.
+"""pool: the reactor's I/O, with @blocking handlers run on a bounded pool of threads.
 
-Blocking handlers (``@blocking``, or request/reply functions that call a
-database) at the reactor's cost per idle connection: one thread reads and
-writes every socket, and complete messages go to ``limits.pool_threads``
-threads. What a thread per connection costs (its stack, its kernel task)
-is paid per *busy* connection only.
+Handlers that block (``@blocking`` on ``fn(conn)``, or on a request/reply
+function ``fn(message, conn)`` that calls a database) at the reactor's cost per
+idle connection: one thread reads and writes every socket, and complete
+messages go to ``limits.pool_threads`` threads. What a thread per connection
+costs (its stack, its kernel task) is paid per *busy* connection only.
+Event-style handlers (unmarked functions, Protocol callbacks) run on the loop,
+as on the reactor: they are never called two at once (DESIGN §4's one rule).
 
 - **Order**: a connection has at most one message on the pool at a time; the
   next starts when the last one's handler returned, so replies leave in request
@@ -14,11 +16,11 @@ is paid per *busy* connection only.
   at most), and at ``limits.pool_queue`` waiting in all no connection is read
   (backpressure to the peers, not memory); nor is a message started while its
   connection's unsent output is above ``write_buffer_high``.
-- **@blocking** handlers run on a pool thread for the connection's life;
+- **@blocking** ``fn(conn)`` handlers run on a pool thread for the connection's life;
   ``conn.recv()`` waits for the messages the loop decodes, and a send waits
   while the peer is not reading (above ``write_buffer_high``).
-- **Datagrams** are read, counted and decoded on the loop and handled on the
-  pool too (a UDP handler may block as well); their replies are sent from the
+- **Datagrams** for a @blocking request/reply function are read, counted and
+  decoded on the loop and handled on the pool too; their replies are sent from the
   loop. A datagram counts against ``pool_queue`` until it is answered; at the
   bound a datagram socket is not read: the kernel's buffer holds the rest, then
   drops, as UDP does. Stopping waits for the
@@ -26,8 +28,7 @@ is paid per *busy* connection only.
 - A handler's sends from its thread go to the loop in order, before the
   note that the handler returned; a handler that raises gets the codec's
   failure reply (HTTP's 500) unless it had answered, then the connection
-  closes, as on every engine. ``on_connect``, ``on_drain`` and ``on_close``
-  of a Protocol run on the loop; ``on_close`` waits for a running handler.
+  closes, as on every engine.
 """
 
 from __future__ import annotations
@@ -396,7 +397,12 @@ class PoolEngine(ReactorEngine):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.connection_class = BlockingPoolConnection if self.handler.is_blocking else PoolConnection
+        handler = self.handler
+        if handler.is_blocking:
+            self.connection_class = BlockingPoolConnection
+        elif handler.may_block:
+            self.connection_class = PoolConnection
+        # (event-style handlers run on the loop, as on the reactor: never two at once)
         self.pool = _Pool(self.limits.pool_threads)
         self.queued = 0  # messages waiting for the pool, all connections together
         self.held: set[PoolConnection] = set()  # connections not read until the pool catches up
@@ -405,6 +411,8 @@ class PoolEngine(ReactorEngine):
         self._paused_datagrams: list[_PooledDatagrams] = []
 
     def datagram_reader(self, listener: Listener) -> WaitingDatagrams:
+        if not self.handler.may_block:
+            return super().datagram_reader(listener)
         return _PooledDatagrams(self, listener, _DATAGRAM_BURST)
 
     def pause_datagrams(self, reader: _PooledDatagrams) -> None:
@@ -439,7 +447,7 @@ class PoolEngine(ReactorEngine):
         try:
             super().run()
         finally:
-            busy = self.pool.busy
+            busy = self.abandoned = self.pool.busy
             if busy:
                 log.error(
                     "%d thread(s) of handler %s still running after their connections were cut",

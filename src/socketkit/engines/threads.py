@@ -15,6 +15,11 @@ engine needs neither names nor ``join()``: it tracks its connections itself
 and waits for them on its wake socket.
 
 Datagram listeners get one (``threading``) thread each, answering datagrams in order.
+
+Event-style handlers are called one at a time (``_serial``: DESIGN §4's one rule),
+so many threads cost nothing in correctness to a handler that shares state; a
+handler that waits (a database call) is marked ``@blocking`` and runs
+concurrently.
 """
 
 from __future__ import annotations
@@ -28,9 +33,13 @@ from typing import Any, ClassVar
 
 from ..closing import peer_list
 from ..endpoints import Listener
+from ..handlers import Dispatch
+from ..session import Session
 from ..stats import Counters
 from ._datagrams import serve_datagrams
+from ._serial import SerialDispatch, serialized
 from ._thread_engine import ThreadEngine
+from ._threaded import ThreadedConnection
 from .base import current, log
 
 __all__ = ["ThreadsEngine"]
@@ -48,6 +57,15 @@ class ThreadsEngine(ThreadEngine):
         self._live: dict[socket.socket, None] = {}  # the sockets of connections being served
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()  # made here: serving opens no descriptor of its own
+        #: held by every event handler call (``_serial``); None for concurrent handlers
+        self._handler_lock = None if self.handler.concurrent else threading.RLock()
+
+    def dispatch_for(self, session: Session) -> Dispatch:
+        dispatch = self.handler.dispatch(session)
+        if self._handler_lock is None:
+            return dispatch
+        assert isinstance(session, ThreadedConnection)
+        return SerialDispatch(dispatch, self._handler_lock, session.hand_over_output)
 
     def run(self) -> None:
         datagram_threads = self._start_datagram_threads()
@@ -143,6 +161,7 @@ class ThreadsEngine(ThreadEngine):
             _shutdown(sock)
         self._wait_for_connections(selector, time.monotonic() + _JOIN_AFTER_DEADLINE)
         if self._live:
+            self.abandoned = len(self._live)
             log.error(
                 "%d thread(s) of handler %s still running after their sockets were closed",
                 len(self._live),
@@ -169,6 +188,8 @@ class ThreadsEngine(ThreadEngine):
             if listener.endpoint.is_stream:
                 continue
             handle = self.handler.datagram_handler()
+            if self._handler_lock is not None:
+                handle = serialized(handle, self._handler_lock)
             counters = Counters(listener.url)
             thread = threading.Thread(
                 target=self._run_datagrams,
