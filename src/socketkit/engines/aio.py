@@ -22,7 +22,8 @@ engine does.
   timer object per connection.
 - **Stopping**: listeners are closed (what waits in the backlog is served first),
   idle connections end once nothing more is waiting on their socket (a peek),
-  busy ones after their replies, the rest at the grace deadline.
+  busy ones after their replies (each flush while stopping looks again), the
+  rest at the grace deadline: one loop timer, no polling.
 
 Handlers run on the loop, so they must not block (``@blocking`` handlers are
 refused; use the pool engine).
@@ -36,6 +37,7 @@ import math
 import os
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, ClassVar, cast
 
@@ -51,7 +53,6 @@ from .base import Engine, log
 __all__ = ["AsyncioEngine"]
 
 _BURST = 64  # datagrams answered per readiness event
-_DRAIN_TICK = 0.02  # seconds between looks at idle connections while stopping
 
 
 class AsyncioConnection(Session, asyncio.BufferedProtocol):
@@ -162,6 +163,9 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
                 self._hand_over()
             else:
                 self._output_added()  # still producing: go on next iteration
+        if self.phase is OPEN and self._engine.stopping:
+            self._end_if_idle()
+            self._hand_over()  # its goodbye, if it ended (a TLS close_notify)
         if self.phase is CLOSING and not self.out:
             self.finish()
             return
@@ -172,6 +176,23 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
                 self._transport.resume_reading()
             else:
                 self._transport.pause_reading()
+
+    def _end_if_idle(self) -> None:
+        """Stopping: end this connection if it is idle and none of its bytes wait unread (they
+        are read and answered first: its next flush looks again). A new one waits for its
+        first request until :meth:`Session.fresh_until`, on a loop timer."""
+        if not self.idle or self.waiting_input():
+            return
+        loop = self._engine.loop
+        self.quiet(loop.time())
+        fresh = self.fresh_until() if self.phase is OPEN else None
+        if fresh is not None:
+            loop.call_at(fresh, self._flush)
+
+    def stop_began(self) -> None:
+        """The engine began to stop: an idle connection ends now; the others as they become
+        idle (each flush looks), or at the grace deadline."""
+        self._flush()
 
     def _hand_over(self) -> None:
         """The session's output to the transport, unless its buffer is full."""
@@ -363,6 +384,7 @@ class AsyncioEngine(Engine):
         self._tasks: set[asyncio.Task[Any]] = set()  # connections being set up
         self._closings: set[asyncio.Task[None]] = set()  # async on_close calls running
         self._draining = False
+        self._cut_timer: asyncio.TimerHandle | None = None  # the grace deadline, while stopping
         self.deadlines = Deadlines(lambda: list(self._conns))  # every connection's, on one loop timer
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_timer_at = math.inf
@@ -421,6 +443,8 @@ class AsyncioEngine(Engine):
             self._stop_datagrams()
             if self._deadline_timer is not None:
                 self._deadline_timer.cancel()
+            if self._cut_timer is not None:
+                self._cut_timer.cancel()
             if self._closings:  # async on_close calls get what is left of the grace period
                 left = max(0.0, self.deadline - self.loop.time()) if self.stopping else 0.0
                 await asyncio.wait(set(self._closings), timeout=left)
@@ -441,6 +465,8 @@ class AsyncioEngine(Engine):
         if self.stopping and not self._draining:
             self._draining = True
             self._begin_drain()
+        elif self._draining:
+            self._arm_cut()  # stop() again, with a shorter grace
 
     # -- accepting -------------------------------------------------------------------------------
 
@@ -569,7 +595,20 @@ class AsyncioEngine(Engine):
                 reader()  # datagrams already queued are answered
         self._stop_datagrams()
         self.close_listeners()
-        self.loop.call_later(0, self._drain_tick)
+        self._arm_cut()
+        # After this iteration's reads: what arrived before the stop is read, then answered.
+        self.loop.call_soon(self._sweep)
+
+    def _sweep(self) -> None:
+        for conn in list(self._conns):
+            conn.stop_began()
+        self._check_done()
+
+    def _arm_cut(self) -> None:
+        """The grace deadline as one loop timer (armed again when a later stop() lowers it)."""
+        if self._cut_timer is not None:
+            self._cut_timer.cancel()
+        self._cut_timer = self.loop.call_later(max(0.0, self.deadline - time.monotonic()), self._cut)
 
     def _stop_datagrams(self) -> None:
         """No more datagrams are read (their descriptors may be closed and reused after)."""
@@ -578,24 +617,17 @@ class AsyncioEngine(Engine):
             reader.close()
         self._datagram_readers.clear()
 
-    def _drain_tick(self) -> None:
-        now = self.loop.time()
-        if now >= self.deadline and (self._conns or self._tasks):
-            log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
-            self.cutting = True
-            for conn in list(self._conns):
-                conn.finish(ClosedError("server stopped"))
-            for task in list(self._tasks):
-                task.cancel()
-            self._finish_serving()
+    def _cut(self) -> None:
+        self._cut_timer = None
+        if not (self._conns or self._tasks):
             return
+        log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
+        self.cutting = True
         for conn in list(self._conns):
-            if conn.phase is OPEN and conn.idle and not conn.waiting_input():
-                conn.quiet(now)
-                conn._flush()
-        if self._check_done():
-            return
-        self.loop.call_later(min(_DRAIN_TICK, max(0.0, self.deadline - now)), self._drain_tick)
+            conn.finish(ClosedError("server stopped"))
+        for task in list(self._tasks):
+            task.cancel()
+        self._finish_serving()
 
     def _check_done(self) -> bool:
         if self.stopping and self._draining and not self._conns and not self._tasks:
