@@ -36,6 +36,7 @@ handlers are refused; use the threads or pool engine for those). ``send`` and
 
 from __future__ import annotations
 
+import heapq
 import socket
 import sys
 import time
@@ -149,6 +150,8 @@ class ReactorConnection(Session):
             if self.phase is CLOSING:
                 self.finish()
             return
+        if self._engine.stopping and not out and self.phase is OPEN and self.idle:
+            self._engine.look_again(self)  # stopping: it ends once nothing more arrived
         reading = self.reading
         writing = bool(out)
         if reading != self._wants_read or writing != self._writing:
@@ -276,6 +279,10 @@ class ReactorEngine(Engine):
         self._drained = False
         self._lingering: dict[int, _Lingerer] = {}  # closed connections' sockets, by descriptor
         self._ending = False  # the loop is over: what closes now closes at once
+        #: stopping: connections that became idle, to end next iteration if nothing arrived
+        self._idle_now: list[ReactorConnection] = []
+        #: stopping: new connections waiting for their first request, until when (fresh_until)
+        self._fresh: list[tuple[float, ReactorConnection]] = []
 
     def run(self) -> None:
         self.now = time.monotonic()
@@ -392,9 +399,8 @@ class ReactorEngine(Engine):
         if self.stopping:
             if not self._drained:
                 self._begin_drain()
-            else:  # connections that went idle since: what arrived is served, then they end
-                for conn in self._live_connections():
-                    conn.stop_check()
+            else:
+                self._end_idle()
             if not self._open and not self._handlers_running() and not self._lingering:
                 return True, None
             if self.now >= self.deadline:
@@ -409,9 +415,27 @@ class ReactorEngine(Engine):
         if not self._accepting and not self.stopping and self.gate.paused:
             resume = self.gate.resume_in
             timeout = resume if timeout is None else min(timeout, resume)
-        if self.dirty:
-            timeout = 0  # producers have more to send: poll, do not wait
+        if self._fresh:
+            first = max(0.0, self._fresh[0][0] - self.now)
+            timeout = first if timeout is None else min(timeout, first)
+        if self.dirty or self._idle_now:
+            timeout = 0  # producers have more to send, or idle connections to end: poll, do not wait
         return False, timeout
+
+    def look_again(self, conn: ReactorConnection) -> None:
+        """Stopping: ``conn`` became idle; next iteration it ends, unless more arrived."""
+        self._idle_now.append(conn)
+
+    def _end_idle(self) -> None:
+        """Stopping: the connections that became idle, and new ones whose wait for a first
+        request is over, serve what arrived (a read) and end. Driven by their own events and
+        one timer, not a sweep of every connection."""
+        idle, self._idle_now = self._idle_now, []
+        fresh = self._fresh
+        while fresh and fresh[0][0] <= self.now:
+            idle.append(heapq.heappop(fresh)[1])
+        for conn in idle:
+            conn.stop_check()
 
     def schedule(self, conn: ReactorConnection, deadline: float) -> None:
         """(Re)arm ``conn``'s timer (see :mod:`._deadlines`)."""
@@ -517,7 +541,7 @@ class ReactorEngine(Engine):
             conn.stop_check()
             fresh = conn.fresh_until()
             if fresh is not None and conn.phase is OPEN:  # the loop looks at it again then
-                self.schedule(conn, fresh)
+                heapq.heappush(self._fresh, (fresh, conn))
 
 
 class _Waker:
