@@ -41,18 +41,15 @@ import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, ClassVar, cast
 
-from ..closing import peer_list
 from ..endpoints import Listener
 from ..errors import BrokenError, ClosedError, Timeout, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Session
 from . import _linger
 from ._datagrams import RECV_SIZE, WaitingDatagrams
 from ._deadlines import Deadlines
-from .base import Engine, log
+from .base import BURST, Engine, log
 
 __all__ = ["AsyncioEngine"]
-
-_BURST = 64  # datagrams answered per readiness event
 
 
 class AsyncioConnection(Session, asyncio.BufferedProtocol):
@@ -424,7 +421,7 @@ class AsyncioEngine(Engine):
             for listener in self.listeners:
                 listener.sock.setblocking(False)
                 if not listener.endpoint.is_stream:
-                    reader = WaitingDatagrams(self, listener, _BURST)
+                    reader = WaitingDatagrams(self, listener, BURST)
                     self.loop.add_reader(listener.fileno(), reader)
                     self._datagram_readers[listener.fileno()] = reader
             for sock, peer, origin in self.take_adopted():
@@ -440,7 +437,7 @@ class AsyncioEngine(Engine):
             self.cutting = True
             for conn in list(self._conns):
                 conn.finish(ClosedError("server stopped"))
-            self._stop_datagrams()
+            self.stop_datagrams()
             if self._deadline_timer is not None:
                 self._deadline_timer.cancel()
             if self._cut_timer is not None:
@@ -464,7 +461,7 @@ class AsyncioEngine(Engine):
         self.run_calls()
         if self.stopping and not self._draining:
             self._draining = True
-            self._begin_drain()
+            self.begin_stop()
         elif self._draining:
             self._arm_cut()  # stop() again, with a shorter grace
 
@@ -584,17 +581,27 @@ class AsyncioEngine(Engine):
 
     # -- stopping -------------------------------------------------------------------------------
 
-    def _begin_drain(self) -> None:
+    # -- the stop sequence's primitives (Engine.begin_stop) --------------------------------------
+
+    def stop_accepting(self) -> None:
         self._set_accepting(False)
-        if self.drain_backlog:
-            for listener in self.listeners:
-                if listener.endpoint.is_stream:
-                    self.accept_waiting(listener, self._open_count, self._connect, sys.maxsize)
-        if self.drain_backlog:
-            for reader in self._datagram_readers.values():
-                reader()  # datagrams already queued are answered
-        self._stop_datagrams()
-        self.close_listeners()
+
+    def take_backlog(self, listener: Listener) -> None:
+        self.accept_waiting(listener, self._open_count, self._connect, sys.maxsize)
+
+    def answer_queued(self, listener: Listener) -> None:
+        reader = self._datagram_readers.get(listener.fileno())
+        if reader is not None:
+            reader()
+
+    def stop_datagrams(self) -> None:
+        """No more datagrams are read (their descriptors may be closed and reused after)."""
+        for fd, reader in self._datagram_readers.items():
+            self.loop.remove_reader(fd)
+            reader.close()
+        self._datagram_readers.clear()
+
+    def end_idle(self) -> None:
         self._arm_cut()
         # After this iteration's reads: what arrived before the stop is read, then answered.
         self.loop.call_soon(self._sweep)
@@ -610,18 +617,12 @@ class AsyncioEngine(Engine):
             self._cut_timer.cancel()
         self._cut_timer = self.loop.call_later(max(0.0, self.deadline - time.monotonic()), self._cut)
 
-    def _stop_datagrams(self) -> None:
-        """No more datagrams are read (their descriptors may be closed and reused after)."""
-        for fd, reader in self._datagram_readers.items():
-            self.loop.remove_reader(fd)
-            reader.close()
-        self._datagram_readers.clear()
-
     def _cut(self) -> None:
         self._cut_timer = None
-        if not (self._conns or self._tasks):
-            return
-        log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
+        if self._conns or self._tasks:
+            self.cut_at_grace()
+
+    def cut_all(self) -> None:
         self.cutting = True
         for conn in list(self._conns):
             conn.finish(ClosedError("server stopped"))

@@ -9,6 +9,13 @@ engine writes :meth:`Engine.run`, its own way to wait (a poller, a thread per
 connection), and :meth:`Engine.serve` wraps it in the setup and teardown
 every engine needs.
 
+The stop sequence is written here once (:meth:`Engine.begin_stop` and
+:meth:`Engine.cut_at_grace`): stop accepting, answer what arrived, close the
+listeners, end idle connections, cut what is left at the grace deadline. Each
+family gives it primitives (how it stops accepting, takes a backlog, ends idle
+connections, cuts) and drives it with its own waiting (a loop's timeout or
+timer, a thread's select), never by polling.
+
 Stopping is signal-safe: :meth:`Engine.stop` takes no lock. It lowers the
 deadline, sets a flag, and writes a byte to two socketpairs: the *stop* socket
 is never drained, so it stays readable and wakes every thread that polls it;
@@ -27,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from ..closing import log
+from ..closing import log, peer_list
 from ..codecs import Codec
 from ..endpoints import Listener
 from ..errors import LimitExceeded
@@ -37,15 +44,16 @@ from ..session import Session
 from ..stats import StatsRecorder
 from ._accept import AcceptGate
 
-__all__ = ["ACCEPT_BURST", "Engine", "current", "log"]
+__all__ = ["BURST", "Engine", "current", "log"]
 
 #: ``current.engine`` is the engine whose thread this is (serving loop,
 #: connection or datagram thread), so Server.stop() called from a handler
 #: knows not to wait for itself.
 current = threading.local()
 
-#: connections an event loop accepts per readiness event of one listener
-ACCEPT_BURST = 64
+#: what a loop takes per readiness event of one socket (connections accepted, datagrams
+#: answered, reads while stopping), so one socket cannot starve the others
+BURST = 64
 
 
 class Engine(ABC):
@@ -140,6 +148,53 @@ class Engine(ABC):
     def stopped(self) -> None:  # noqa: B027 - a hook; most engines need nothing here
         """stop() was called (from any thread or a signal handler): a hook for engines."""
 
+    # -- the stop sequence, written once; each family gives its primitives -----------------
+    #
+    # stop accepting -> answer what arrived -> flush -> end idle -> cut at grace -> report.
+    # An engine calls begin_stop() once, on its own thread, when it sees ``stopping``; its
+    # connections flush and end as they become idle, by its own events (no polling); at the
+    # deadline it calls cut_at_grace(); the connections' close sequence reports each one.
+
+    def begin_stop(self) -> None:
+        """Stop accepting; answer what arrived before the stop (the connections waiting in
+        the backlogs, the datagrams queued), unless a retiring prefork worker leaves them to
+        the others; close the listeners; end the connections that are idle."""
+        self.stop_accepting()
+        for listener in self.listeners if self.drain_backlog else ():
+            if listener.endpoint.is_stream:
+                self.take_backlog(listener)
+            else:
+                self.answer_queued(listener)
+        self.stop_datagrams()
+        self.close_listeners()
+        self.end_idle()
+
+    def cut_at_grace(self) -> None:
+        """The grace deadline passed: what is still open is named in one log line and cut."""
+        left = self.open_connections()
+        if left:
+            log.warning("grace period over: cutting %s", peer_list(left))
+        self.cut_all()
+
+    def stop_accepting(self) -> None:  # noqa: B027 - a primitive; engines that accept in a loop of their own need none
+        """No more readiness to accept is waited for."""
+
+    def take_backlog(self, listener: Listener) -> None:  # noqa: B027
+        """Serve the connections waiting in ``listener``'s backlog (they came before the stop)."""
+
+    def answer_queued(self, listener: Listener) -> None:  # noqa: B027
+        """Answer the datagrams queued on ``listener`` (they came before the stop)."""
+
+    def stop_datagrams(self) -> None:  # noqa: B027
+        """No more datagrams are read."""
+
+    def end_idle(self) -> None:  # noqa: B027
+        """End the connections that are between messages with nothing unsent (a new one
+        waits for its first request until Session.fresh_until)."""
+
+    def cut_all(self) -> None:  # noqa: B027
+        """End every connection's I/O now (the grace deadline)."""
+
     def wake(self) -> None:
         """Make the engine's loop run an iteration now (thread-safe)."""
         self._nudge(self._wake_w)
@@ -193,7 +248,7 @@ class Engine(ABC):
         listener: Listener,
         open_now: Callable[[], int],
         add: Callable[[socket.socket, Any, Listener], None],
-        most: int = ACCEPT_BURST,
+        most: int = BURST,
     ) -> bool:
         """Accept up to ``most`` connections waiting on ``listener``, each given to ``add``.
 

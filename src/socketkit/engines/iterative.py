@@ -18,7 +18,6 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from ..closing import log, peer_list
 from ..endpoints import Listener
 from ..stats import Counters
 from ._datagrams import serve_datagrams
@@ -35,6 +34,8 @@ class IterativeEngine(ThreadEngine):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._selector = selectors.DefaultSelector()  # made here: serving opens no descriptor of its own
+        self._datagram_handle: Any = None  # what answers a datagram (not for @blocking handlers)
+        self._counters: dict[Listener, Counters] = {}
 
     def run(self) -> None:
         served = threading.Event()
@@ -63,15 +64,14 @@ class IterativeEngine(ThreadEngine):
             if served.wait(max(0.0, wait)):
                 return
             if time.monotonic() >= self.deadline:
-                if self._threaded:
-                    log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
-                self.cut_all()
+                self.cut_at_grace()
                 return
 
     def _serve(self) -> None:
         selector = self._selector
-        datagram_handle = self.handler.datagram_handler() if not self.handler.is_blocking else None
-        counters = {listener: Counters(listener.url) for listener in self.listeners}  # datagram traffic
+        self._datagram_handle = self.handler.datagram_handler() if not self.handler.is_blocking else None
+        # datagram traffic, by listener
+        self._counters = counters = {listener: Counters(listener.url) for listener in self.listeners}
         for each in counters.values():
             self.stats.track(each, connection=False)
         try:
@@ -95,40 +95,34 @@ class IterativeEngine(ThreadEngine):
                         continue
                     if listener is None or self.stopping:
                         break
-                    scheme = listener.endpoint.scheme
                     if not listener.endpoint.is_stream:
-                        assert datagram_handle is not None
-                        serve_datagrams(
-                            self,
-                            self.stop_fd,
-                            listener.sock,
-                            scheme,
-                            datagram_handle,
-                            counters[listener],
-                            until_idle=True,
-                        )
+                        self.answer_queued(listener)
                     elif not self.gate.paused:
                         self._serve_one(listener)
-            # Stopping: connections already in the backlog and datagrams
-            # already queued arrived before stop; serve them in drain mode.
-            for listener in self.listeners if self.drain_backlog else ():
-                if listener.endpoint.is_stream:
-                    while self._serve_one(listener):
-                        pass
-                elif datagram_handle is not None:
-                    serve_datagrams(
-                        self,
-                        self.stop_fd,
-                        listener.sock,
-                        listener.endpoint.scheme,
-                        datagram_handle,
-                        counters[listener],
-                        until_idle=True,
-                    )
+            self.begin_stop()
         finally:
             selector.close()
             for each in counters.values():
                 self.stats.untrack(each, connection=False)
+
+    # -- the stop sequence's primitives (Engine.begin_stop): what came before the stop is
+    # served in drain mode, one connection at a time, as ever
+
+    def take_backlog(self, listener: Listener) -> None:
+        while self._serve_one(listener):
+            pass
+
+    def answer_queued(self, listener: Listener) -> None:
+        if self._datagram_handle is not None:
+            serve_datagrams(
+                self,
+                self.stop_fd,
+                listener.sock,
+                listener.endpoint.scheme,
+                self._datagram_handle,
+                self._counters[listener],
+                until_idle=True,
+            )
 
     def _serve_one(self, listener: Listener) -> bool:
         accepted = self.gate.accept(listener)

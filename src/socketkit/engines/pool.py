@@ -44,14 +44,13 @@ from ..errors import ClosedError, ProtocolError
 from ..session import OPEN
 from ._datagrams import DatagramConnection, WaitingDatagrams, decode, run_handler
 from ._poller import READ, WRITE
-from .base import current, log
+from .base import BURST, current, log
 from .reactor import ReactorConnection, ReactorEngine
 
 __all__ = ["PoolEngine"]
 
 #: messages waiting for the pool at which a connection is not read: it holds one read's worth
 _PER_CONNECTION = 1
-_DATAGRAM_BURST = 64  # datagrams read per readiness event
 _WAKE_CHECK = 1.0  # seconds a waiting handler thread sleeps before it looks again (a safety net)
 
 
@@ -413,7 +412,7 @@ class PoolEngine(ReactorEngine):
     def datagram_reader(self, listener: Listener) -> WaitingDatagrams:
         if not self.handler.may_block:
             return super().datagram_reader(listener)
-        return _PooledDatagrams(self, listener, _DATAGRAM_BURST)
+        return _PooledDatagrams(self, listener, BURST)
 
     def pause_datagrams(self, reader: _PooledDatagrams) -> None:
         """The pool is behind: ``reader``'s socket is not watched until it catches up."""

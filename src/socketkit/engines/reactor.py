@@ -43,7 +43,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..closing import peer_list
 from ..endpoints import Listener
 from ..errors import ClosedError, Timeout, translate_oserror
 from ..session import CLOSED, CLOSING, OPEN, Phase, Session
@@ -51,14 +50,13 @@ from . import _linger
 from ._datagrams import RECV_SIZE, WaitingDatagrams
 from ._deadlines import Deadlines
 from ._poller import ERROR, READ, WRITE, Poller, poller_class
-from .base import Engine, log
+from .base import BURST, Engine, log
 
 __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 
 _READABLE = READ | ERROR  # an error or hang-up is found by the next recv or send
 _WRITABLE = WRITE | ERROR
 _DONTWAIT = socket.MSG_DONTWAIT  # connection sockets stay in blocking mode: no fcntl per accept
-_BURST = 64  # datagrams or reads handled per readiness event, so one socket cannot starve the rest
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
 
 
@@ -121,7 +119,7 @@ class ReactorConnection(Session):
                     engine.schedule(self, deadline)
             # While stopping, what arrived before the stop is served: read until none is left
             # (a burst at a time: the sweep of the next iteration reads on).
-            if not (engine.stopping and data and self.reading and not self._partial) or reads == _BURST:
+            if not (engine.stopping and data and self.reading and not self._partial) or reads == BURST:
                 break
             reads += 1
         if self.out or self.phase is not OPEN:
@@ -398,13 +396,14 @@ class ReactorEngine(Engine):
         """Outside the steady state: (whether the loop is done, how long to wait)."""
         if self.stopping:
             if not self._drained:
-                self._begin_drain()
+                self._drained = True
+                self.begin_stop()
             else:
                 self._end_idle()
             if not self._open and not self._handlers_running() and not self._lingering:
                 return True, None
             if self.now >= self.deadline:
-                log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
+                self.cut_at_grace()
                 return True, None
         timeout: float | None = None
         if self._timers:
@@ -453,7 +452,7 @@ class ReactorEngine(Engine):
 
     def datagram_reader(self, listener: Listener) -> WaitingDatagrams:
         """What answers a datagram listener's datagrams when it is readable."""
-        return WaitingDatagrams(self, listener, _BURST)
+        return WaitingDatagrams(self, listener, BURST)
 
     def _handlers_running(self) -> bool:
         """Whether handler calls run off the loop whose replies the loop still sends (the
@@ -524,24 +523,32 @@ class ReactorEngine(Engine):
 
     # -- stopping ------------------------------------------------------------------------
 
-    def _begin_drain(self) -> None:
-        """Stop accepting; serve what already arrived; close idle connections."""
-        self._drained = True
-        for listener in self.listeners if self.drain_backlog else ():
-            if listener.endpoint.is_stream:
-                self.accept_waiting(listener, self._open_count, self._add_connection, sys.maxsize)
-            else:
-                self._datagram_readers[listener.fileno()]()  # datagrams already queued are answered
+    # -- the stop sequence's primitives (Engine.begin_stop) --------------------------------
+
+    def stop_accepting(self) -> None:
         self._set_accepting(False)
-        for listener in self.listeners:
-            if not listener.endpoint.is_stream and listener.fileno() in self._handlers:
-                self._unwatch(listener.fileno())
-        self.close_listeners()
+
+    def take_backlog(self, listener: Listener) -> None:
+        self.accept_waiting(listener, self._open_count, self._add_connection, sys.maxsize)
+
+    def answer_queued(self, listener: Listener) -> None:
+        self._datagram_readers[listener.fileno()]()
+
+    def stop_datagrams(self) -> None:
+        for fd in self._datagram_readers:
+            if fd in self._handlers:
+                self._unwatch(fd)
+
+    def end_idle(self) -> None:
         for conn in self._live_connections():
             conn.stop_check()
             fresh = conn.fresh_until()
             if fresh is not None and conn.phase is OPEN:  # the loop looks at it again then
                 heapq.heappush(self._fresh, (fresh, conn))
+
+    def cut_all(self) -> None:
+        for conn in self._live_connections():
+            conn.finish(ClosedError("server stopped"))
 
 
 class _Waker:

@@ -31,7 +31,6 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from ..closing import peer_list
 from ..endpoints import Listener
 from ..handlers import Dispatch
 from ..session import Session
@@ -57,6 +56,7 @@ class ThreadsEngine(ThreadEngine):
         self._live: dict[socket.socket, None] = {}  # the sockets of connections being served
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()  # made here: serving opens no descriptor of its own
+        self._datagram_threads: list[threading.Thread] = []
         #: held by every event handler call (``_serial``); None for concurrent handlers
         self._handler_lock = None if self.handler.concurrent else threading.RLock()
 
@@ -68,7 +68,7 @@ class ThreadsEngine(ThreadEngine):
         return SerialDispatch(dispatch, self._handler_lock, session.hand_over_output)
 
     def run(self) -> None:
-        datagram_threads = self._start_datagram_threads()
+        self._datagram_threads = self._start_datagram_threads()
         streams = [listener for listener in self.listeners if listener.endpoint.is_stream]
         selector = self._selector
         try:
@@ -95,18 +95,32 @@ class ThreadsEngine(ThreadEngine):
                         self.run_calls()
                     elif not self.stopping:
                         self._accept_burst(key.data)
-            for listener in streams:  # connections that arrived before stop are served
-                if self.drain_backlog:
-                    self._accept_burst(listener)
-                listener.close()
+            self.begin_stop()
             self._drain_connections(selector)
         finally:
             selector.close()
             for listener in streams:
                 listener.close()
-            # Datagram threads answer what is queued and return; their sockets close after.
-            for thread in datagram_threads:
-                thread.join(max(0.0, self.deadline - time.monotonic()) + _JOIN_AFTER_DEADLINE)
+            self._join_datagram_threads()
+
+    # -- the stop sequence's primitives (Engine.begin_stop) --------------------------------
+
+    def take_backlog(self, listener: Listener) -> None:
+        self._accept_burst(listener)
+
+    def stop_datagrams(self) -> None:
+        self._join_datagram_threads()
+
+    def _join_datagram_threads(self) -> None:
+        """Datagram threads answer what is queued and return (their sockets close after)."""
+        for thread in self._datagram_threads:
+            thread.join(max(0.0, self.deadline - time.monotonic()) + _JOIN_AFTER_DEADLINE)
+
+    def cut_all(self) -> None:
+        with self._lock:
+            left = list(self._live)
+        for sock in left:  # every connection's socket, those not yet handed to their thread too
+            _shutdown(sock)
 
     def _accept_burst(self, listener: Listener) -> None:
         while len(self._live) < self.limits.max_connections:
@@ -152,13 +166,9 @@ class ThreadsEngine(ThreadEngine):
     def _drain_connections(self, selector: selectors.BaseSelector) -> None:
         """Wait for connection threads until they finish or the deadline passes."""
         self._wait_for_connections(selector, self.deadline)
-        with self._lock:
-            left = list(self._live)
-        if not left:
+        if not self._live:
             return
-        log.warning("grace period over: cutting %s", peer_list(self.open_connections()))
-        for sock in left:  # every connection's socket, those not yet handed to their thread too
-            _shutdown(sock)
+        self.cut_at_grace()
         self._wait_for_connections(selector, time.monotonic() + _JOIN_AFTER_DEADLINE)
         if self._live:
             self.abandoned = len(self._live)
