@@ -22,7 +22,7 @@ def reactor_is_an_alias() -> bool:
     """Whether ``reactor`` runs the same poller as one of the engines named after pollers."""
     import select
 
-    from socketkit.engines._poller import poller_class
+    from socketkit.engines.loop.poller import poller_class
 
     named = [name for name in ("epoll", "poll", "select") if name in REGISTRY and hasattr(select, name)]
     return any(poller_class("auto") is poller_class(name) for name in named)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from socketkit.engines._poller import ERROR, READ, WRITE, Poller, SelectPoller, poller_class
+from socketkit.engines.loop.poller import ERROR, READ, WRITE, Poller, SelectPoller, poller_class
 
 NAMES = ["epoll", "poll", "select"]
 

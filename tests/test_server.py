@@ -266,7 +266,7 @@ def test_reactor_is_the_best_poller_this_system_has() -> None:
     """The conformance suite skips ``reactor`` where it is another name's engine: it must be."""
     import select
 
-    from socketkit.engines._poller import poller_class
+    from socketkit.engines.loop.poller import poller_class
 
     best = "epoll" if hasattr(select, "epoll") else "poll" if hasattr(select, "poll") else "select"
     assert poller_class("auto").name == best

@@ -49,7 +49,7 @@ def test_tcp_options_reach_the_listener_and_every_accepted_connection() -> None:
 
 def test_nodelay_0_holds_for_what_the_engines_accept() -> None:
     """The engines' accept sets TCP_NODELAY where it is not inherited; not over ?nodelay=0."""
-    from socketkit.engines._accept import AcceptGate
+    from socketkit.engines.common.accept import AcceptGate
     from socketkit.stats import StatsRecorder
 
     for url, expected in (("tcp://127.0.0.1:0?nodelay=0", 0), ("tcp://127.0.0.1:0", 1)):

@@ -1,4 +1,5 @@
-"""The shape DESIGN §1 asks for, kept by tests: the stop sequence is written once."""
+"""The shape DESIGN §1-2 asks for, kept by tests: engines in family folders, the stop
+sequence written once."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from socketkit.engines import ENGINES, engine_class
+from socketkit.engines import ENGINES, FAMILIES, engine_class
 from socketkit.engines.base import Engine
 
 SRC = Path(__file__).parent.parent / "src" / "socketkit"
@@ -28,3 +29,15 @@ def test_the_grace_cut_is_reported_from_one_place() -> None:
         if "grace period over: cutting" in path.read_text()
     ]
     assert places == ["engines/base.py"]
+
+
+def test_every_engine_lives_in_its_familys_folder() -> None:
+    assert set(FAMILIES) == set(ENGINES)
+    for name, target in ENGINES.items():
+        module = target.partition(":")[0]
+        folder = (
+            "socketkit.supervisor"
+            if FAMILIES[name] == "supervisor"
+            else f"socketkit.engines.{FAMILIES[name]}"
+        )
+        assert module.startswith(folder + "."), (name, module)

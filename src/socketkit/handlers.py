@@ -17,7 +17,7 @@ concurrently with one another within a server, so a shared Protocol instance
 (a chat room) needs no lock; ``@blocking`` handlers (each call on a thread of
 its own) and ``async def`` handlers (tasks) run concurrently: they say so.
 :attr:`Handler.concurrent` says which; an engine that runs event handlers on
-several threads serializes them (``engines/_serial``).
+several threads serializes them (``engines/threaded/serial``).
 
 On engine="asyncio" (and "uvloop") the reply function, and a Protocol's
 ``on_connect``, ``on_message`` and ``on_close``, may be ``async def``: they are

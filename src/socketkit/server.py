@@ -292,7 +292,7 @@ class Server:
     def _make_engine(self, listeners: list[Listener]) -> Engine:
         if self.workers is None:
             return self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
-        from .engines.prefork import PreforkEngine  # noqa: PLC0415 - only prefork servers need it
+        from .supervisor.prefork import PreforkEngine  # noqa: PLC0415 - only prefork servers need it
 
         return PreforkEngine(
             listeners,
@@ -388,7 +388,7 @@ class Server:
             ValueError: the engine is not asyncio or uvloop.
             BindError: an endpoint cannot be bound.
         """
-        from .engines.aio import AsyncioEngine  # noqa: PLC0415 - only asyncio servers need it
+        from .engines.aio.asyncio_engine import AsyncioEngine  # noqa: PLC0415 - only asyncio servers need it
 
         if self.workers is not None or not issubclass(self._engine_class, AsyncioEngine):
             raise ValueError(
@@ -611,7 +611,7 @@ def _worker_count(workers: int | str | None) -> int | None:
     if workers is None:
         return None
     if workers == "auto":
-        from .engines.prefork import usable_cores  # noqa: PLC0415
+        from .supervisor.prefork import usable_cores  # noqa: PLC0415
 
         return usable_cores()
     if isinstance(workers, str) and workers.isdigit():

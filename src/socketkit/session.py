@@ -440,7 +440,7 @@ class Session(Connection):
 
     @property
     def may_linger(self) -> bool:
-        """Whether closing this connection's socket should linger (``engines/_linger``): the
+        """Whether closing this connection's socket should linger (``engines/common/linger``): the
         peer has not ended its input, and the connection did not break or time out."""
         return not self._peer_ended and not isinstance(self.error, (BrokenError, Timeout))
 

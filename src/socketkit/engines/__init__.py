@@ -1,7 +1,15 @@
-"""Engines by name (as uvicorn's config maps loop names to classes).
+"""Engines by name (as uvicorn's config maps loop names to classes), and their families.
 
 Modules are imported only when an engine is chosen, so naming an engine the
 system lacks (``epoll`` off Linux) fails with a clear message, not at import.
+
+A family is a way to wait, and one folder: ``threaded/`` (a thread per
+connection: iterative, threads), ``loop/`` (one thread and a poller: the
+reactors, and pool with its threads for @blocking handlers), ``aio/`` (an
+asyncio loop: asyncio, uvloop); ``common/`` holds what they share (accepting,
+datagrams, deadlines, the lingering close), ``base.py`` the template and the
+stop sequence. prefork is no family: its master supervises worker processes,
+each of which runs one of the others.
 """
 
 from __future__ import annotations
@@ -12,20 +20,34 @@ import importlib.util
 from ..handlers import Handler
 from .base import Engine
 
-__all__ = ["ENGINES", "Engine", "engine_class", "resolve_engine_name"]
+__all__ = ["ENGINES", "FAMILIES", "Engine", "engine_class", "resolve_engine_name"]
 
 ENGINES: dict[str, str] = {
-    "iterative": "socketkit.engines.iterative:IterativeEngine",
-    "threads": "socketkit.engines.threads:ThreadsEngine",
-    "select": "socketkit.engines.reactor:SelectEngine",
-    "poll": "socketkit.engines.reactor:PollEngine",
-    "epoll": "socketkit.engines.reactor:EpollEngine",
-    "reactor": "socketkit.engines.reactor:ReactorEngine",
-    "pool": "socketkit.engines.pool:PoolEngine",
-    "asyncio": "socketkit.engines.aio:AsyncioEngine",
-    "uvloop": "socketkit.engines.aio_uvloop:UvloopEngine",
+    "iterative": "socketkit.engines.threaded.iterative:IterativeEngine",
+    "threads": "socketkit.engines.threaded.threads:ThreadsEngine",
+    "select": "socketkit.engines.loop.reactor:SelectEngine",
+    "poll": "socketkit.engines.loop.reactor:PollEngine",
+    "epoll": "socketkit.engines.loop.reactor:EpollEngine",
+    "reactor": "socketkit.engines.loop.reactor:ReactorEngine",
+    "pool": "socketkit.engines.loop.pool:PoolEngine",
+    "asyncio": "socketkit.engines.aio.asyncio_engine:AsyncioEngine",
+    "uvloop": "socketkit.engines.aio.uvloop_engine:UvloopEngine",
     # a master and worker processes, each running one of the above: Server(workers=N)
-    "prefork": "socketkit.engines.prefork:PreforkEngine",
+    "prefork": "socketkit.supervisor.prefork:PreforkEngine",
+}
+
+#: which family each engine belongs to (its folder under engines/; prefork is a supervisor)
+FAMILIES: dict[str, str] = {
+    "iterative": "threaded",
+    "threads": "threaded",
+    "select": "loop",
+    "poll": "loop",
+    "epoll": "loop",
+    "reactor": "loop",
+    "pool": "loop",
+    "asyncio": "aio",
+    "uvloop": "aio",
+    "prefork": "supervisor",
 }
 
 

@@ -3,8 +3,8 @@
 Why a template: the rules of DESIGN §4 must hold identically on every engine,
 so what can be shared is written once: the connection's life is the
 :class:`~socketkit.session.Session`; accepting under the limits is
-:class:`~socketkit.engines._accept.AcceptGate`; datagrams are answered by
-``_datagrams``; close reasons are reported by :mod:`socketkit.closing`. An
+:class:`~socketkit.engines.common.accept.AcceptGate`; datagrams are answered by
+``common/datagrams``; close reasons are reported by :mod:`socketkit.closing`. An
 engine writes :meth:`Engine.run`, its own way to wait (a poller, a thread per
 connection), and :meth:`Engine.serve` wraps it in the setup and teardown
 every engine needs.
@@ -42,7 +42,7 @@ from ..handlers import Dispatch, Handler
 from ..limits import Limits
 from ..session import Session
 from ..stats import StatsRecorder
-from ._accept import AcceptGate
+from .common.accept import AcceptGate
 
 __all__ = ["BURST", "Engine", "current", "log"]
 

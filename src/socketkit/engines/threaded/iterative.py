@@ -18,10 +18,10 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from ..endpoints import Listener
-from ..stats import Counters
-from ._datagrams import serve_datagrams
-from ._thread_engine import ThreadEngine
+from ...endpoints import Listener
+from ...stats import Counters
+from ..common.datagrams import serve_datagrams
+from .engine import ThreadEngine
 
 __all__ = ["IterativeEngine"]
 

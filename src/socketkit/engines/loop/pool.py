@@ -39,12 +39,12 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from ..endpoints import Listener
-from ..errors import ClosedError, ProtocolError
-from ..session import OPEN
-from ._datagrams import DatagramConnection, WaitingDatagrams, decode, run_handler
-from ._poller import READ, WRITE
-from .base import BURST, current, log
+from ...endpoints import Listener
+from ...errors import ClosedError, ProtocolError
+from ...session import OPEN
+from ..base import BURST, current, log
+from ..common.datagrams import DatagramConnection, WaitingDatagrams, decode, run_handler
+from .poller import READ, WRITE
 from .reactor import ReactorConnection, ReactorEngine
 
 __all__ = ["PoolEngine"]

@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..closing import log, report_close
-from ..codecs import Codec
-from ..connection import Connection
-from ..endpoints import Listener
-from ..errors import RemoteProtocolError
-from ..session import SessionHost
-from ..stats import Counters
+from ...closing import log, report_close
+from ...codecs import Codec
+from ...connection import Connection
+from ...endpoints import Listener
+from ...errors import RemoteProtocolError
+from ...session import SessionHost
+from ...stats import Counters
 
 __all__ = [
     "RECV_SIZE",

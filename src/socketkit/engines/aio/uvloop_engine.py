@@ -1,6 +1,6 @@
 """uvloop: the asyncio engine on uvloop's event loop (libuv), when it is installed.
 
-Everything but the loop is the asyncio engine's (:mod:`.aio`): the same
+Everything but the loop is the asyncio engine's (:mod:`.asyncio_engine`): the same
 sessions, accept gate, deadlines and stop, so the conformance suite holds it
 to the same behaviour. Two things uvloop does differently are met there: an
 exception from a protocol callback (a second Ctrl-C raised inside a handler)
@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
-from .aio import AsyncioEngine
+from .asyncio_engine import AsyncioEngine
 
 __all__ = ["UvloopEngine"]
 
 
 class UvloopEngine(AsyncioEngine):
-    """socketkit on a uvloop loop (see :mod:`.aio`)."""
+    """socketkit on a uvloop loop (see :mod:`.asyncio_engine`)."""
 
     name: ClassVar[str] = "uvloop"
 

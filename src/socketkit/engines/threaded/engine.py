@@ -15,11 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..endpoints import Listener
-from ..session import Session
-from ._flusher import OutboxFlusher
-from ._threaded import ThreadedConnection
-from .base import Engine, log
+from ...endpoints import Listener
+from ...session import Session
+from ..base import Engine, log
+from .connection import ThreadedConnection
+from .flusher import OutboxFlusher
 
 __all__ = ["ThreadEngine"]
 

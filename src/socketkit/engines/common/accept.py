@@ -16,11 +16,11 @@ import threading
 import time
 from typing import Any
 
-from ..closing import log, log_sampled
-from ..endpoints import Listener
-from ..errors import LimitExceeded
-from ..limits import Limits
-from ..stats import StatsRecorder
+from ...closing import log, log_sampled
+from ...endpoints import Listener
+from ...errors import LimitExceeded
+from ...limits import Limits
+from ...stats import StatsRecorder
 
 __all__ = ["ACCEPT_BACKOFF", "AcceptGate"]
 

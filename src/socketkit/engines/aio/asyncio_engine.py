@@ -3,7 +3,7 @@
 Why: an application that already lives on asyncio (asyncpg, aiohttp clients)
 gets socketkit's codecs, limits, stats and graceful stop on its own loop
 (``await server.serve()``); ``engine="uvloop"`` runs the same on uvloop's
-loop (:mod:`.aio_uvloop`). Each connection is an ``asyncio.Protocol`` that is also its session
+loop (:mod:`.uvloop_engine`). Each connection is an ``asyncio.Protocol`` that is also its session
 (:mod:`socketkit.session`): the loop's callbacks feed it, and it hands its
 output to the transport. This module only waits, accepts and stops, as every
 engine does.
@@ -18,7 +18,7 @@ engine does.
   session, which stops reading from that peer above ``write_buffer_high`` and
   times it out (write_timeout) if it reads nothing for ``idle_timeout``.
 - **Deadlines**: one heap for every connection and one ``call_at`` for its
-  first entry, pushed back lazily (:mod:`._deadlines`, as the reactor does): no
+  first entry, pushed back lazily (:mod:`..common.deadlines`, as the reactor does): no
   timer object per connection.
 - **Stopping**: listeners are closed (what waits in the backlog is served first),
   idle connections end once nothing more is waiting on their socket (a peek),
@@ -41,13 +41,13 @@ import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, ClassVar, cast
 
-from ..endpoints import Listener
-from ..errors import BrokenError, ClosedError, Timeout, translate_oserror
-from ..session import CLOSED, CLOSING, OPEN, Session
-from . import _linger
-from ._datagrams import RECV_SIZE, WaitingDatagrams
-from ._deadlines import Deadlines
-from .base import BURST, Engine, log
+from ...endpoints import Listener
+from ...errors import BrokenError, ClosedError, Timeout, translate_oserror
+from ...session import CLOSED, CLOSING, OPEN, Session
+from ..base import BURST, Engine, log
+from ..common import linger
+from ..common.datagrams import RECV_SIZE, WaitingDatagrams
+from ..common.deadlines import Deadlines
 
 __all__ = ["AsyncioEngine"]
 
@@ -233,7 +233,7 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
             self._engine.loop.call_later(self._limits.idle_timeout, transport.abort)
 
     def _lingers(self, transport: asyncio.Transport) -> bool:
-        """Begin a lingering close (``_linger``) where input waits (closing now would reset): the
+        """Begin a lingering close (``common/linger``) where input waits (closing now would reset): the
         sending side ends after what the transport holds, and the transport goes to a
         :class:`_Lingering` protocol that discards input until the peer ends it too, for
         LINGER_TIME and LINGER_BYTES at most."""
@@ -243,7 +243,7 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         transport.set_protocol(_Lingering(transport))
         if self._paused:
             transport.resume_reading()
-        self._engine.loop.call_later(_linger.LINGER_TIME, transport.close)
+        self._engine.loop.call_later(linger.LINGER_TIME, transport.close)
         return True
 
     def waiting_input(self) -> bool:
@@ -342,7 +342,7 @@ class _Lingering(asyncio.Protocol):
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        self.left = _linger.LINGER_BYTES
+        self.left = linger.LINGER_BYTES
 
     def data_received(self, data: bytes) -> None:
         self.left -= len(data)
@@ -534,7 +534,7 @@ class AsyncioEngine(Engine):
         task.add_done_callback(self._closings.discard)
 
     def schedule(self, conn: AsyncioConnection, when: float) -> None:
-        """(Re)arm ``conn``'s deadline (see :mod:`._deadlines`): one loop timer serves them all."""
+        """(Re)arm ``conn``'s deadline (see :mod:`..common.deadlines`): one loop timer serves them all."""
         self.deadlines.schedule(conn, when, len(self._conns))
         if when < self._deadline_timer_at:
             self._arm_deadlines(when)

@@ -16,7 +16,7 @@ and waits for them on its wake socket.
 
 Datagram listeners get one (``threading``) thread each, answering datagrams in order.
 
-Event-style handlers are called one at a time (``_serial``: DESIGN §4's one rule),
+Event-style handlers are called one at a time (``threaded/serial``: DESIGN §4's one rule),
 so many threads cost nothing in correctness to a handler that shares state; a
 handler that waits (a database call) is marked ``@blocking`` and runs
 concurrently.
@@ -31,15 +31,15 @@ import threading
 import time
 from typing import Any, ClassVar
 
-from ..endpoints import Listener
-from ..handlers import Dispatch
-from ..session import Session
-from ..stats import Counters
-from ._datagrams import serve_datagrams
-from ._serial import SerialDispatch, serialized
-from ._thread_engine import ThreadEngine
-from ._threaded import ThreadedConnection
-from .base import current, log
+from ...endpoints import Listener
+from ...handlers import Dispatch
+from ...session import Session
+from ...stats import Counters
+from ..base import current, log
+from ..common.datagrams import serve_datagrams
+from .connection import ThreadedConnection
+from .engine import ThreadEngine
+from .serial import SerialDispatch, serialized
 
 __all__ = ["ThreadsEngine"]
 
@@ -57,7 +57,7 @@ class ThreadsEngine(ThreadEngine):
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()  # made here: serving opens no descriptor of its own
         self._datagram_threads: list[threading.Thread] = []
-        #: held by every event handler call (``_serial``); None for concurrent handlers
+        #: held by every event handler call (``threaded/serial``); None for concurrent handlers
         self._handler_lock = None if self.handler.concurrent else threading.RLock()
 
     def dispatch_for(self, session: Session) -> Dispatch:

@@ -16,8 +16,8 @@ import heapq
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..errors import Timeout
-from ..session import CLOSED, Phase
+from ...errors import Timeout
+from ...session import CLOSED, Phase
 
 __all__ = ["Deadlines", "Timed"]
 

@@ -38,10 +38,10 @@ from typing import Any, NoReturn
 
 from ..codecs import Codec
 from ..endpoints import Listener
+from ..engines.base import Engine, log
 from ..handlers import Handler
 from ..limits import Limits
 from ..stats import StatsRecorder
-from .base import Engine, log
 
 __all__ = ["BEAT_INTERVAL", "BOOT_FAILED", "WorkerPlan", "run_worker"]
 

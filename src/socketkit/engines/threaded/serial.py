@@ -26,8 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..connection import Connection
-from ..handlers import Dispatch
+from ...connection import Connection
+from ...handlers import Dispatch
 
 __all__ = ["SerialDispatch", "serialized"]
 

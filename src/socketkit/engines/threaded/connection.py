@@ -28,14 +28,14 @@ import time
 import typing
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..endpoints import Listener
-from ..errors import ClosedError, SocketkitError, translate_oserror
-from ..session import INPUT_ENDED, OPEN, Session, SessionHost
-from . import _linger
-from ._datagrams import RECV_SIZE
+from ...endpoints import Listener
+from ...errors import ClosedError, SocketkitError, translate_oserror
+from ...session import INPUT_ENDED, OPEN, Session, SessionHost
+from ..common import linger
+from ..common.datagrams import RECV_SIZE
 
 if TYPE_CHECKING:
-    from ._flusher import OutboxFlusher
+    from .flusher import OutboxFlusher
 
 __all__ = ["ThreadHost", "ThreadedConnection"]
 
@@ -170,7 +170,7 @@ class ThreadedConnection(Session):
     # -- sends and closes from other threads -------------------------------------------------
 
     def hand_over_output(self) -> None:
-        """After an event whose handler calls are serialized (``_serial``), with the lock still
+        """After an event whose handler calls are serialized (``threaded/serial``), with the lock still
         held: its output joins the outbox, so a send another thread's handler makes next
         goes out behind it."""
         if self.out:
@@ -245,15 +245,15 @@ class ThreadedConnection(Session):
         flusher = self._engine.existing_flusher
         if flusher is not None:  # before the close: the descriptor's number may be reused
             flusher.unwatch(self._sock.fileno())
-        if self.may_linger and _linger.begin(self._sock):
+        if self.may_linger and linger.begin(self._sock):
             self._linger()
         self._sock.close()
 
     def _linger(self) -> None:
         """Read and discard until the peer ends its input too, within LINGER_TIME and
-        LINGER_BYTES (``_linger``), in this connection's own thread."""
-        until = time.monotonic() + _linger.LINGER_TIME
-        left = _linger.LINGER_BYTES
+        LINGER_BYTES (``common/linger``), in this connection's own thread."""
+        until = time.monotonic() + linger.LINGER_TIME
+        left = linger.LINGER_BYTES
         while left > 0:
             remaining = until - time.monotonic()
             if remaining <= 0:

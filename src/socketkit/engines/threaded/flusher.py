@@ -15,8 +15,8 @@ import socket
 import threading
 from typing import Protocol
 
-from ..closing import log
-from ..errors import SocketkitError
+from ...closing import log
+from ...errors import SocketkitError
 
 
 class Flushable(Protocol):

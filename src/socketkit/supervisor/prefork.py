@@ -29,7 +29,7 @@ The master never serves. It
   (``Server.worker_stats``), and keeps the last report of workers that exited.
 
 Workers notice the master's death through their channel (end of stream) and
-stop; a forked child never returns into the master's code (``_worker``).
+stop; a forked child never returns into the master's code (``supervisor/worker``).
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, ClassVar
 
+from ..engines.base import Engine, log
 from ..errors import SocketkitError
 from ..session import Session
 from ..stats import LatencyHistogram, Stats, StatsSource, stats_from_dict, sum_stats
-from ._worker import BOOT_FAILED, WorkerPlan, run_worker
-from .base import Engine, log
+from .worker import BOOT_FAILED, WorkerPlan, run_worker
 
 __all__ = ["PreforkEngine", "usable_cores"]
 

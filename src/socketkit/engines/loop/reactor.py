@@ -14,11 +14,11 @@ The select/poll/epoll chapter of the tutorials, built to the rules of DESIGN §4
   judged by whether it drains before its deadline, not by one burst: only
   past ``FOREIGN_OUTPUT_FACTOR`` times the mark is it closed at once, so memory
   per connection stays bounded;
-- **deadlines** (:mod:`._deadlines`): one heap entry per connection, checked lazily: an entry that
+- **deadlines** (:mod:`..common.deadlines`): one heap entry per connection, checked lazily: an entry that
   comes due is pushed back to the connection's real deadline unless it passed;
   entries of closed connections are dropped when they outnumber the live ones;
 - **lean per connection**: descriptors map straight to their handlers (no
-  ``selectors`` keys, see ``_poller``), and a connection holds no more than
+  ``selectors`` keys, see ``loop/poller``), and a connection holds no more than
   its socket, decoder, dispatcher and output buffer until it is used;
 - **few system calls per connection**: accepted sockets stay in blocking mode
   and every ``recv``/``send`` passes ``MSG_DONTWAIT`` (no ``fcntl`` per
@@ -43,14 +43,14 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from ..endpoints import Listener
-from ..errors import ClosedError, Timeout, translate_oserror
-from ..session import CLOSED, CLOSING, OPEN, Phase, Session
-from . import _linger
-from ._datagrams import RECV_SIZE, WaitingDatagrams
-from ._deadlines import Deadlines
-from ._poller import ERROR, READ, WRITE, Poller, poller_class
-from .base import BURST, Engine, log
+from ...endpoints import Listener
+from ...errors import ClosedError, Timeout, translate_oserror
+from ...session import CLOSED, CLOSING, OPEN, Phase, Session
+from ..base import BURST, Engine, log
+from ..common import linger
+from ..common.datagrams import RECV_SIZE, WaitingDatagrams
+from ..common.deadlines import Deadlines
+from .poller import ERROR, READ, WRITE, Poller, poller_class
 
 __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 
@@ -209,7 +209,7 @@ class ReactorConnection(Session):
 
 
 class _Lingerer:
-    """A closed connection's socket, read and discarded until its peer ends too (``_linger``);
+    """A closed connection's socket, read and discarded until its peer ends too (``common/linger``);
     on the deadline heap like a connection, so it never outlives LINGER_TIME."""
 
     __slots__ = ("_timer_at", "engine", "fd", "left", "phase", "sock", "until")
@@ -218,8 +218,8 @@ class _Lingerer:
         self.engine = engine
         self.sock = sock
         self.fd = fd
-        self.left = _linger.LINGER_BYTES
-        self.until = engine.now + _linger.LINGER_TIME
+        self.left = linger.LINGER_BYTES
+        self.until = engine.now + linger.LINGER_TIME
         self.phase: Phase = OPEN
         self._timer_at = 0.0
 
@@ -317,8 +317,8 @@ class ReactorEngine(Engine):
             self.poller.forget(fd)
 
     def linger(self, sock: socket.socket, fd: int) -> None:
-        """A connection closed: its socket lingers (``_linger``) or is closed now."""
-        if self._ending or not _linger.begin(sock):
+        """A connection closed: its socket lingers (``common/linger``) or is closed now."""
+        if self._ending or not linger.begin(sock):
             self.forget(fd)
             sock.close()
             return
@@ -437,7 +437,7 @@ class ReactorEngine(Engine):
             conn.stop_check()
 
     def schedule(self, conn: ReactorConnection, deadline: float) -> None:
-        """(Re)arm ``conn``'s timer (see :mod:`._deadlines`)."""
+        """(Re)arm ``conn``'s timer (see :mod:`..common.deadlines`)."""
         self.deadlines.schedule(conn, deadline, self._open)
 
     # -- listeners ---------------------------------------------------------------------

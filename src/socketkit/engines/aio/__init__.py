@@ -1,0 +1,1 @@
+"""The asyncio family: sessions as asyncio protocols on a loop (asyncio, uvloop)."""

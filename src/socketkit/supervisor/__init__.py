@@ -1,0 +1,1 @@
+"""prefork: a master that supervises worker processes, each running one engine."""
