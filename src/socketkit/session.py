@@ -26,18 +26,21 @@ Phases (``session.phase``; ``conn.state`` stays the handler's own dict)::
 - ``CLOSED``: the close sequence ran: counted, reported, transport closed,
   handler told (``on_close``).
 
-Engines subclass :class:`Session` to add their I/O (the hooks at the end):
-one object per connection, and the hot path calls no layer it does not need.
+What has rules of its own is an object the session composes: the byte layers
+are a :class:`~socketkit.layers.stack.LayerStack` (the engine says only where
+it writes and what lock keeps it to one thread). Engines still subclass
+:class:`Session` to add their I/O (the hooks at the end): one object per
+connection, and the hot path calls no layer it does not need.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import threading
 import time
 import typing
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .closing import log, report_close, report_defect
@@ -56,15 +59,14 @@ from .errors import (
     WriteTimeout,
 )
 from .handlers import Dispatch
+from .layers.stack import LayerStack, LayerT
 
 _perf_counter = time.perf_counter
-_NO_GUARD = contextlib.nullcontext()
-LayerT = typing.TypeVar("LayerT", bound="Layer")
 
 if TYPE_CHECKING:
     from .codecs import Codec
     from .handlers import Handler
-    from .layers import Layer, LayerFactory
+    from .layers import LayerFactory
     from .limits import Limits
     from .stats import StatsRecorder
 
@@ -141,7 +143,6 @@ class Session(Connection):
         "_in_event",
         "_last_active",
         "_latency",
-        "_layers",
         "_limits",
         "_message_started",
         "_opened",
@@ -152,6 +153,7 @@ class Session(Connection):
         "_pending_error",
         "_release",
         "_reported",
+        "_stack",
         "error",
         "out",
         "per_ip_counted",
@@ -168,7 +170,13 @@ class Session(Connection):
         now: float,
         layer_factories: tuple[LayerFactory, ...] = (),
         listener: str = "",
+        *,
+        layer_write: Callable[[bytes], object] | None = None,
+        layer_lock: typing.ContextManager[object] | None = None,
     ) -> None:
+        """``layer_write`` and ``layer_lock``: where the layer stack writes and what keeps it to
+        one thread (:class:`~socketkit.layers.stack.LayerStack`); by default the session's
+        output, and nothing (every send made on the connection's own thread)."""
         super().__init__(host.codec, peer, local, scheme, listener)
         self._host = host
         self._limits = limits = host.limits
@@ -179,15 +187,19 @@ class Session(Connection):
         # is told when they were handled; the others cost nothing for it.
         self._release = decoder.release if type(decoder).release is not Decoder.release else None
         self._dispatch: Dispatch = _NO_DISPATCH
-        self._layers: list[Layer] | None = [make() for make in layer_factories] if layer_factories else None
+        self.out = bytearray()  # bytes for the peer, not yet handed to the kernel
+        self._stack: LayerStack | None = None
         #: Whether the engine counted this connection against max_connections_per_ip (not
         #: yet, behind a PROXY header: its real peer is not known before the header).
         self.per_ip_counted = True
-        if self._layers is not None:
-            for layer in self._layers:
-                layer.opened(peer)
-                if layer.readdresses:
-                    self.per_ip_counted = False
+        if layer_factories:
+            self._stack = stack = LayerStack(
+                layer_factories,
+                peer,
+                self.out.extend if layer_write is None else layer_write,
+                layer_lock,
+            )
+            self.per_ip_counted = not stack.readdresses
         self._pending: deque[Any] | None = None  # decoded messages a blocking handler has not taken
         # bad input behind messages not handled yet: raised to a blocking handler after them, or
         # answered once the deferred ones have their replies
@@ -204,7 +216,6 @@ class Session(Connection):
         self._message_started = 0.0
         self.phase = OPEN
         self.error: BaseException | None = None  # why it is closing (None: a clean close)
-        self.out = bytearray()  # bytes for the peer, not yet handed to the kernel
         self.reading = True  # whether the engine should read (False: closing, or backpressure)
 
     # -- events from the engine ---------------------------------------------------------
@@ -222,8 +233,8 @@ class Session(Connection):
         except Exception as exc:
             self._close(exc)
         self._in_event = False
-        if self._layers is not None:
-            self._take_layer_output()
+        if self._stack is not None:
+            self._stack.write_own()
         if self.out:
             self._settle()
 
@@ -238,7 +249,7 @@ class Session(Connection):
         self.bytes_in += len(data)
         self._last_active = now
         self._heard = True
-        if self._layers is not None:
+        if self._stack is not None:
             data = self._through_layers(data, now)
             if not data:
                 return
@@ -291,7 +302,7 @@ class Session(Connection):
             self._bad_input(bad)
         elif len(self.out) > self._limits.write_buffer_high:
             self._settle()
-        if self._layers is not None and self.phase is OPEN and any(layer.ended for layer in self._layers):
+        if self._stack is not None and self.phase is OPEN and self._stack.ended:
             self._end_of_stream()  # TLS close_notify: the peer's stream ended inside the layers
 
     def _timed_dispatch(self, handle: Any, messages: list[Any]) -> None:
@@ -475,10 +486,7 @@ class Session(Connection):
     def layer(self, kind: type[LayerT]) -> LayerT | None:
         """This connection's layer of class ``kind`` (``TlsLayer``, ``ProxyProtocolLayer``), if any:
         what it learned (TLS version, the PROXY header's TLVs)."""
-        for layer in self._layers or ():
-            if isinstance(layer, kind):
-                return layer
-        return None
+        return None if self._stack is None else self._stack.find(kind)
 
     @property
     def write_buffer_size(self) -> int:
@@ -490,7 +498,7 @@ class Session(Connection):
             raise ClosedError(f"{self.peer_url}: send on a closed connection")
         if _get_ident() != self._owner:
             self._send_from_elsewhere(data)
-        elif self._in_event and self._layers is None:  # a reply: written after the event
+        elif self._in_event and self._stack is None:  # a reply: written after the event
             self.messages_out += 1
             self.out += data
         else:
@@ -545,11 +553,8 @@ class Session(Connection):
             if self.error is not None:  # counted as it begins: a TLS close_notify may reach the peer
                 report_close(self._host.stats, self, self.error)  # before finish() runs
                 self._reported = True
-            if self._layers is not None:  # their goodbyes (TLS close_notify) follow the output
-                with self._layer_guard():
-                    for layer in self._layers:
-                        layer.close()
-                    self._take_layer_output()
+            if self._stack is not None:  # their goodbyes (TLS close_notify) follow the output
+                self._stack.close()
 
     def _end_input(self) -> None:
         """No more input will be read. A blocking handler, or one with messages in hand, may
@@ -562,9 +567,8 @@ class Session(Connection):
 
     def _end_of_stream(self) -> None:
         try:
-            if self._layers is not None:
-                for layer in self._layers:
-                    layer.end()
+            if self._stack is not None:
+                self._stack.end()
             self._decoder.feed(b"")
         except ProtocolError as exc:
             self._bad_input(exc)
@@ -586,8 +590,8 @@ class Session(Connection):
 
     def _write(self, data: bytes) -> None:
         """Bytes for the wire, through the layers if there are any."""
-        if self._layers is not None:
-            self._commit(data, len(self._layers))
+        if self._stack is not None:
+            self._stack.send(data)
         else:
             self.out += data
 
@@ -684,37 +688,33 @@ class Session(Connection):
     def _through_layers(self, data: bytes, now: float) -> bytes:
         """Wire bytes up through the layers: what reaches the codec, b"" if nothing does
         (then what the layers did is settled here: a handshake, an error, the stream's end)."""
-        assert self._layers is not None
+        stack = self._stack
+        assert stack is not None
         try:
-            data = self._lower(data)
+            data = stack.feed(data)
         except ProtocolError as exc:
-            self._take_layer_output()  # e.g. the TLS alert that says why
+            stack.write_own()  # e.g. the TLS alert that says why
             self._bad_input(exc)
             return b""
-        if not self.per_ip_counted and not self._readdress():
+        if not self.per_ip_counted and not self._readdress(stack):
             return b""
         if not data:
-            busy = any(layer.in_progress for layer in self._layers)
+            busy = stack.in_progress
             if busy and not self._partial:  # a handshake: read_timeout is its deadline
                 self._partial = True
                 self._message_started = now
             elif not busy and self._partial and not self._decoder.buffered:
                 self._partial = False  # the handshake is done; no message has begun
-            if any(layer.ended for layer in self._layers):
+            if stack.ended:
                 self._end_of_stream()
         return data
 
-    def _readdress(self) -> bool:
+    def _readdress(self, stack: LayerStack) -> bool:
         """Take the real peer a layer learned (a PROXY header) and count it against the
         per-IP limit; False if the connection was refused for it."""
-        assert self._layers is not None
-        peer = self.peer  # a health check (PROXY LOCAL) leaves the socket's own peer
-        for layer in self._layers:
-            if layer.peer_address is not None:
-                peer = layer.peer_address
-                break
-            if layer.in_progress:
-                return True  # not known yet
+        known, peer = stack.learned_peer(self.peer)  # (PROXY LOCAL leaves the socket's own peer)
+        if not known:
+            return True
         refusal = self._host.admit(peer, self.listener)
         if refusal is not None:
             self._bad_input(refusal)
@@ -724,43 +724,6 @@ class Session(Connection):
             self._peer_url = None
         self.per_ip_counted = True
         return True
-
-    def _lower(self, data: bytes) -> bytes:
-        """Wire bytes up through the layers (the first is nearest the socket)."""
-        assert self._layers is not None
-        with self._layer_guard():
-            for layer in self._layers:
-                data = layer.feed(data)
-                if not data:
-                    break
-            self._take_layer_output()
-        return data
-
-    def _commit(self, data: bytes, above: int) -> None:
-        """Wrap bytes from above layer ``above`` and queue them for the wire, in one step:
-        a TLS record's place in the stream is fixed when it is made."""
-        with self._layer_guard():
-            self.out += self._raise(data, above)
-
-    def _layer_guard(self) -> typing.ContextManager[object]:
-        """What keeps the layers to one thread at a time (an engine whose other threads send
-        on this connection locks here); nothing by default."""
-        return _NO_GUARD
-
-    def _raise(self, data: bytes, above: int) -> bytes:
-        """Bytes from above layer ``above`` down through the layers below it, to the wire."""
-        assert self._layers is not None
-        for layer in reversed(self._layers[:above]):
-            data = layer.wrap(data)
-        return data
-
-    def _take_layer_output(self) -> None:
-        """Bytes the layers want sent of their own (a handshake), each wrapped by those below it."""
-        assert self._layers is not None
-        for index, layer in enumerate(self._layers):
-            own = layer.take_output()
-            if own:
-                self._commit(own, index)
 
     # -- the engine's I/O (overridden by each engine) --------------------------------------
 

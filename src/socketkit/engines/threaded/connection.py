@@ -25,7 +25,6 @@ import socket
 import struct
 import threading
 import time
-import typing
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...endpoints import Listener
@@ -79,6 +78,10 @@ class ThreadedConnection(Session):
     )
 
     def __init__(self, sock: socket.socket, peer: Any, engine: ThreadHost, listener: Listener) -> None:
+        # The socket's writes, the outbox and (with TLS) the layers, against other threads;
+        # re-entrant: a layer's own output is written while its input is being read.
+        self._lock = threading.RLock()
+        self._outbox = bytearray()  # what other threads sent that the kernel did not take yet
         super().__init__(
             engine,
             peer,
@@ -87,6 +90,10 @@ class ThreadedConnection(Session):
             time.monotonic(),
             listener.layer_factories,
             listener.url,
+            # With layers (TLS) every record goes through the outbox, in the order made, so a
+            # record made on another thread can never overtake one made here, or the reverse.
+            layer_write=self._outbox.extend,
+            layer_lock=self._lock,
         )
         self._sock = sock
         self._engine = engine
@@ -94,12 +101,8 @@ class ThreadedConnection(Session):
         # is already there and whose reply fits the send buffer needs neither.
         self._rcvtimeo = 0.0  # SO_RCVTIMEO now (0: not set)
         self._sndtimeo = False  # whether SO_SNDTIMEO is set
-        # The socket's writes, the outbox and (with TLS) the layers, against other threads;
-        # re-entrant: a layer's own output is committed while its input is being read.
-        self._lock = threading.RLock()
         self._parked = False  # waiting between messages: stop() may end the wait
         self._big_reads = False  # the peer sent _PARKED_RECV_SIZE or more at once
-        self._outbox = bytearray()  # what other threads sent that the kernel did not take yet
         self._cut_off: BaseException | None = None  # why another thread cut this connection off
 
     def _find_local(self) -> Any:
@@ -178,24 +181,15 @@ class ThreadedConnection(Session):
                 self._outbox += self.out
                 self.out.clear()
 
-    def _layer_guard(self) -> typing.ContextManager[object]:
-        return self._lock
-
-    def _commit(self, data: bytes, above: int) -> None:
-        # With layers (TLS) every record goes through the outbox, in the order made, so a
-        # record made on another thread can never overtake one made here, or the reverse.
-        with self._lock:
-            self._outbox += self._raise(data, above)
-
     def _send_from_elsewhere(self, data: bytes) -> None:
         """A send from another thread: never blocks; a peer that cannot keep up is cut off."""
         with self._lock:
             if self._cut_off is not None:
                 return
-            if self._layers is not None:
+            if self._stack is not None:
                 if self.phase is not OPEN and self.phase is not INPUT_ENDED:
                     return  # closing: nothing is wrapped after the layers' goodbye
-                data = self._raise(data, len(self._layers))
+                data = self._stack.wrap(data)
             self.messages_out += 1
             outbox = self._outbox
             if outbox:
