@@ -3,6 +3,8 @@ sequence written once."""
 
 from __future__ import annotations
 
+import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,41 @@ def test_every_engine_lives_in_its_familys_folder() -> None:
             else f"socketkit.engines.{FAMILIES[name]}"
         )
         assert module.startswith(folder + "."), (name, module)
+
+
+def _private_names_defined(tree: ast.Module) -> set[str]:
+    """The private names a module defines: functions, classes, attributes it assigns, slots."""
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)  # __slots__ entries
+    return {name for name in names if name.startswith("_")}
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    """``x._name`` where ``_name`` is not this module's own (and ``x`` is not self, cls or a
+    standard library module) is a neighbour's internals: what a neighbour needs is public."""
+    stdlib = set(sys.stdlib_module_names)
+    reaches = []
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        own = _private_names_defined(tree)
+        for node in ast.walk(tree):
+            if (
+                not isinstance(node, ast.Attribute)
+                or not node.attr.startswith("_")
+                or node.attr.startswith("__")
+            ):
+                continue
+            base = node.value
+            if isinstance(base, ast.Name) and (base.id in ("self", "cls") or base.id in stdlib):
+                continue
+            if node.attr not in own:
+                reaches.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}")
+    assert reaches == []

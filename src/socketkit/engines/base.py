@@ -221,7 +221,8 @@ class Engine(ABC):
         except OSError:  # full (already pending), or closed after serve() ended
             pass
 
-    def _drain_wake(self) -> None:
+    def drain_wake(self) -> None:
+        """Empty the wake socket (its loop was woken: it looks at what changed)."""
         try:
             while self._wake_r.recv(4096):
                 pass

@@ -181,7 +181,7 @@ class PreforkEngine(Engine):
                 now = time.monotonic()
                 for key, _ in selector.select(self._timeout(now)):
                     if key.data is None:
-                        self._drain_wake()
+                        self.drain_wake()
                     else:
                         kind, worker = key.data
                         if kind == "channel":

@@ -60,9 +60,9 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         "_engine",
         "_flush_due",
         "_paused",
-        "_timer_at",
         "_transport",
         "_writable",
+        "timer_at",
     )
 
     def __init__(self, engine: AsyncioEngine, peer: Any, listener: Listener) -> None:
@@ -80,7 +80,7 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self._writable = True  # the transport's write buffer is below its high mark
         self._paused = False  # reading is paused on the transport
         self._flush_due = False  # a flush is scheduled for this loop iteration
-        self._timer_at = 0.0  # when its live entry on the engine's deadline heap comes due
+        self.timer_at = 0.0  # when its live entry on the engine's deadline heap comes due
 
     def _find_local(self) -> Any:
         return None if self._transport is None else self._transport.get_extra_info("sockname")
@@ -117,7 +117,7 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         self.received(data, now)
         if self._partial and self._message_started == now:  # a message started: read_timeout
             deadline = now + self._limits.read_timeout
-            if deadline < self._timer_at:
+            if deadline < self.timer_at:
                 self._engine.schedule(self, deadline)
         self._flush()
 
@@ -457,7 +457,7 @@ class AsyncioEngine(Engine):
             loop.call_soon_threadsafe(fn)
 
     def _on_wake(self) -> None:
-        self._drain_wake()
+        self.drain_wake()
         self.run_calls()
         if self.stopping and not self._draining:
             self._draining = True

@@ -23,10 +23,10 @@ __all__ = ["Deadlines", "Timed"]
 
 
 class Timed(Protocol):
-    """What a connection needs to be on the heap (a Session with a ``_timer_at`` slot)."""
+    """What a connection needs to be on the heap (a Session with a ``timer_at`` slot)."""
 
     phase: Phase
-    _timer_at: float  # when its live entry comes due
+    timer_at: float  # when its live entry comes due
 
     def deadline(self) -> float: ...
     def expired(self, now: float) -> Timeout | None: ...
@@ -44,7 +44,7 @@ class Deadlines:
 
     def schedule(self, conn: Timed, when: float, open_count: int) -> None:
         """(Re)arm ``conn`` for ``when``; its earlier entries become stale."""
-        conn._timer_at = when
+        conn.timer_at = when
         heapq.heappush(self.heap, (when, conn))
         self.compact(open_count)
 
@@ -57,7 +57,7 @@ class Deadlines:
         heap = self.heap
         while heap and heap[0][0] <= now:
             due, conn = heapq.heappop(heap)
-            if conn.phase is CLOSED or due != conn._timer_at:
+            if conn.phase is CLOSED or due != conn.timer_at:
                 continue  # closed, or superseded by an earlier entry
             error = conn.expired(now)
             if error is None:
@@ -69,5 +69,5 @@ class Deadlines:
         """Keep the heap within 2 x open + 64 entries (drop those of closed connections)."""
         heap = self.heap
         if len(heap) > 2 * open_count + 64:
-            heap[:] = [(conn._timer_at, conn) for conn in self.live()]
+            heap[:] = [(conn.timer_at, conn) for conn in self.live()]
             heapq.heapify(heap)

@@ -63,7 +63,7 @@ _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get th
 class ReactorConnection(Session):
     """A connection's session, with the reactor's I/O: non-blocking sends and reads on the loop."""
 
-    __slots__ = ("_engine", "_fd", "_queued", "_sock", "_timer_at", "_wants_read", "_writing")
+    __slots__ = ("_engine", "_fd", "_queued", "_sock", "_wants_read", "_writing", "timer_at")
 
     def __init__(self, sock: socket.socket, addr: Any, engine: ReactorEngine, listener: Listener) -> None:
         super().__init__(
@@ -81,7 +81,7 @@ class ReactorConnection(Session):
         self._wants_read = True  # read interest registered with the poller
         self._writing = False  # write interest registered with the poller
         self._queued = False  # in the engine's list of connections to flush this iteration
-        self._timer_at = 0.0  # when this connection's live timer entry comes due
+        self.timer_at = 0.0  # when this connection's live timer entry comes due
 
     def __lt__(self, other: object) -> bool:
         return False  # timer entries with equal deadlines: any order will do
@@ -115,7 +115,7 @@ class ReactorConnection(Session):
             self.received(data, engine.now)
             if self._partial and self._message_started == engine.now:
                 deadline = engine.now + self._limits.read_timeout  # a message started
-                if deadline < self._timer_at:
+                if deadline < self.timer_at:
                     engine.schedule(self, deadline)
             # While stopping, what arrived before the stop is served: read until none is left
             # (a burst at a time: the sweep of the next iteration reads on).
@@ -212,7 +212,7 @@ class _Lingerer:
     """A closed connection's socket, read and discarded until its peer ends too (``common/linger``);
     on the deadline heap like a connection, so it never outlives LINGER_TIME."""
 
-    __slots__ = ("_timer_at", "engine", "fd", "left", "phase", "sock", "until")
+    __slots__ = ("engine", "fd", "left", "phase", "sock", "timer_at", "until")
 
     def __init__(self, engine: ReactorEngine, sock: socket.socket, fd: int) -> None:
         self.engine = engine
@@ -221,7 +221,7 @@ class _Lingerer:
         self.left = linger.LINGER_BYTES
         self.until = engine.now + linger.LINGER_TIME
         self.phase: Phase = OPEN
-        self._timer_at = 0.0
+        self.timer_at = 0.0
 
     def __lt__(self, other: object) -> bool:
         return False
@@ -560,7 +560,7 @@ class _Waker:
         self.engine = engine
 
     def on_event(self, mask: int) -> None:
-        self.engine._drain_wake()
+        self.engine.drain_wake()
 
 
 class _Acceptor:

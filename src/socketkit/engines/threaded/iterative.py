@@ -90,7 +90,7 @@ class IterativeEngine(ThreadEngine):
                 for key, _ in selector.select(timeout):
                     listener = key.data
                     if listener is self._wake_r:  # a signal or a nudge: the loop re-checks stopping
-                        self._drain_wake()
+                        self.drain_wake()
                         self.run_calls()
                         continue
                     if listener is None or self.stopping:

@@ -91,7 +91,7 @@ class ThreadsEngine(ThreadEngine):
                 timeout = self.gate.resume_in if self.gate.paused else None
                 for key, _ in selector.select(timeout):
                     if key.data is None:
-                        self._drain_wake()
+                        self.drain_wake()
                         self.run_calls()
                     elif not self.stopping:
                         self._accept_burst(key.data)
@@ -189,7 +189,7 @@ class ThreadsEngine(ThreadEngine):
                 remaining = min(remaining, max(0.0, fresh - now))
             for key, _ in selector.select(remaining):
                 if key.data is None:
-                    self._drain_wake()
+                    self.drain_wake()
                     self.run_calls()
 
     def _start_datagram_threads(self) -> list[threading.Thread]:
