@@ -75,7 +75,7 @@ class LengthPrefixed(Codec):
         return _LengthDecoder(self.header_size, self._limit(max_length))
 
     def encode(self, message: Any) -> bytes:
-        data = as_bytes(message, "LengthPrefixed")
+        data = message if type(message) is bytes else as_bytes(message, "LengthPrefixed")
         if len(data) > self.max_length:
             raise LocalProtocolError(
                 f"message of {len(data)} bytes exceeds the frame limit of {self.max_length}"

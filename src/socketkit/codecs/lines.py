@@ -61,8 +61,9 @@ class _LinesDecoder(Decoder):
             buf += data
             return []
         lines = data.split(delim)
-        rest = lines.pop()
-        if self._strip_cr:
+        rest = lines[-1]
+        del lines[-1]
+        if self._strip_cr and b"\r" in data:
             lines = [line[:-1] if line[-1:] == b"\r" else line for line in lines]
         if max(map(len, lines)) > self._max:
             error = self._too_long()
@@ -97,7 +98,7 @@ class Lines(Codec):
         return _LinesDecoder(self.delimiter, self._limit(max_length), self._strip_cr)
 
     def encode(self, message: Any) -> bytes:
-        data = as_bytes(message, "Lines")
+        data = message if type(message) is bytes else as_bytes(message, "Lines")
         if self.delimiter in data:
             raise LocalProtocolError(f"message contains the delimiter {self.delimiter!r}")
         return data + self.delimiter

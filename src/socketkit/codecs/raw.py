@@ -42,7 +42,7 @@ class Raw(Codec):
         return _DECODER
 
     def encode(self, message: Any) -> bytes:
-        return as_bytes(message, "Raw")
+        return message if type(message) is bytes else as_bytes(message, "Raw")
 
     def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
         if len(data) > self._limit(max_length):

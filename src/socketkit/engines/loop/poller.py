@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import select
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 __all__ = ["ERROR", "READ", "WRITE", "EpollPoller", "PollPoller", "Poller", "SelectPoller", "poller_class"]
@@ -57,6 +58,12 @@ class Poller(ABC):
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         """Wait up to ``timeout`` seconds (None: forever); the ready ``(fd, mask)`` pairs."""
 
+    @property
+    def wait(self) -> Callable[[float | None], list[tuple[int, int]]]:
+        """:meth:`poll` as the loop calls it: the kernel's own call where it takes the same
+        arguments (epoll), so a loop iteration makes one call to wait, not two."""
+        return self.poll
+
     def close(self) -> None:  # noqa: B027 - only some pollers hold a resource
         """Release the poller's own resources."""
 
@@ -92,6 +99,10 @@ class EpollPoller(_KernelPoller):
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         return self._epoll.poll(-1 if timeout is None else timeout)
+
+    @property
+    def wait(self) -> Callable[[float | None], list[tuple[int, int]]]:
+        return self._epoll.poll  # (None waits for ever, as poll() above says)
 
     def close(self) -> None:
         self._epoll.close()

@@ -346,7 +346,7 @@ class ReactorEngine(Engine):
     # -- the loop --------------------------------------------------------------------
 
     def _run(self) -> None:
-        poll = self.poller.poll
+        poll = self.poller.wait
         handlers = self._handlers
         timers = self._timers
         monotonic = time.monotonic
@@ -356,18 +356,22 @@ class ReactorEngine(Engine):
                 if done:
                     return
             elif timers:  # the steady state: wait for events or the next deadline
-                timeout = max(timers[0][0] - self.now, 0.0)  # never negative: epoll reads that as forever
+                timeout = timers[0][0] - self.now
+                if timeout < 0.0:  # noqa: PLR1730 - max() would be a call per loop iteration
+                    timeout = 0.0  # never negative: epoll reads that as forever
             else:
                 timeout = None
             events = poll(timeout)
             self.now = monotonic()
             for fd, mask in events:
-                handler = handlers.get(fd)
-                if handler is not None:  # an earlier handler in this batch may have closed it
-                    try:
-                        handler.on_event(mask)
-                    except Exception as exc:
-                        self._event_failed(handler, exc)
+                try:
+                    handler = handlers[fd]
+                except KeyError:
+                    continue  # an earlier handler in this batch closed it
+                try:
+                    handler.on_event(mask)
+                except Exception as exc:
+                    self._event_failed(handler, exc)
             if self._calls:
                 self.run_calls()
             if self.dirty:
