@@ -330,4 +330,4 @@ def test_bad_worker_settings_are_clear() -> None:
     result = subprocess.run(
         [*SK, "serve", "broker", "--workers", "2"], capture_output=True, text=True, timeout=60, check=False
     )
-    assert result.returncode == 2 and "relays between the clients of one process" in result.stderr
+    assert result.returncode == 2 and "clients meet in one process" in result.stderr

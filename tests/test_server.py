@@ -12,6 +12,7 @@ import pytest
 
 import socketkit as sk
 from conftest import echo
+from socketkit.services import load_service
 
 
 def test_unknown_engine_lists_the_known_ones() -> None:
@@ -271,3 +272,21 @@ def test_reactor_is_the_best_poller_this_system_has() -> None:
     best = "epoll" if hasattr(select, "epoll") else "poll" if hasattr(select, "poll") else "select"
     assert poller_class("auto").name == best
     assert sk.Server("tcp://127.0.0.1:0", lambda m, c: m, engine="reactor").engine_name == "reactor"
+
+
+def test_a_handler_says_what_it_needs_and_every_server_keeps_it() -> None:
+    """serves_datagrams and one_process, on a user's Protocol as on a built-in service: the
+    server refuses what would break it, with the fix, before serving."""
+
+    class Room(sk.Protocol):
+        serves_datagrams = False
+        one_process = True
+
+    with pytest.raises(ValueError, match=r"does not serve datagrams: use a tcp:// or unix:// URL"):
+        sk.Server(["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], Room())
+    with pytest.raises(ValueError, match="clients meet in one process's memory"):
+        sk.Server("tcp://127.0.0.1:0", Room(), workers=2)
+    sk.Server("tcp://127.0.0.1:0", Room())  # one process, connections: fine
+    broker = load_service("broker").handler
+    with pytest.raises(ValueError, match="serve it with one worker"):
+        sk.Server("tcp://127.0.0.1:0", broker, workers=2)

@@ -44,7 +44,19 @@ ReplyFunction = Callable[[Any, Connection], Any]
 
 
 class Protocol:
-    """Event callbacks for one connection. Override what you need."""
+    """Event callbacks for one connection. Override what you need.
+
+    Two attributes say what the handler needs, and every server keeps them (a
+    reply function may carry them too, set on the function):
+    """
+
+    #: False for a handler that needs connections: a server refuses udp:// and unixgram://
+    #: endpoints for it, saying so.
+    serves_datagrams = True
+    #: True for a shared instance whose connections meet in this process's memory (a chat
+    #: room): a server with several worker processes is refused, since each would hold a
+    #: room of its own.
+    one_process = False
 
     def on_connect(self, conn: Connection) -> None:
         """Called once the connection is accepted, before any message."""

@@ -185,6 +185,18 @@ class Server:
                 raise ValueError(f"the metrics endpoint {metrics!r} must be a stream (tcp://, unix://)")
 
     def _check_handler_fits(self) -> None:
+        target = self.handler.target
+        datagram_urls = [e.url for e in self.endpoints if not e.is_stream]
+        if datagram_urls and not getattr(target, "serves_datagrams", True):
+            raise ValueError(
+                f"{self.handler.name} does not serve datagrams: use a tcp:// or unix:// URL, "
+                f"not {', '.join(datagram_urls)}"
+            )
+        if getattr(target, "one_process", False) and (self.workers or 1) > 1:
+            raise ValueError(
+                f"{self.handler.name}'s clients meet in one process's memory, and with several "
+                "workers each would have clients the others never see: serve it with one worker"
+            )
         if self.handler.is_async:
             if not getattr(self._engine_class, "awaits_handlers", False):
                 raise TypeError(

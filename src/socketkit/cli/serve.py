@@ -247,14 +247,6 @@ def serve(
             worker_timeout=worker_timeout,
             worker_init=relay_starter,  # each worker connects to the backend itself
         )
-        if service in SERVICES and not built_in.datagrams and not all(e.is_stream for e in server.endpoints):
-            raise ValueError(f"{service} does not serve datagrams: use a tcp:// or unix:// URL")
-        if service in SERVICES and built_in.one_process and backend is None and (server.workers or 1) > 1:
-            raise ValueError(
-                f"{service} relays between the clients of one process, and with --workers each "
-                "worker would have clients the others never see: run it without --workers, or "
-                "relay through Redis with --backend redis://HOST:PORT/0"
-            )
     console = Console(stderr=True)
     log_handler: logging.Handler | None = None
     if stats and log_format == "text":

@@ -26,10 +26,8 @@ class Service:
     codec: Codec = field(default_factory=Raw)
     #: False when the wire format is fixed (HTTP) and --codec must not change it.
     codec_selectable: bool = True
-    #: whether it answers datagrams as well as connections.
-    datagrams: bool = True
-    #: whether its clients meet in the server's memory (a broker): one process only
-    one_process: bool = False
+    # (what the handler needs, datagrams or one process, it says itself: every Server keeps
+    # it, for a built-in service and a user's handler alike; see socketkit.Protocol)
 
 
 #: name -> (module, one-line summary). The module's ``service()`` builds a Service.

@@ -25,10 +25,13 @@ from . import Service
 
 
 class Broker(Protocol):
+    serves_datagrams = False  # members are connections
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._members: list[Connection] = []
         self.relay: Any = None  # a RedisRelay when lines cross processes
+        self.one_process = True  # without a backend its members meet in this process only
 
     def use_backend(self, url: str) -> None:
         """Relay lines through ``url`` (``redis://host:port/db?channel=name``) as well.
@@ -39,6 +42,7 @@ class Broker(Protocol):
         from .redis_relay import RedisRelay  # noqa: PLC0415 - its dependency is optional
 
         self.relay = RedisRelay(url, self.deliver)
+        self.one_process = False
 
     def start_relay(self) -> None:
         """Connect to the backend from this process (each worker does, once forked)."""
@@ -83,4 +87,4 @@ class Broker(Protocol):
 
 
 def service() -> Service:
-    return Service("broker", "line broker", Broker(), codec=Lines(), datagrams=False, one_process=True)
+    return Service("broker", "line broker", Broker(), codec=Lines())

@@ -48,6 +48,8 @@ class _Replies:
 class Hello(Protocol):
     """Answers every GET and HEAD with "Hello, world!"."""
 
+    serves_datagrams = False  # HTTP needs a connection
+
     def __init__(self) -> None:
         self._replies = _Replies()
         self._not_allowed = render_response(
@@ -72,6 +74,4 @@ class Hello(Protocol):
 
 
 def service() -> Service:
-    return Service(
-        "hello", "HTTP hello world", Hello(), codec=HttpRequest(), codec_selectable=False, datagrams=False
-    )
+    return Service("hello", "HTTP hello world", Hello(), codec=HttpRequest(), codec_selectable=False)

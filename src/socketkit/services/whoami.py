@@ -16,6 +16,7 @@ from typing import Any
 from ..codecs import HttpRequest, HttpResponse, Request
 from ..connection import Connection
 from ..endpoints import format_url
+from ..handlers import Protocol
 from ..layers.proxy import PP2_TYPE_AUTHORITY, ProxyProtocolLayer
 from ..layers.tls import TlsLayer
 from . import Service
@@ -40,17 +41,21 @@ def describe(conn: Connection) -> str:
     return "\n".join(lines) + "\n"
 
 
-def whoami(message: Any, conn: Connection) -> Any:
-    if isinstance(message, Request):
+class WhoAmI(Protocol):
+    """Answers each request with :func:`describe` (HTTP, or a line with --codec lines)."""
+
+    serves_datagrams = False  # what it tells is about a connection
+
+    def on_message(self, conn: Connection, message: Any) -> None:
+        if not isinstance(message, Request):
+            conn.send(describe(conn).rstrip("\n").replace("\n", "; ").encode())
+            return
         response = HttpResponse(200, describe(conn).encode(), [("Content-Type", "text/plain")])
-        if message.keep_alive:
-            return response
-        response.close = True
+        response.close = not message.keep_alive  # (Connection: close, then it closes)
         conn.send(response)
-        conn.close()
-        return None
-    return describe(conn).rstrip("\n").replace("\n", "; ").encode()
+        if response.close:
+            conn.close()
 
 
 def service() -> Service:
-    return Service("whoami", "how the server sees the client", whoami, codec=HttpRequest(), datagrams=False)
+    return Service("whoami", "how the server sees the client", WhoAmI(), codec=HttpRequest())
