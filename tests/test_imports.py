@@ -61,3 +61,29 @@ def test_no_import_circle_in_the_package() -> None:
         if node not in state:
             visit(node)
     assert cycles == [], "import circles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+#: DESIGN §1's layers, lowest first: a module may import its own layer and those below it
+#: (modules outside these, errors.py or endpoints.py, are shared by all of them).
+LAYERS = ["codecs layers", "session", "engines", "supervisor", "server", "services", "cli __main__"]
+
+
+def _layer(module: str) -> int | None:
+    name = module.removeprefix("socketkit.")
+    for rank, members in enumerate(LAYERS):
+        for member in members.split():
+            if name == member or name.startswith(member + "."):
+                return rank
+    return None
+
+
+def test_no_module_imports_a_layer_above_its_own() -> None:
+    paths = {module_name(path): path for path in SRC.rglob("*.py")}
+    upward = []
+    for name, path in paths.items():
+        own = _layer(name)
+        for target in imports(path, set(paths)):
+            above = _layer(target)
+            if own is not None and above is not None and above > own:
+                upward.append(f"{name} -> {target}")
+    assert upward == []
