@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ import pytest
 
 import socketkit as sk
 from conftest import CONCURRENT, ENGINES, REACTORS, THREADED, echo, fd_count, wait_until
+from socketkit import engines as sk_engines
 from socketkit import server as server_module
+from socketkit.engines.common import stall
 from socketkit.layers import Layer
 from socketkit.services import load_service
 
@@ -1263,3 +1266,44 @@ def test_a_tls_client_hello_to_http_gets_400_at_once(engine: str) -> None:
                 received += data
         assert received.startswith(b"HTTP/1.1 400 Bad Request\r\n")
         assert received.endswith(b"400 Bad Request: malformed request line\n")
+
+
+LOOP_ENGINES = [name for name in ENGINES if sk_engines.engine_class(name).loop_runs_handlers]
+
+
+@pytest.mark.parametrize("engine", LOOP_ENGINES)
+def test_a_handler_that_holds_the_loop_is_named_once_with_the_fix(
+    engine: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing silent: an event handler that waits on a loop engine makes everyone wait, and
+    the log says which handler, where it is, and what to do instead; once per server."""
+    monkeypatch.setattr(stall, "STALL_AFTER", 0.2)
+
+    def slow_lookup(message: bytes, conn: sk.Connection) -> bytes:
+        if message == b"slow":
+            time.sleep(0.6)  # a blocking call in an event handler: what the watch is for
+        return message
+
+    with caplog.at_level(logging.WARNING, logger="socketkit"):
+        with sk.Server("tcp://127.0.0.1:0", slow_lookup, codec=sk.Lines(), engine=engine).start() as server:
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+                assert client.request(b"slow") == b"slow"
+                assert client.request(b"slow") == b"slow"
+                assert client.request(b"quick") == b"quick"
+    held = [r.getMessage() for r in caplog.records if "has held the" in r.getMessage()]
+    assert len(held) == 1, held
+    assert f"handler {slow_lookup.__qualname__} has held the {engine} loop" in held[0]
+    assert "in slow_lookup)" in held[0] and "@socketkit.blocking" in held[0]
+
+
+def test_a_quick_handler_is_never_named(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(stall, "STALL_AFTER", 0.2)
+    with caplog.at_level(logging.WARNING, logger="socketkit"):
+        with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.Lines(), engine="epoll").start() as server:
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+                deadline = time.monotonic() + 0.6  # three heartbeats' time of steady traffic
+                while time.monotonic() < deadline:
+                    assert client.request(b"x") == b"x"
+    assert not [r for r in caplog.records if "has held the" in r.getMessage()]

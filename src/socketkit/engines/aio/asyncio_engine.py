@@ -48,6 +48,7 @@ from ..base import BURST, Engine, log
 from ..common import linger
 from ..common.datagrams import RECV_SIZE, WaitingDatagrams
 from ..common.deadlines import Deadlines
+from ..common.stall import StallWatch
 
 __all__ = ["AsyncioEngine"]
 
@@ -357,6 +358,13 @@ async def _returned(fn: Any, message: Any) -> None:
     fn(message)
 
 
+#: what the stall watch says to do about a handler that holds the loop
+_STALL_FIX = (
+    "Await what it waits for (an async def handler), or mark it @socketkit.blocking and serve "
+    "it with engine='pool' (or 'threads')."
+)
+
+
 def _raise(exc: BaseException) -> None:
     raise exc
 
@@ -417,6 +425,8 @@ class AsyncioEngine(Engine):
             self._own_loop = None
         self._done = self.loop.create_future()
         self.loop.add_reader(self._wake_r.fileno(), self._on_wake)
+        stall = StallWatch(self.name, self.handler.name, _STALL_FIX, self.call_soon_threadsafe)
+        stall.start()
         try:
             for listener in self.listeners:
                 listener.sock.setblocking(False)
@@ -432,6 +442,7 @@ class AsyncioEngine(Engine):
                 self._on_wake()
             await self._done
         finally:
+            stall.stop()
             self.loop.remove_reader(self._wake_r.fileno())
             self._set_accepting(False)
             self.cutting = True

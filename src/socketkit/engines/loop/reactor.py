@@ -50,6 +50,7 @@ from ..base import BURST, Engine, log
 from ..common import linger
 from ..common.datagrams import RECV_SIZE, WaitingDatagrams
 from ..common.deadlines import Deadlines
+from ..common.stall import StallWatch
 from .poller import ERROR, READ, WRITE, Poller, poller_class
 
 __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
@@ -57,6 +58,11 @@ __all__ = ["EpollEngine", "PollEngine", "ReactorEngine", "SelectEngine"]
 _READABLE = READ | ERROR  # an error or hang-up is found by the next recv or send
 _WRITABLE = WRITE | ERROR
 _DONTWAIT = socket.MSG_DONTWAIT  # connection sockets stay in blocking mode: no fcntl per accept
+#: what the stall watch says to do about an event handler that holds the loop
+_STALL_FIX = (
+    "A handler that waits (sleep, a database, a blocking client) belongs on threads: mark it "
+    "@socketkit.blocking and serve it with engine='pool' (or 'threads')."
+)
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
 
 
@@ -284,6 +290,8 @@ class ReactorEngine(Engine):
 
     def run(self) -> None:
         self.now = time.monotonic()
+        stall = StallWatch(self.name, self.handler.name, _STALL_FIX, self.call_soon_threadsafe)
+        stall.start()
         try:
             self._watch(self._wake_r.fileno(), _Waker(self))
             self._register_listeners()
@@ -293,6 +301,7 @@ class ReactorEngine(Engine):
             self._set_accepting(True)
             self._run()
         finally:
+            stall.stop()
             self._ending = True
             for conn in self._live_connections():
                 conn.finish(ClosedError("server stopped"))
