@@ -11,7 +11,9 @@ How, at no cost per request: a watcher thread posts a heartbeat to the loop
 run within :data:`STALL_AFTER` means one callback holds the loop, and the
 watcher logs, once per server, the handler, where the loop thread is (file,
 line, function) and what to do instead. An idle loop runs the heartbeat at
-once; the loop's own timing is never touched.
+once; the loop's own timing is never touched. The threads engine makes its
+event handler calls one at a time under a lock (``threaded/serial``), so there
+the heartbeat is taking that lock (:class:`LockWatch`).
 """
 
 from __future__ import annotations
@@ -23,30 +25,33 @@ from collections.abc import Callable
 from ...closing import log
 from ...gracecut import where
 
-__all__ = ["STALL_AFTER", "StallWatch"]
+__all__ = ["STALL_AFTER", "LockWatch", "StallWatch"]
 
 #: seconds a loop may be held by one callback before the watcher says so
 STALL_AFTER = 1.0
 
 
 class StallWatch:
-    """Watches one loop thread; :meth:`start` on that thread, :meth:`stop` when it ends."""
+    """Watches one loop thread; :meth:`start` on that thread, :meth:`stop` when it ends.
+    ``post`` runs a callable on the loop soon, from any thread."""
 
     def __init__(
         self,
         engine_name: str,
         handler_name: str,
         fix: str,
-        call_soon_threadsafe: Callable[[Callable[[], None]], None],
+        post: Callable[[Callable[[], None]], None],
     ) -> None:
         self._engine_name = engine_name
         self._handler_name = handler_name
         self._fix = fix
-        self._post = call_soon_threadsafe
+        self._post = post
         self._stopped = threading.Event()
         self._loop_thread: int | None = None
         self._posted_at: float | None = None  # a heartbeat waits for the loop since then
         self.warned = False
+        #: what a slow handler holds, in the warning
+        self.held_what = "loop"
 
     def start(self) -> None:
         self._loop_thread = threading.get_ident()
@@ -73,10 +78,33 @@ class StallWatch:
         self.warned = True
         at = where(self._loop_thread)
         log.warning(
-            "handler %s has held the %s loop for %.1fs%s: every other connection waits meanwhile. %s",
+            "handler %s has held the %s %s for %.1fs%s: every other connection waits meanwhile. %s",
             self._handler_name,
             self._engine_name,
+            self.held_what,
             held,
             f" (now at {at})" if at else "",
             self._fix,
         )
+
+
+class LockWatch(StallWatch):
+    """The same watch over the lock that serializes a threaded engine's event handlers: a
+    heartbeat is taking the lock, and one not taken within :data:`STALL_AFTER` is a handler
+    call that holds everyone else's."""
+
+    def __init__(self, engine_name: str, handler_name: str, fix: str, lock: threading.RLock) -> None:
+        super().__init__(engine_name, handler_name, fix, self._take)
+        self._lock = lock
+        self.held_what = "engine's handler lock"
+
+    def start(self) -> None:
+        self._loop_thread = None  # the holder is whichever connection's thread it is
+        threading.Thread(target=self._watch, name="socketkit-stall-watch", daemon=True).start()
+
+    def _take(self, beat: Callable[[], None]) -> None:
+        threading.Thread(target=self._take_lock, args=(beat,), daemon=True).start()
+
+    def _take_lock(self, beat: Callable[[], None]) -> None:
+        with self._lock:
+            beat()

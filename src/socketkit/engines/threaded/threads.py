@@ -37,13 +37,19 @@ from ...session import Session
 from ...stats import Counters
 from ..base import current, log
 from ..common.datagrams import serve_datagrams
+from ..common.stall import LockWatch
 from .connection import ThreadedConnection
 from .engine import ThreadEngine
 from .serial import SerialDispatch, serialized
 
 __all__ = ["ThreadsEngine"]
 
-_JOIN_AFTER_DEADLINE = 0.2  # seconds to wait for threads once their sockets are shut down
+_JOIN_AFTER_DEADLINE = 0.2
+#: what the stall watch says to do about an event handler that holds the others' turn
+_STALL_FIX = (
+    "Event handlers take turns on every engine; one that waits (sleep, a database, a blocking "
+    "client) belongs on its own thread: mark it @socketkit.blocking."
+)  # seconds to wait for threads once their sockets are shut down
 
 
 class ThreadsEngine(ThreadEngine):
@@ -68,6 +74,17 @@ class ThreadsEngine(ThreadEngine):
         return SerialDispatch(dispatch, self._handler_lock, session.hand_over_output)
 
     def run(self) -> None:
+        watch = None
+        if self._handler_lock is not None:  # event handlers take turns: one that waits holds all
+            watch = LockWatch(self.name, self.handler.name, _STALL_FIX, self._handler_lock)
+            watch.start()
+        try:
+            self._serve()
+        finally:
+            if watch is not None:
+                watch.stop()
+
+    def _serve(self) -> None:
         self._datagram_threads = self._start_datagram_threads()
         streams = [listener for listener in self.listeners if listener.endpoint.is_stream]
         selector = self._selector
