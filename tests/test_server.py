@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -290,3 +291,22 @@ def test_a_handler_says_what_it_needs_and_every_server_keeps_it() -> None:
     broker = load_service("broker").handler
     with pytest.raises(ValueError, match="serve it with one worker"):
         sk.Server("tcp://127.0.0.1:0", broker, workers=2)
+
+
+def test_the_serving_line_says_whether_a_protocol_is_shared(caplog: pytest.LogCaptureFixture) -> None:
+    """A Protocol class gets an instance per connection, an instance is shared by all: which
+    one the server got decides whether a chat works, so the serving line says it."""
+
+    class Chat(sk.Protocol):
+        pass
+
+    lines = []
+    for handler in (Chat, Chat(), sk.blocking(echo)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="socketkit"):
+            with sk.Server("tcp://127.0.0.1:0", handler, engine="pool").start():
+                pass
+        lines += [r.getMessage() for r in caplog.records if r.getMessage().startswith("serving ")]
+    assert f"handler {Chat.__qualname__}, a Protocol class: an instance per connection)" in lines[0]
+    assert f"handler {Chat.__qualname__}, one Protocol instance shared by every connection)" in lines[1]
+    assert "handler echo, @blocking: its calls on threads)" in lines[2]

@@ -251,6 +251,20 @@ class Handler:
     def run_blocking(self, conn: Connection) -> None:
         self.target(conn)
 
+    @property
+    def described(self) -> str:
+        """The handler's name and what a user must know of how it is called (the serving line):
+        a Protocol class is instantiated per connection, an instance is shared by all."""
+        if self.kind == "protocol":
+            if isinstance(self.target, type):
+                return f"{self.name}, a Protocol class: an instance per connection"
+            return f"{self.name}, one Protocol instance shared by every connection"
+        if self.is_blocking:
+            return f"{self.name}, @blocking: a thread per connection"
+        if self.may_block:
+            return f"{self.name}, @blocking: its calls on threads"
+        return self.name
+
     def __repr__(self) -> str:
         return f"<Handler {self.kind} {self.name}>"
 

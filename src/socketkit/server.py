@@ -369,7 +369,7 @@ class Server:
             if self.workers is None
             else f"{self.engine_name} in {self.workers} worker processes",
             self.codec.name,
-            self.handler.name,
+            self.handler.described,
             metrics,
         )
 
