@@ -43,26 +43,22 @@ class SerialDispatch(Dispatch):
         self._hand_over = hand_over
         self.wants_drain = inner.wants_drain
 
-    def connected(self) -> None:
+    def _turn(self, call: Callable[..., None], *args: Any) -> None:
+        """One handler call, holding the lock; its output handed over before the next turn."""
         with self._lock:
             try:
-                self._inner.connected()
+                call(*args)
             finally:
                 self._hand_over()
+
+    def connected(self) -> None:
+        self._turn(self._inner.connected)
 
     def message(self, message: Any) -> None:
-        with self._lock:
-            try:
-                self._inner.message(message)
-            finally:
-                self._hand_over()
+        self._turn(self._inner.message, message)
 
     def drained(self) -> None:
-        with self._lock:
-            try:
-                self._inner.drained()
-            finally:
-                self._hand_over()
+        self._turn(self._inner.drained)
 
     def closed(self, error: BaseException | None) -> None:
         with self._lock:
