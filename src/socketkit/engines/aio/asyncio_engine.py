@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import os
 import socket
 import sys
 import time
@@ -255,11 +254,15 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         sock = transport.get_extra_info("socket")
         if sock is None:
             return False
+        # A socket object over the transport's own descriptor, detached after the look: no
+        # dup, and family and type given, so making it costs no system call of its own.
+        peek = socket.socket(sock.family, sock.type, 0, sock.fileno())
         try:
-            with socket.socket(fileno=os.dup(sock.fileno())) as peek:
-                return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
         except OSError:
             return False
+        finally:
+            peek.detach()
 
 
 class AwaitingConnection(AsyncioConnection):
