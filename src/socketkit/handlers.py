@@ -46,8 +46,8 @@ ReplyFunction = Callable[[Any, Connection], Any]
 class Protocol:
     """Event callbacks for one connection. Override what you need.
 
-    Two attributes say what the handler needs, and every server keeps them (a
-    reply function may carry them too, set on the function):
+    The two attributes below say what the handler needs, and every server keeps
+    them (a reply function may carry them too, set on the function).
     """
 
     #: False for a handler that needs connections: a server refuses udp:// and unixgram://
