@@ -8,6 +8,7 @@ is examples/haproxy.cfg, the one the README shows.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -25,10 +26,20 @@ CONFIG = Path(__file__).parent.parent / "examples" / "haproxy.cfg"
 
 
 def free_port() -> int:
-    """A port free now, for a program that cannot report the one it bound (HAProxy)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free now, for a program that cannot report the one it bound (HAProxy, and
+    redis-server, which binds it twice). Chosen below the kernel's ephemeral range: the
+    port-0 binds and outgoing connections of tests running beside this one take theirs
+    from that range, so none of them can take this port before the program binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: another try
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def get(port: int) -> str:
