@@ -255,6 +255,38 @@ def test_stop_closes_idle_clients_at_once(engine: str, stream_url: str) -> None:
         assert not stopper.is_alive(), "an idle connection held stop() back"
 
 
+@pytest.mark.parametrize("engine", CONCURRENT)  # (iterative stops accepting only after it)
+def test_stop_ends_a_connection_as_soon_as_its_half_sent_request_is_answered(
+    engine: str, stream_url: str
+) -> None:
+    """A request half sent when the stop begins is finished and answered, and then the
+    connection ends at once, not at the grace deadline: stopping notices it became idle."""
+    server = sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start()
+    try:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"first") == b"first"  # (not a new connection's first-request wait)
+            client.sock.sendall(b"hal")
+            stopper = threading.Thread(target=server.stop, kwargs={"grace": WAIT * 3})
+            stopper.start()
+
+            def listener_closed() -> bool:  # the stop sequence has begun on the engine's thread
+                try:
+                    sk.connect(server.url, timeout=WAIT).close()
+                except sk.SocketkitError:
+                    return True
+                return False
+
+            wait_until(listener_closed, what="the listener to close")
+            client.sock.sendall(b"f\n")
+            assert client.recv() == b"half"
+            with pytest.raises(sk.ClosedError):  # within WAIT: the grace period is 3 x WAIT
+                client.recv()
+            stopper.join(WAIT)
+            assert not stopper.is_alive(), "the connection held stop() back"
+    finally:
+        server.stop(0)
+
+
 def test_stop_lets_an_in_flight_request_finish(engine: str, stream_url: str) -> None:
     entered = threading.Event()
     stop_begun = threading.Event()

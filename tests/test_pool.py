@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 import socketkit as sk
 from conftest import wait_until
 
@@ -247,3 +249,37 @@ def test_messages_on_the_pool_stay_in_the_structured_codecs_budget_until_handled
             assert holder.recv() == {"ok": 5}
             with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as later:
                 assert later.request(["x"] * 5) == {"ok": 5}
+
+
+def test_stop_ends_a_connection_once_its_blocking_handler_has_answered() -> None:
+    """The handler is running on a pool thread when the stop begins: once its reply is out
+    the connection ends at once (stopping looks at each connection as it becomes idle),
+    not at the grace deadline."""
+    entered, release = threading.Event(), threading.Event()
+
+    @sk.blocking
+    def slow(message: bytes, conn: sk.Connection) -> bytes:
+        if message == b"in flight":
+            entered.set()
+            release.wait(WAIT)
+        return message
+
+    server = sk.Server("tcp://127.0.0.1:0", slow, codec=sk.Lines(), engine="pool").start()
+    try:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"warm") == b"warm"  # (not a new connection's first-request wait)
+            client.send(b"in flight")
+            assert entered.wait(WAIT)
+            stopper = threading.Thread(target=server.stop, kwargs={"grace": WAIT * 3})
+            stopper.start()
+            wait_until(
+                lambda: server._engine is not None and server._engine._drained, what="the stop to begin"
+            )  # type: ignore[attr-defined]
+            release.set()
+            assert client.recv() == b"in flight"
+            with pytest.raises(sk.ClosedError):  # within WAIT: the grace period is 3 x WAIT
+                client.recv()
+            stopper.join(WAIT)
+            assert not stopper.is_alive(), "the connection held stop() back"
+    finally:
+        server.stop(0)
