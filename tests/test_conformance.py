@@ -722,6 +722,47 @@ def test_each_peer_gets_replies_and_fan_out_in_the_order_handlers_made_them(
     assert sorted(map(tuple, received)) == orders
 
 
+@pytest.mark.parametrize("engine", CONCURRENT)
+def test_a_close_from_another_connections_handler_is_not_taken_for_the_peers_end(
+    engine: str, stream_url: str
+) -> None:
+    """One handler closes another connection (a kick). The server ends it as its own close:
+    the peer did not end its input, so the close lingers where input waits, as every close
+    the server makes (on threads the close reaches the connection's thread from another)."""
+    lingers: dict[str, bool] = {}
+    kicked = threading.Event()
+
+    class Room(sk.Protocol):
+        def __init__(self) -> None:
+            self.members: dict[bytes, sk.Connection] = {}
+
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            verb, _, name = message.partition(b" ")
+            if verb == b"join":
+                self.members[name] = conn
+                conn.send(b"joined")
+            elif verb == b"kick":
+                self.members.pop(name).close()
+
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            if conn not in self.members.values():
+                lingers["kicked"] = conn.may_linger  # type: ignore[attr-defined]
+                kicked.set()
+
+    with sk.Server(stream_url, Room(), codec=sk.Lines(), engine=engine).start() as server:
+        with (
+            sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as bob,
+            sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as alice,
+        ):
+            assert bob.request(b"join bob") == b"joined"
+            assert alice.request(b"join alice") == b"joined"
+            alice.send(b"kick bob")
+            with pytest.raises(sk.ClosedError):
+                bob.recv()
+            assert kicked.wait(WAIT)
+    assert lingers == {"kicked": True}
+
+
 @pytest.mark.plaintext  # it counts exact wire bytes, and TLS adds its records
 def test_stats_count_traffic(engine: str, stream_url: str) -> None:
     with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:

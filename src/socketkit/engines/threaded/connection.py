@@ -67,6 +67,7 @@ class ThreadedConnection(Session):
 
     __slots__ = (
         "_big_reads",
+        "_close_asked",
         "_cut_off",
         "_engine",
         "_lock",
@@ -104,6 +105,7 @@ class ThreadedConnection(Session):
         self._parked = False  # waiting between messages: stop() may end the wait
         self._big_reads = False  # the peer sent _PARKED_RECV_SIZE or more at once
         self._cut_off: BaseException | None = None  # why another thread cut this connection off
+        self._close_asked = False  # another thread's close(): the end of input its wake-up makes
 
     def _find_local(self) -> Any:
         try:
@@ -229,7 +231,8 @@ class ThreadedConnection(Session):
     def _close_from_elsewhere(self) -> None:
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # no more sends, from here on (the owner's thread makes the transition)
+        self._close_asked = True
         try:  # wake the owner's read; it finishes its batch and closes
             self._sock.shutdown(socket.SHUT_RD)
         except OSError:
@@ -336,6 +339,11 @@ class ThreadedConnection(Session):
             data = received
             if len(data) >= _PARKED_RECV_SIZE:  # this peer sends more than that: read big from now on
                 self._big_reads = True
+            elif not data and self._close_asked:
+                # Our own shutdown woke the read, not the peer's end of input: the server's
+                # close, made here on the connection's thread (it lingers as any other).
+                self.close()
+                return None
             elif not data and self._partial and engine.stopping:
                 raise ClosedError("server stopped before the message was finished")
             return data
