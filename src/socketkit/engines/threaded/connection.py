@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["ThreadHost", "ThreadedConnection"]
 
 _DONTWAIT = socket.MSG_DONTWAIT
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _PARKED_RECV_SIZE = 1024  # bytes read at once between messages, until the peer sends more
 _TIMEOUT_SLACK = 0.05  # seconds a kernel read timeout may be longer than the deadline it serves
 
@@ -267,9 +268,18 @@ class ThreadedConnection(Session):
     def wake(self) -> None:
         """From stop(): end the wait of a thread parked between messages, unless it waits for
         a new connection's first request (the engine wakes it again when that wait is over).
-        Signal-safe."""
+        Signal-safe.
+
+        Not while bytes wait unread: its thread is about to read them, and they may begin a
+        message whose rest is still on its way (a socket shut down for reading would end
+        that message at once); it sees the stop itself once it has served them."""
         fresh = self.fresh_until()
         if self._parked and (fresh is None or fresh <= time.monotonic()):
+            try:
+                if self._sock.recv(1, _PEEK):
+                    return
+            except OSError:  # nothing waiting (BlockingIOError), or no longer connected
+                pass
             try:
                 self._sock.shutdown(socket.SHUT_RD)
             except OSError:
