@@ -17,6 +17,25 @@ import socketkit as sk
 from socketkit.engines import ENGINES as REGISTRY
 from socketkit.engines import engine_class
 
+#: Debian packages of the peer programs the tests drive, where the name differs
+_PACKAGES = {"systemd-socket-activate": "systemd"}
+
+
+def peer_tool(name: str) -> str:
+    """The path of a real peer program the tests drive (curl, wrk, ncat, haproxy...).
+
+    Missing, the test is skipped with the package to install, so `make test` on a new
+    machine is green; where SOCKETKIT_REQUIRE_PEERS is set (.ci/run sets it, after it
+    installs them all) a missing peer fails the test instead: CI never skips one."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    package = _PACKAGES.get(name, name)
+    message = f"{name} is not installed (Debian package {package}; .ci/run installs it)"
+    if os.environ.get("SOCKETKIT_REQUIRE_PEERS"):
+        pytest.fail(message)
+    pytest.skip(message)
+
 
 def reactor_is_an_alias() -> bool:
     """Whether ``reactor`` runs the same poller as one of the engines named after pollers."""

@@ -3,7 +3,6 @@ redis-server (Debian package redis-server; .ci/run installs it)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import socketkit as sk
+from conftest import peer_tool
 from socketkit.services.redis_relay import DEFAULT_CHANNEL, parse_backend
 from test_haproxy import free_port
 from test_prefork import SK, Serve, serve_process
@@ -23,9 +23,7 @@ WAIT = 10.0
 
 @contextmanager
 def redis_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    binary = shutil.which("redis-server")
-    if binary is None:  # .ci/run installs it; only a machine without the package skips
-        pytest.skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    binary = peer_tool("redis-server")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,

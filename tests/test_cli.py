@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,16 +17,14 @@ from pathlib import Path
 import pytest
 
 import socketkit as sk
+from conftest import peer_tool
 from socketkit.cli import main
 
 SK = [sys.executable, "-m", "socketkit"]
 WAIT = 15
 
 
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is missing: .ci/run installs it (apt-get install {name})"
-    return path
+tool = peer_tool  # (the name the tests here and elsewhere use)
 
 
 @contextmanager

@@ -4,7 +4,6 @@ Prometheus scraping a running server and answering a query about it."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import socketkit as sk
-from conftest import ENGINES, echo, wait_until
+from conftest import ENGINES, echo, peer_tool, wait_until
 from test_cli import SK, WAIT
 from test_haproxy import free_port
 
@@ -143,9 +142,7 @@ def test_serve_metrics_from_the_command_line() -> None:
 
 @pytest.mark.timeout(90)
 def test_a_real_prometheus_scrapes_the_server(tmp_path: Path) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:  # .ci/run installs it; only a machine without the package skips
-        pytest.skip("prometheus is not installed (Debian package prometheus; .ci/run installs it)")
+    prometheus = peer_tool("prometheus")
     with sk.Server(
         "tcp://127.0.0.1:0", echo, codec=sk.Lines(), metrics="tcp://127.0.0.1:0"
     ).start() as server:
