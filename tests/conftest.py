@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,6 +36,15 @@ def peer_tool(name: str) -> str:
     if os.environ.get("SOCKETKIT_REQUIRE_PEERS"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def ends_before_the_grace_deadline(client: sk.Client, stopper: threading.Thread, wait: float) -> None:
+    """The server closes ``client``'s connection within ``wait`` (far short of the grace
+    period the test gave stop()), and the stop() running in ``stopper`` returns."""
+    with pytest.raises(sk.ClosedError):
+        client.recv()
+    stopper.join(wait)
+    assert not stopper.is_alive(), "the connection held stop() back"
 
 
 def reactor_is_an_alias() -> bool:
