@@ -40,6 +40,7 @@ __all__ = ["ThreadHost", "ThreadedConnection"]
 
 _DONTWAIT = socket.MSG_DONTWAIT
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+_PEEK_WAIT = socket.MSG_PEEK  # wait for a byte, and leave it there
 _PARKED_RECV_SIZE = 1024  # bytes read at once between messages, until the peer sends more
 _TIMEOUT_SLACK = 0.05  # seconds a kernel read timeout may be longer than the deadline it serves
 
@@ -73,6 +74,7 @@ class ThreadedConnection(Session):
         "_engine",
         "_lock",
         "_outbox",
+        "_park_lock",
         "_parked",
         "_rcvtimeo",
         "_sndtimeo",
@@ -104,6 +106,9 @@ class ThreadedConnection(Session):
         self._rcvtimeo = 0.0  # SO_RCVTIMEO now (0: not set)
         self._sndtimeo = False  # whether SO_SNDTIMEO is set
         self._parked = False  # waiting between messages: stop() may end the wait
+        # wake() and a thread leaving its wait between messages, one at a time; re-entrant:
+        # on iterative a signal's stop() runs on the connection's own thread
+        self._park_lock = threading.RLock()
         self._big_reads = False  # the peer sent _PARKED_RECV_SIZE or more at once
         self._cut_off: BaseException | None = None  # why another thread cut this connection off
         self._close_asked = False  # another thread's close(): the end of input its wake-up makes
@@ -274,7 +279,11 @@ class ThreadedConnection(Session):
         message whose rest is still on its way (a socket shut down for reading would end
         that message at once); it sees the stop itself once it has served them."""
         fresh = self.fresh_until()
-        if self._parked and (fresh is None or fresh <= time.monotonic()):
+        if fresh is not None and fresh > time.monotonic():
+            return
+        with self._park_lock:
+            if not self._parked:
+                return
             try:
                 if self._sock.recv(1, _PEEK):
                     return
@@ -335,7 +344,10 @@ class ThreadedConnection(Session):
             # holds a small buffer (measured: 3 KB less memory per idle connection).
             size = RECV_SIZE if self._partial or self._big_reads else _PARKED_RECV_SIZE
             try:
-                received: bytes | None = self._sock.recv(size, flags)
+                if self._parked:
+                    received: bytes | None = self._parked_recv(size, flags)
+                else:
+                    received = self._sock.recv(size, flags)
             except BlockingIOError:
                 received = None
             except OSError as exc:
@@ -357,6 +369,18 @@ class ThreadedConnection(Session):
             elif not data and self._partial and engine.stopping:
                 raise ClosedError("server stopped before the message was finished")
             return data
+
+    def _parked_recv(self, size: int, flags: int) -> bytes:
+        """A read between messages. A blocking one only looks until a byte arrives, and the
+        bytes are taken, and the parked state left, under the lock wake() holds: so wake()
+        either finds the bytes still in the socket (and does not shut reading down under the
+        start of a message, which on a unix socket would refuse the rest), or shuts an idle
+        connection down before they are taken."""
+        if not flags:
+            self._sock.recv(1, _PEEK_WAIT)  # raises BlockingIOError when SO_RCVTIMEO runs out
+        with self._park_lock:
+            self._parked = False
+            return self._sock.recv(size, _DONTWAIT)
 
     def _set_rcvtimeo(self, seconds: float) -> None:
         try:
