@@ -1,14 +1,16 @@
 """Thread-owned connections: the session's I/O on the iterative and threads engines.
 
 Why blocking sockets with kernel timeouts: the tutorials' ``recv`` in a loop
-is the cheapest wait there is, one system call per message. A socket with a
-Python timeout costs CPython a ``poll`` before every ``recv``; instead the
-socket stays in blocking mode and the kernel enforces the deadlines
-(``SO_RCVTIMEO`` for idle and read timeouts, ``SO_SNDTIMEO`` for a peer that
-does not read). ``stop()`` reaches a thread parked between messages by
-shutting down the reading side of its socket (:meth:`ThreadedConnection.wake`):
-data that already arrived is still read and answered, then ``recv`` returns
-end of stream. A thread in the middle of a message is left to finish it until
+is the cheapest wait there is: a read that finds its bytes there is one system
+call, and a wait between messages two (a blocking ``MSG_PEEK``, then the read).
+A socket with a Python timeout costs CPython a ``poll`` before every ``recv``;
+instead the socket stays in blocking mode and the kernel enforces the
+deadlines (``SO_RCVTIMEO`` for idle and read timeouts, ``SO_SNDTIMEO`` for a
+peer that does not read). ``stop()`` reaches a thread parked between messages
+by shutting down the reading side of its socket (:meth:`ThreadedConnection.wake`),
+unless bytes wait unread: the wait only looks until a byte arrives and takes
+it under the lock the wake-up holds, so a message that has begun is never cut
+by the stop. A thread in the middle of a message is left to finish it until
 the grace deadline, when its socket is shut down altogether.
 
 The connection's life is its session (``socketkit.session``): replies made
