@@ -38,6 +38,23 @@ def peer_tool(name: str) -> str:
     pytest.skip(message)
 
 
+class Gate:
+    """An echo handler that holds the message ``hold`` until released: a busy or stuck handler."""
+
+    def __init__(self, hold: bytes) -> None:
+        self.hold = hold
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.returned = threading.Event()
+
+    def __call__(self, message: bytes, conn: sk.Connection) -> bytes:
+        if message == self.hold:
+            self.entered.set()
+            self.release.wait(30.0)  # past every test's own deadline: only release() ends it sooner
+            self.returned.set()
+        return message
+
+
 def ends_before_the_grace_deadline(client: sk.Client, stopper: threading.Thread, wait: float) -> None:
     """The server closes ``client``'s connection within ``wait`` (far short of the grace
     period the test gave stop()), and the stop() running in ``stopper`` returns."""

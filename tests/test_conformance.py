@@ -29,6 +29,7 @@ from conftest import (
     ENGINES,
     REACTORS,
     THREADED,
+    Gate,
     echo,
     ends_before_the_grace_deadline,
     fd_count,
@@ -40,23 +41,6 @@ from socketkit.layers import Layer
 from socketkit.services import load_service
 
 WAIT = 10.0  # generous deadline for events that normally take milliseconds
-
-
-class Gate:
-    """An echo handler that holds the message ``hold`` until released: a busy or stuck handler."""
-
-    def __init__(self, hold: bytes) -> None:
-        self.hold = hold
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.returned = threading.Event()
-
-    def __call__(self, message: bytes, conn: sk.Connection) -> bytes:
-        if message == self.hold:
-            self.entered.set()
-            self.release.wait(WAIT * 3)
-            self.returned.set()
-        return message
 
 
 def test_echo_round_trip(engine: str, stream_url: str) -> None:

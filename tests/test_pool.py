@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import socketkit as sk
-from conftest import ends_before_the_grace_deadline, wait_until
+from conftest import Gate, ends_before_the_grace_deadline, wait_until
 
 WAIT = 10.0
 
@@ -253,25 +253,17 @@ def test_stop_ends_a_connection_once_its_blocking_handler_has_answered() -> None
     """The handler is running on a pool thread when the stop begins: once its reply is out
     the connection ends at once (stopping looks at each connection as it becomes idle),
     not at the grace deadline."""
-    entered, release = threading.Event(), threading.Event()
-
-    @sk.blocking
-    def slow(message: bytes, conn: sk.Connection) -> bytes:
-        if message == b"in flight":
-            entered.set()
-            release.wait(WAIT)
-        return message
-
-    server = sk.Server("tcp://127.0.0.1:0", slow, codec=sk.Lines(), engine="pool").start()
+    gate = Gate(b"in flight")
+    server = sk.Server("tcp://127.0.0.1:0", sk.blocking(gate), codec=sk.Lines(), engine="pool").start()
     try:
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
             assert client.request(b"warm") == b"warm"  # (not a new connection's first-request wait)
             client.send(b"in flight")
-            assert entered.wait(WAIT)
+            assert gate.entered.wait(WAIT)
             stopper = threading.Thread(target=server.stop, kwargs={"grace": WAIT * 3})
             stopper.start()
             wait_until(lambda: getattr(server._engine, "_drained", False), what="the stop to begin")
-            release.set()
+            gate.release.set()
             assert client.recv() == b"in flight"
             ends_before_the_grace_deadline(client, stopper, WAIT)  # (grace: 3 x WAIT)
     finally:

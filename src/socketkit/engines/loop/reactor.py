@@ -124,7 +124,7 @@ class ReactorConnection(Session):
                 if deadline < self.timer_at:
                     engine.schedule(self, deadline)
             # While stopping, what arrived before the stop is served: read until none is left
-            # (a burst at a time: the sweep of the next iteration reads on).
+            # (a burst at a time: the poller reports it readable again next iteration).
             if not (engine.stopping and data and self.reading and not self._partial) or reads == BURST:
                 break
             reads += 1
