@@ -10,7 +10,16 @@ import socketkit as sk
 from socketkit.errors import IdleTimeout, ReadTimeout, WriteTimeout
 from socketkit.handlers import adapt
 from socketkit.layers import Layer, LayerFactory
-from socketkit.session import CLOSED, CLOSING, FIRST_REQUEST_WAIT, INPUT_ENDED, OPEN, Session, SessionHost
+from socketkit.session import (
+    CLOSED,
+    CLOSING,
+    FIRST_REQUEST_WAIT,
+    INPUT_ENDED,
+    OPEN,
+    Session,
+    SessionHost,
+    Transport,
+)
 from socketkit.stats import StatsRecorder
 
 
@@ -34,24 +43,24 @@ class Host(SessionHost):
         self.finished.append(session)
 
 
-class Recorded(Session):
-    """A session whose I/O hooks only record what the engine was asked to do."""
+class Recorded(Transport):
+    """A transport that only records what the session asked of the engine."""
 
-    __slots__ = ("added", "transport_closed")
-
-    def __init__(self, host: Host, now: float = 0.0) -> None:
-        super().__init__(host, ("127.0.0.1", 5000), None, "tcp", now, host.layer_factories)
+    def __init__(self) -> None:
         self.added = 0
-        self.transport_closed = 0
+        self.released = 0
 
-    def _output_added(self) -> None:
+    def output_added(self) -> None:
         self.added += 1
 
-    def _close_transport(self) -> None:
-        self.transport_closed += 1
+    def release(self) -> None:
+        self.released += 1
 
-    def _wait_for_input(self) -> None:
-        self.received(b"", 0.0)  # nothing more will come
+    def wait_for_input(self) -> None:
+        assert self.session is not None
+        self.session.received(b"", 0.0)  # nothing more will come
+
+    session: Session | None = None
 
 
 def close_watcher(events: list[str]) -> type[sk.Protocol]:
@@ -68,7 +77,10 @@ def session(
     handler: object = lambda m, c: m, kind: type[Recorded] = Recorded, **options: Any
 ) -> tuple[Any, Host]:
     host = Host(handler, **options)
-    conn = kind(host)
+    transport = kind()
+    conn = transport.session = Session(
+        host, transport, ("127.0.0.1", 5000), None, "tcp", 0.0, host.layer_factories
+    )
     conn.start()
     return conn, host
 
@@ -77,7 +89,7 @@ def test_replies_made_during_one_read_leave_together() -> None:
     conn, _ = session()
     conn.received(b"a\nb\npart", 1.0)
     assert conn.out == b"a\nb\n"
-    assert (conn.phase, conn.messages_in, conn.messages_out, conn.added) == (OPEN, 2, 2, 0)
+    assert (conn.phase, conn.messages_in, conn.messages_out, conn.transport.added) == (OPEN, 2, 2, 0)
     conn.sent(4, 1.0)
     assert conn.out == b"" and conn.bytes_out == 4
 
@@ -231,7 +243,7 @@ def test_a_blocking_handler_replies_after_the_peer_half_closed() -> None:
     assert conn.phase is INPUT_ENDED and not conn.closed
     assert [conn.recv(), conn.recv()] == [b"one", b"two"]
     conn.send(b"reply")
-    assert conn.out == b"reply\n" and conn.added == 1
+    assert conn.out == b"reply\n" and conn.transport.added == 1
     with pytest.raises(sk.ClosedError):
         conn.recv()
     conn.close()
@@ -249,42 +261,43 @@ def test_a_blocking_handler_gets_the_good_messages_before_the_bad_input() -> Non
 
 
 class Deferring(Recorded):
-    """A session whose messages are handled elsewhere (as on the pool's threads or in
-    asyncio tasks): the test plays the handler, calling ``finish_one`` when it returns."""
+    """A transport whose messages are handled elsewhere (as on the pool's threads or in
+    asyncio tasks): the test plays the handler, calling :func:`finish_one` when it returns."""
 
-    __slots__ = ("handed",)
     defers = True
 
-    def __init__(self, host: Host) -> None:
-        super().__init__(host)
+    def __init__(self) -> None:
+        super().__init__()
         self.handed: list[Any] = []
 
-    def _handle_elsewhere(self, message: Any) -> None:
+    def run_elsewhere(self, message: Any) -> None:
         self.handed.append(message)
 
-    def finish_one(self, reply: object = None, error: Exception | None = None) -> None:
-        before = self.messages_out
-        if reply is not None:
-            self.send(reply)
-        self._deferred_done(error, self.messages_out != before)
+
+def finish_one(conn: Session, reply: object = None, error: Exception | None = None) -> None:
+    """The handler run elsewhere returns, having sent ``reply`` (if any) or raised ``error``."""
+    before = conn.messages_out
+    if reply is not None:
+        conn.send(reply)
+    conn.handled(error, conn.messages_out != before)
 
 
-def deferring(handler: object = lambda m, c: m, **options: Any) -> tuple[Deferring, Host]:
-    return session(handler, Deferring, **options)  # type: ignore[no-any-return]
+def deferring(handler: object = lambda m, c: m, **options: Any) -> tuple[Any, Host]:
+    return session(handler, Deferring, **options)
 
 
 def test_deferred_messages_are_handled_one_at_a_time_in_order() -> None:
     conn, _ = deferring()
     conn.received(b"a\n", 1.0)
-    assert conn.handed == [b"a"] and conn.reading  # one in hand: reading goes on
+    assert conn.transport.handed == [b"a"] and conn.reading  # one in hand: reading goes on
     conn.received(b"b\nc\n", 1.0)
-    assert conn.handed == [b"a"] and not conn.reading  # others wait: a read's worth at most
+    assert conn.transport.handed == [b"a"] and not conn.reading  # others wait: a read's worth at most
     assert not conn.idle
-    conn.finish_one(b"A")
-    assert conn.handed == [b"a", b"b"] and not conn.reading
-    conn.finish_one(b"B")
-    assert conn.handed == [b"a", b"b", b"c"] and conn.reading  # none waits now
-    conn.finish_one(b"C")
+    finish_one(conn, b"A")
+    assert conn.transport.handed == [b"a", b"b"] and not conn.reading
+    finish_one(conn, b"B")
+    assert conn.transport.handed == [b"a", b"b", b"c"] and conn.reading  # none waits now
+    finish_one(conn, b"C")
     assert conn.out == b"A\nB\nC\n" and not conn.idle  # (its replies are not sent yet)
     conn.sent(6, 2.0)
     assert conn.idle
@@ -293,19 +306,19 @@ def test_deferred_messages_are_handled_one_at_a_time_in_order() -> None:
 def test_a_deferred_message_waits_while_the_peer_does_not_read_its_replies() -> None:
     conn, _ = deferring(limits=sk.Limits(write_buffer_high=250, write_buffer_low=100))
     conn.received(b"a\nb\n", 1.0)
-    conn.finish_one(b"x" * 300)
-    assert conn.handed == [b"a"] and not conn.reading  # above high: b does not start
+    finish_one(conn, b"x" * 300)
+    assert conn.transport.handed == [b"a"] and not conn.reading  # above high: b does not start
     conn.sent(100, 2.0)
-    assert conn.handed == [b"a"]  # 201 unsent: above low
+    assert conn.transport.handed == [b"a"]  # 201 unsent: above low
     conn.sent(150, 2.0)
-    assert conn.handed == [b"a", b"b"]
+    assert conn.transport.handed == [b"a", b"b"]
 
 
 def test_bad_input_behind_deferred_messages_is_answered_after_their_replies() -> None:
     conn, _ = deferring(codec=sk.Json())
     conn.received(b'{"n":1}\n{bad\n', 1.0)
     assert conn.phase is OPEN and not conn.reading
-    conn.finish_one({"ok": 1})
+    finish_one(conn, {"ok": 1})
     assert conn.phase is CLOSING
     assert conn.out.startswith(b'{"ok":1}\n') and b'"error"' in conn.out
 
@@ -315,18 +328,18 @@ def test_the_peers_end_of_input_closes_after_the_deferred_replies() -> None:
     conn.received(b"a\nb\n", 1.0)
     conn.received(b"", 1.0)
     assert conn.phase is INPUT_ENDED
-    conn.finish_one(b"A")
-    assert conn.phase is INPUT_ENDED and conn.handed == [b"a", b"b"]
-    conn.finish_one(b"B")
+    finish_one(conn, b"A")
+    assert conn.phase is INPUT_ENDED and conn.transport.handed == [b"a", b"b"]
+    finish_one(conn, b"B")
     assert conn.phase is CLOSING and conn.out == b"A\nB\n"
 
 
 def test_a_deferred_handler_error_gets_the_failure_reply_and_drops_what_waits() -> None:
     conn, host = deferring(codec=sk.HttpRequest())
     conn.received(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", 1.0)
-    conn.finish_one(error=RuntimeError("boom"))
+    finish_one(conn, error=RuntimeError("boom"))
     assert conn.phase is CLOSING and conn.out.startswith(b"HTTP/1.1 500")
-    assert len(conn.handed) == 1
+    assert len(conn.transport.handed) == 1
     assert host.stats.snapshot().errors == {"handler": 1}
 
 
@@ -337,8 +350,8 @@ def test_on_close_waits_for_the_deferred_handler_in_hand() -> None:
     conn.received(b"a\nb\n", 1.0)
     conn.finish(sk.BrokenError("reset"))
     assert conn.phase is CLOSED and events == []  # its handler still runs
-    conn.finish_one()
-    assert events == ["on_close BrokenError"] and conn.handed == [b"a"]
+    finish_one(conn)
+    assert events == ["on_close BrokenError"] and conn.transport.handed == [b"a"]
 
 
 def test_stopping_waits_for_deferred_messages_before_an_idle_close() -> None:
@@ -347,7 +360,7 @@ def test_stopping_waits_for_deferred_messages_before_an_idle_close() -> None:
     host.stopping = True
     conn.quiet(5.0)
     assert conn.phase is OPEN
-    conn.finish_one(b"A")
+    finish_one(conn, b"A")
     conn.quiet(5.0)
     assert conn.phase is CLOSING and conn.out == b"A\n"
 
@@ -359,7 +372,7 @@ def test_the_close_sequence_runs_once_in_order() -> None:
     conn.finish(IdleTimeout("idle"))
     conn.finish(sk.BrokenError("later"))
     assert conn.phase is CLOSED and conn.closed
-    assert host.finished == [conn] and conn.transport_closed == 1
+    assert host.finished == [conn] and conn.transport.released == 1
     assert events == ["on_close IdleTimeout"]
     assert host.stats.snapshot().errors == {"idle_timeout": 1}
     with pytest.raises(sk.ClosedError):
@@ -369,7 +382,7 @@ def test_the_close_sequence_runs_once_in_order() -> None:
 def test_a_send_on_a_closing_connection_raises() -> None:
     conn, _ = session()
     conn.close()
-    assert conn.phase is CLOSING and conn.added == 1
+    assert conn.phase is CLOSING and conn.transport.added == 1
     with pytest.raises(sk.ClosedError):
         conn.send(b"x")
 

@@ -81,3 +81,31 @@ def test_no_module_reaches_into_another_modules_private_names() -> None:
             if node.attr not in own:
                 reaches.append(f"{path.relative_to(SRC)}:{node.lineno}: {ast.unparse(node)}")
     assert reaches == []
+
+
+def test_no_engine_re_edits_the_session() -> None:
+    """Engines give the session a transport and feed it events (DESIGN §2): no class outside
+    ``session/`` subclasses Session, so what a session method does is read in one place."""
+    subclasses = []
+    for path in SRC.rglob("*.py"):
+        if path.parent.name == "session":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(base).rpartition(".")[2] for base in node.bases}
+                if "Session" in bases:
+                    subclasses.append(f"{path.relative_to(SRC)}: {node.name}")
+    assert subclasses == []
+
+
+@pytest.mark.parametrize("name", [name for name in ENGINES if name != "prefork"])
+def test_every_engines_connections_are_plain_sessions(name: str) -> None:
+    """What a handler is given as ``conn`` is a Session itself on every engine, whatever
+    transport the engine gives it."""
+    from socketkit.session import Session, Transport
+
+    cls = engine_class(name)
+    transport = getattr(cls, "connection_class", None)
+    if transport is not None:
+        assert issubclass(transport, Transport) and not issubclass(transport, Session)
+    assert not [sub for sub in Session.__subclasses__() if sub.__module__.startswith("socketkit")]

@@ -42,7 +42,7 @@ from typing import Any, ClassVar, cast
 
 from ...endpoints import Listener
 from ...errors import BrokenError, ClosedError, Timeout, translate_oserror
-from ...session import CLOSED, CLOSING, OPEN, Session
+from ...session import CLOSED, CLOSING, OPEN, Session, Transport
 from ..base import BURST, Engine, log
 from ..common import linger
 from ..common.datagrams import RECV_SIZE, WaitingDatagrams
@@ -52,22 +52,29 @@ from ..common.stall import StallWatch
 __all__ = ["AsyncioEngine"]
 
 
-class AsyncioConnection(Session, asyncio.BufferedProtocol):
-    """A connection's session, fed by an asyncio transport (into the engine's one read
-    buffer, so a read is at most RECV_SIZE, as on every engine)."""
+class AsyncioTransport(Transport, asyncio.BufferedProtocol):
+    """A connection's asyncio protocol: the loop's callbacks feed its session (reading into
+    the engine's one read buffer, so a read is at most RECV_SIZE, as on every engine), and
+    the session's output goes to the asyncio transport (``_stream``)."""
 
     __slots__ = (
         "_engine",
         "_flush_due",
         "_paused",
-        "_transport",
+        "_stream",
         "_writable",
-        "timer_at",
+        "session",
     )
 
     def __init__(self, engine: AsyncioEngine, peer: Any, listener: Listener) -> None:
-        super().__init__(
+        self._engine = engine
+        self._stream: asyncio.Transport | None = None
+        self._writable = True  # the transport's write buffer is below its high mark
+        self._paused = False  # reading is paused on the transport
+        self._flush_due = False  # a flush is scheduled for this loop iteration
+        self.session = Session(
             engine,
+            self,
             peer,
             listener.accepted_local,
             listener.endpoint.scheme,
@@ -75,28 +82,20 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
             listener.layer_factories,
             listener.url,
         )
-        self._engine = engine
-        self._transport: asyncio.Transport | None = None
-        self._writable = True  # the transport's write buffer is below its high mark
-        self._paused = False  # reading is paused on the transport
-        self._flush_due = False  # a flush is scheduled for this loop iteration
-        self.timer_at = 0.0  # when its live entry on the engine's deadline heap comes due
 
-    def _find_local(self) -> Any:
-        return None if self._transport is None else self._transport.get_extra_info("sockname")
-
-    def __lt__(self, other: object) -> bool:
-        return False  # deadline entries with equal times: any order will do
+    def local_address(self) -> Any:
+        return None if self._stream is None else self._stream.get_extra_info("sockname")
 
     # -- the transport's callbacks -------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport = cast(asyncio.Transport, transport)  # a stream transport
-        limits = self._limits
-        transport.set_write_buffer_limits(high=limits.write_buffer_high, low=limits.write_buffer_low)
+        self._stream = stream = cast(asyncio.Transport, transport)  # a stream transport
+        limits = self._engine.limits
+        stream.set_write_buffer_limits(high=limits.write_buffer_high, low=limits.write_buffer_low)
+        session = self.session
         self._engine.opened(self)
-        self._engine.schedule(self, self.deadline())
-        self.start()
+        self._engine.schedule(session, session.deadline())
+        session.start()
         self._flush()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -110,32 +109,35 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
             # fatal error and go on; raised from a plain callback, it ends the loop, as on asyncio.
             self._engine.loop.call_soon(_raise, exc)
         except Exception as exc:  # this connection's own: never the loop's "Fatal error" traceback
-            self.fail(exc)
+            self.session.fail(exc)
 
     def data_received(self, data: bytes) -> None:
-        now = self._engine.loop.time()
-        self.received(data, now)
-        if self._partial and self._message_started == now:  # a message started: read_timeout
-            deadline = now + self._limits.read_timeout
-            if deadline < self.timer_at:
-                self._engine.schedule(self, deadline)
+        engine = self._engine
+        session = self.session
+        now = engine.loop.time()
+        session.received(data, now)
+        if session.in_message and session.message_started == now:  # a message started: read_timeout
+            deadline = now + engine.limits.read_timeout
+            if deadline < session.timer_at:
+                engine.schedule(session, deadline)
         self._flush()
 
     def eof_received(self) -> bool:
         try:
-            self.received(b"", self._engine.loop.time())
+            self.session.received(b"", self._engine.loop.time())
             self._flush()
         except Exception as exc:
-            self.fail(exc)
+            self.session.fail(exc)
         return True  # half-closed: our replies may still go out; we close when done
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.phase is CLOSED:
+        session = self.session
+        if session.phase is CLOSED:
             return
         if exc is None:
-            self.finish(ClosedError(f"{self.peer_url} closed the connection"))
+            session.finish(ClosedError(f"{session.peer_url} closed the connection"))
         else:
-            self.finish(translate_oserror(exc, self.peer_url) if isinstance(exc, OSError) else exc)
+            session.finish(translate_oserror(exc, session.peer_url) if isinstance(exc, OSError) else exc)
 
     def pause_writing(self) -> None:
         self._writable = False
@@ -150,39 +152,41 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
         """Hand output to the transport, let a producer add more, match reading to the
         session's wish, and finish a closing connection once its output is out."""
         self._flush_due = False
-        if self.phase is CLOSED or self._transport is None:
+        session = self.session
+        if session.phase is CLOSED or self._stream is None:
             return
         self._hand_over()
-        if self._dispatch.wants_drain:
+        if session.dispatch.wants_drain:
             for _ in range(16):
-                if not self._writable or not self.producing or not self.produce():
+                if not self._writable or not session.producing or not session.produce():
                     break
                 self._hand_over()
             else:
-                self._output_added()  # still producing: go on next iteration
-        if self.phase is OPEN and self._engine.stopping:
+                self.output_added()  # still producing: go on next iteration
+        if session.phase is OPEN and self._engine.stopping:
             self._end_if_idle()
             self._hand_over()  # its goodbye, if it ended (a TLS close_notify)
-        if self.phase is CLOSING and not self.out:
-            self.finish()
+        if session.phase is CLOSING and not session.out:
+            session.finish()
             return
-        reading = self.reading and self.phase is OPEN
+        reading = session.reading and session.phase is OPEN
         if reading == self._paused:
             self._paused = not reading
             if reading:
-                self._transport.resume_reading()
+                self._stream.resume_reading()
             else:
-                self._transport.pause_reading()
+                self._stream.pause_reading()
 
     def _end_if_idle(self) -> None:
         """Stopping: end this connection if it is idle and none of its bytes wait unread (they
         are read and answered first: its next flush looks again). A new one waits for its
         first request until :meth:`Session.fresh_until`, on a loop timer."""
-        if not self.idle or self.waiting_input():
+        session = self.session
+        if not session.idle or self.waiting_input():
             return
         loop = self._engine.loop
-        self.quiet(loop.time())
-        fresh = self.fresh_until() if self.phase is OPEN else None
+        session.quiet(loop.time())
+        fresh = session.fresh_until() if session.phase is OPEN else None
         if fresh is not None:
             loop.call_at(fresh, self._flush)
 
@@ -193,65 +197,68 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
 
     def _hand_over(self) -> None:
         """The session's output to the transport, unless its buffer is full."""
-        if self.out and self._writable and self._transport is not None:
-            data = bytes(self.out)
-            self._transport.write(data)
-            self.sent(len(data), self._engine.loop.time())
+        out = self.session.out
+        if out and self._writable and self._stream is not None:
+            data = bytes(out)
+            self._stream.write(data)
+            self.session.sent(len(data), self._engine.loop.time())
 
-    def _output_added(self) -> None:
-        if self.phase is CLOSED:
+    def output_added(self) -> None:
+        session = self.session
+        if session.phase is CLOSED:
             return
-        if not self._in_event and (error := self.foreign_overflow(len(self.out))) is not None:
-            self.finish(error)
-            if self._transport is not None:
-                self._transport.abort()  # it does not read: what its buffer holds would never leave
+        if (error := session.foreign_overflow(len(session.out))) is not None:
+            session.finish(error)
+            if self._stream is not None:
+                self._stream.abort()  # it does not read: what its buffer holds would never leave
             return
         if not self._flush_due:
             self._flush_due = True
             self._engine.loop.call_soon(self._flush)
 
-    def _send_from_elsewhere(self, data: bytes) -> None:
-        self._engine.call_soon_threadsafe(lambda: self.queue(data))
+    def send_from_elsewhere(self, data: bytes) -> None:
+        self._engine.call_soon_threadsafe(functools.partial(self.session.queue, data))
 
-    def _close_from_elsewhere(self) -> None:
-        self._engine.call_soon_threadsafe(self.close)
+    def close_from_elsewhere(self) -> None:
+        self._engine.call_soon_threadsafe(self.session.close)
 
-    def _close_transport(self) -> None:
-        transport = self._transport
-        if transport is None:
+    def release(self) -> None:
+        stream = self._stream
+        if stream is None:
             return
-        if self._engine.cutting or isinstance(self.error, (Timeout, BrokenError)):
+        session = self.session
+        if self._engine.cutting or isinstance(session.error, (Timeout, BrokenError)):
             # the grace period is over, or the peer does not read or is gone: nothing more
             # goes out (close() would wait for the transport's buffer to drain)
-            transport.abort()
+            stream.abort()
             return
         # What the transport holds still goes out (an error reply): after a lingering close's
         # wait for the peer's end, or at once; either way for idle_timeout at most.
-        if not (self.may_linger and self._lingers(transport)):
-            transport.close()
-        if transport.get_write_buffer_size():
-            self._engine.loop.call_later(self._limits.idle_timeout, transport.abort)
+        if not (session.may_linger and self._lingers(stream)):
+            stream.close()
+        if stream.get_write_buffer_size():
+            self._engine.loop.call_later(self._engine.limits.idle_timeout, stream.abort)
 
-    def _lingers(self, transport: asyncio.Transport) -> bool:
+    def _lingers(self, stream: asyncio.Transport) -> bool:
         """Begin a lingering close (``common/linger``) where input waits (closing now would reset): the
         sending side ends after what the transport holds, and the transport goes to a
         :class:`_Lingering` protocol that discards input until the peer ends it too, for
         LINGER_TIME and LINGER_BYTES at most."""
-        if not transport.can_write_eof() or not self.waiting_input():
+        if not stream.can_write_eof() or not self.waiting_input():
             return False
-        transport.write_eof()
-        transport.set_protocol(_Lingering(transport))
+        stream.write_eof()
+        stream.set_protocol(_Lingering(stream))
         if self._paused:
-            transport.resume_reading()
-        self._engine.loop.call_later(linger.LINGER_TIME, transport.close)
+            stream.resume_reading()
+        self._engine.loop.call_later(linger.LINGER_TIME, stream.close)
         return True
 
     def waiting_input(self) -> bool:
         """Whether bytes wait in the kernel for this connection (a peek, while stopping)."""
-        transport = self._transport
-        if transport is None:
+        stream = self._stream
+        if stream is None:
             return False
-        sock = transport.get_extra_info("socket")
+        sock = stream.get_extra_info("socket")
         if sock is None:
             return False
         # A socket object over the transport's own descriptor, detached after the look: no
@@ -265,43 +272,43 @@ class AsyncioConnection(Session, asyncio.BufferedProtocol):
             peek.detach()
 
 
-class AwaitingConnection(AsyncioConnection):
+class AwaitingTransport(AsyncioTransport):
     """A connection whose handler has ``async def`` parts (:attr:`Handler.awaited`): each
-    message is awaited in a task, one at a time (the session's deferred messages,
-    :attr:`Session.defers`); an async ``on_connect`` is awaited before the first message,
-    and an async ``on_close`` runs as a task of its own. Reading goes on while a message is
-    awaited, so a peer that disconnects is noticed and its handler cancelled."""
+    message is awaited in a task, one at a time (:attr:`Transport.defers`); an async
+    ``on_connect`` is awaited before the first message, and an async ``on_close`` runs as a
+    task of its own. Reading goes on while a message is awaited, so a peer that disconnects
+    is noticed and its handler cancelled."""
 
     __slots__ = ("_task",)
 
     defers: ClassVar[bool] = True
 
     def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
         self._task: asyncio.Task[None] | None = None  # the handler call awaited now
+        super().__init__(*args)
 
-    def _connected(self) -> None:
+    def connect_elsewhere(self) -> bool:
         if "on_connect" not in self._engine.handler.awaited:
-            super()._connected()
-            return
-        self._handling = True  # messages wait for on_connect, as for a message in hand
-        self._task = self._engine.loop.create_task(self._awaited(self._dispatch.awaited_connect(), False))
+            return False
+        self._task = self._engine.loop.create_task(
+            self._awaited(self.session.dispatch.awaited_connect(), False)
+        )
+        return True
 
-    def _handle_elsewhere(self, message: Any) -> None:
+    def run_elsewhere(self, message: Any) -> None:
+        dispatch = self.session.dispatch
         if "on_message" not in self._engine.handler.awaited:  # (a Protocol with async on_connect)
-            self._task = self._engine.loop.create_task(self._called(message))
+            self._task = self._engine.loop.create_task(self._awaited(_returned(dispatch.message, message)))
             return
-        self._task = self._engine.loop.create_task(self._awaited(self._dispatch.awaited(message)))
-
-    async def _called(self, message: Any) -> None:
-        await self._awaited(_returned(self._dispatch.message, message))
+        self._task = self._engine.loop.create_task(self._awaited(dispatch.awaited(message)))
 
     async def _awaited(self, call: Awaitable[None], replies: bool = True) -> None:
         """Await one handler call; then the next message starts, or what waited for it
         happens. A call that raises gets the codec's failure reply if it ``replies`` (a
         message), not if it is on_connect."""
-        answered = self.messages_out
-        latency = self._latency if replies else None
+        session = self.session
+        answered = session.messages_out
+        latency = session.latency if replies else None
         started = self._engine.loop.time()
         error: Exception | None = None
         try:
@@ -315,27 +322,27 @@ class AwaitingConnection(AsyncioConnection):
         if latency is not None:
             latency.observe(self._engine.loop.time() - started)
         self._task = None
-        self._deferred_done(error, self.messages_out != answered or not replies)
+        session.handled(error, session.messages_out != answered or not replies)
         self._flush()
 
-    def _tell_closed(self) -> None:
+    def tell_closed_elsewhere(self, error: BaseException | None) -> bool:
         if "on_close" not in self._engine.handler.awaited:
-            super()._tell_closed()
-            return
-        self._engine.spawn(self._closing(self.error))
+            return False
+        self._engine.spawn(self._closing(error))
+        return True
 
     async def _closing(self, error: BaseException | None) -> None:
         try:
-            await self._dispatch.awaited_close(error)
+            await self.session.dispatch.awaited_close(error)
         except Exception as exc:
-            self._on_close_failed(exc)
+            self.session.on_close_failed(exc)
 
-    def _close_transport(self) -> None:
-        if self._task is not None:
-            self._task.cancel()  # the handler's await ends with CancelledError
-            self._task = None
-            self._handling = False  # so on_close is told now, not after the cancellation
-        super()._close_transport()
+    def cancel_running(self) -> bool:
+        if self._task is None:
+            return False
+        self._task.cancel()  # the handler's await ends with CancelledError
+        self._task = None
+        return True
 
 
 class _Lingering(asyncio.Protocol):
@@ -383,7 +390,7 @@ class AsyncioEngine(Engine):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment] # set when serving
-        self._conns: dict[AsyncioConnection, None] = {}
+        self._conns: dict[Session, AsyncioTransport] = {}  # each open connection's transport
         self._accepting = False
         self._done: asyncio.Future[None] | None = None
         # datagram listeners are read with add_reader and recvfrom, as the reactor reads
@@ -400,7 +407,7 @@ class AsyncioEngine(Engine):
         #: every connection reads into this, one at a time (the loop runs one callback at once)
         self.read_buffer = memoryview(bytearray(RECV_SIZE))
         #: an ``async def`` handler's messages are awaited, one at a time per connection
-        self.connection_class = AwaitingConnection if self.handler.is_async else AsyncioConnection
+        self.connection_class = AwaitingTransport if self.handler.is_async else AsyncioTransport
         # The loop run() will use, made now, while the server is being set up: its descriptors
         # (epoll, a self-pipe) are taken before start() returns, not later on another thread.
         self._own_loop: asyncio.AbstractEventLoop | None = self.new_loop()
@@ -547,7 +554,7 @@ class AsyncioEngine(Engine):
         self._closings.add(task)
         task.add_done_callback(self._closings.discard)
 
-    def schedule(self, conn: AsyncioConnection, when: float) -> None:
+    def schedule(self, conn: Session, when: float) -> None:
         """(Re)arm ``conn``'s deadline (see :mod:`..common.deadlines`): one loop timer serves them all."""
         self.deadlines.schedule(conn, when, len(self._conns))
         if when < self._deadline_timer_at:
@@ -569,12 +576,12 @@ class AsyncioEngine(Engine):
         if when is not None:
             self._arm_deadlines(when)
 
-    def opened(self, conn: AsyncioConnection) -> None:
-        self._conns[conn] = None
-        self.stats.track(conn)
+    def opened(self, transport: AsyncioTransport) -> None:
+        self._conns[transport.session] = transport
+        self.stats.track(transport.session)
 
     def connection_finished(self, session: Session) -> None:
-        self._conns.pop(session, None)  # type: ignore[call-overload]
+        self._conns.pop(session, None)
         self.deadlines.compact(len(self._conns))
         self.stats.untrack(session)
         if session.per_ip_counted:
@@ -621,8 +628,8 @@ class AsyncioEngine(Engine):
         self.loop.call_soon(self._sweep)
 
     def _sweep(self) -> None:
-        for conn in list(self._conns):
-            conn.stop_began()
+        for transport in list(self._conns.values()):
+            transport.stop_began()
         self._check_done()
 
     def _arm_cut(self) -> None:

@@ -36,16 +36,17 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ...endpoints import Listener
 from ...errors import ClosedError, ProtocolError
-from ...session import OPEN
+from ...session import OPEN, Inbox, Session
+from ...session.inbox import Receiver
 from ..base import BURST, current, log
 from ..common.datagrams import DatagramConnection, WaitingDatagrams, decode, run_handler
 from .poller import READ, WRITE
-from .reactor import ReactorConnection, ReactorEngine
+from .reactor import ReactorEngine, ReactorTransport
 
 __all__ = ["PoolEngine"]
 
@@ -106,88 +107,72 @@ class _Pool:
 _running = threading.local()
 
 
-class PoolConnection(ReactorConnection):
+class PoolTransport(ReactorTransport):
     """A reactor connection whose handler runs on the engine's pool, a message at a time
-    (the session's deferred messages, :attr:`Session.defers`)."""
+    (:attr:`Transport.defers`)."""
 
-    __slots__ = ()
+    __slots__ = ("held",)
 
     _engine: PoolEngine
     defers: ClassVar[bool] = True
 
+    def __init__(self, *args: Any) -> None:
+        self.held = False  # in the engine's held set: not read until the pool catches up
+        super().__init__(*args)
+
     # -- on the loop -----------------------------------------------------------------------
 
     def on_event(self, mask: int) -> None:
-        if self._engine.full and self.reading and mask & READ:
+        if self._engine.full and self.session.reading and mask & READ:
             self._hold()  # the pool is behind: this peer's bytes wait in the kernel's buffers
             mask &= ~READ
             if not mask & WRITE:
                 return
         super().on_event(mask)
 
-    def _defer(self, messages: list[Any]) -> None:
+    def waiting_changed(self, count: int) -> None:
         engine = self._engine
-        engine.queued += len(messages)
-        super()._defer(messages)
-        if engine.queued >= self._limits.pool_queue:
+        engine.queued += count
+        if count < 0:
+            engine.release_held()
+        elif engine.queued >= engine.limits.pool_queue:
             engine.full = True
             self._hold()
-        elif not self.reading:
-            self._queue_flush()  # the poller stops watching for input
+        else:
+            self._queue_flush()  # a message waits behind the one in hand: the poller stops reading
 
-    def _handle_elsewhere(self, message: Any) -> None:
-        engine = self._engine
-        engine.queued -= 1
-        engine.pool.submit(functools.partial(self._run_job, message, self.messages_out))
-        engine.release_held()
-
-    def _drop_deferred(self) -> None:
-        if self._deferred:
-            self._engine.queued -= len(self._deferred)
-            self._engine.release_held()
-        super()._drop_deferred()
+    def run_elsewhere(self, message: Any) -> None:
+        self._engine.pool.submit(functools.partial(self._run_job, message, self.session.messages_out))
 
     def _job_done(self, error: Exception | None, answered_before: int) -> None:
         # every send the handler made reached the loop before this (call_soon_threadsafe is FIFO)
-        self._deferred_done(error, self.messages_out != answered_before)
-        self._release_hold()
+        self.session.handled(error, self.session.messages_out != answered_before)
+        self.release_hold()
         self._queue_flush()
 
     def _hold(self) -> None:
-        held = self._engine.held
-        if self not in held:
-            held.add(self)
-            self.reading = False
+        if not self.held:
+            self.held = True
+            self._engine.held.add(self)
+            self.session.reading = False
             self._queue_flush()  # the poller stops watching for input
 
     def _still_held(self) -> bool:
-        return self._engine.queued >= self._limits.pool_queue
+        return self._engine.queued >= self._engine.limits.pool_queue
 
-    def _release_hold(self) -> None:
+    def release_hold(self) -> None:
         """Read again if what waits for the pool went down (and output allows it)."""
-        held = self._engine.held
-        if self not in held or self._still_held():
+        if not self.held or self._still_held():
             return
-        held.discard(self)
-        if not self.reading:
-            self._settle()
+        self.held = False
+        self._engine.held.discard(self)
+        if not self.session.reading:
+            self.session.settle()
             self._queue_flush()
 
-    def _settle(self) -> None:
-        super()._settle()
-        if self.reading and self in self._engine.held:
-            self.reading = False  # output drained, but the pool has not caught up
-
     def _delivered(self, data: bytes) -> None:
-        """A send of this connection's handler reaches the loop: a reply like any other
-        (backpressure pauses reading above write_buffer_high), not a fan-out from others."""
-        if self._closed:
-            return
-        self._in_event = True
-        self._append(data)
-        self._in_event = False
-        if len(self.out) > self._limits.write_buffer_high:
-            self._settle()
+        """A send of this connection's handler reaches the loop."""
+        self.session.deliver(data)
         self._queue_flush()
 
     # -- on a pool thread ------------------------------------------------------------------
@@ -195,26 +180,65 @@ class PoolConnection(ReactorConnection):
     def _run_job(self, message: Any, answered_before: int) -> None:
         current.engine = self._engine  # Server.stop() from the handler must not wait for itself
         _running.conn = self
-        latency = self._latency
-        error: Exception | None = None
-        started = time.perf_counter() if latency is not None else 0.0
-        try:
-            self._dispatch.message(message)
-        except Exception as exc:
-            error = exc
+        error = self.session.run_handler(message)
         _running.conn = None
-        if latency is not None:
-            latency.observe(time.perf_counter() - started)
         self._engine.call_soon_threadsafe(functools.partial(self._job_done, error, answered_before))
 
-    def _send_from_elsewhere(self, data: bytes) -> None:
+    def send_from_elsewhere(self, data: bytes) -> None:
         if getattr(_running, "conn", None) is not self:
-            super()._send_from_elsewhere(data)  # another connection's fan-out: foreign output
+            super().send_from_elsewhere(data)  # another connection's fan-out: foreign output
             return
         self._engine.call_soon_threadsafe(functools.partial(self._delivered, data))
 
 
-class BlockingPoolConnection(PoolConnection):
+class _PooledInbox(Inbox):
+    """A blocking handler's inbox on the pool: the loop puts what it decodes, and the
+    handler's pool thread waits on a condition the loop notifies."""
+
+    __slots__ = ("_changed", "_transport")
+
+    def __init__(self, transport: BlockingPoolTransport) -> None:
+        super().__init__()
+        self._transport = transport
+        self._changed = threading.Condition()  # its handler thread waits on it
+
+    def arrived(self) -> None:
+        if len(self.messages) >= _PER_CONNECTION:
+            self._transport.hold()
+        self.changed()
+
+    def changed(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def take(self, session: Receiver, read_more: Callable[[], None]) -> Any:
+        messages = self.messages
+        engine = self._transport.engine
+        with self._changed:
+            while not messages and session.phase is OPEN and self.error is None:
+                self._changed.wait(_WAKE_CHECK)
+            if messages:
+                message = messages.popleft()
+                if self._transport.held:
+                    engine.call_soon_threadsafe(self._transport.release_hold)
+                return message
+        error = self.error
+        if error is not None:
+            self.error = None
+            engine.call_soon_threadsafe(functools.partial(self._transport.bad_input_later, error))
+            raise ClosedError(f"{session.peer_url}: {error}")
+        raise ClosedError(f"{session.peer_url}: connection closed")
+
+    def wait_for_room(self, session: Session, in_transit: int) -> None:
+        """A send: wait while the peer has more than write_buffer_high unread (the loop
+        closes a peer that reads nothing for idle_timeout)."""
+        high = self._transport.engine.limits.write_buffer_high
+        with self._changed:
+            while session.phase is OPEN and len(session.out) + in_transit > high and session.out:
+                self._changed.wait(_WAKE_CHECK)
+
+
+class BlockingPoolTransport(PoolTransport):
     """A connection whose ``@blocking`` handler holds a pool thread for its life:
     ``conn.recv()`` waits for the messages the loop decodes."""
 
@@ -223,63 +247,39 @@ class BlockingPoolConnection(PoolConnection):
     defers: ClassVar[bool] = False
 
     def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self._inbox = threading.Condition()  # its handler thread waits on it
         self._in_transit = 0  # bytes sent from the handler thread, not yet on the loop
+        self._inbox = _PooledInbox(self)
+        super().__init__(*args)
+
+    @property
+    def engine(self) -> PoolEngine:
+        return self._engine
 
     # -- on the loop -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        super().start()
+    def begin(self) -> None:
+        super().begin()
         self._engine.pool.submit(self._run_blocking)
 
-    @property
-    def idle(self) -> bool:  # idle while its handler waits for input
-        return super().idle and not self._pending
+    def new_inbox(self) -> Inbox:
+        return self._inbox
 
-    def quiet(self, now: float) -> None:
-        if not self._pending:  # stopping: its handler's next recv() ends
-            super().quiet(now)
+    def hold(self) -> None:
+        self._hold()
 
     def _still_held(self) -> bool:
-        return len(self._pending or ()) >= _PER_CONNECTION or super()._still_held()
-
-    def received(self, data: bytes, now: float) -> None:
-        super().received(data, now)
-        if len(self._pending or ()) >= _PER_CONNECTION:
-            self._hold()
-        self._notify_inbox()
-
-    def _end_input(self) -> None:
-        super()._end_input()
-        self._notify_inbox()
-
-    def _close_transport(self) -> None:
-        super()._close_transport()
-        self._notify_inbox()
-
-    def sent(self, count: int, now: float) -> None:
-        super().sent(count, now)
-        if len(self.out) <= self._limits.write_buffer_low:
-            self._notify_inbox()  # the handler thread may wait for the peer to read
-
-    def _notify_inbox(self) -> None:
-        with self._inbox:
-            self._inbox.notify_all()
+        return len(self._inbox.messages) >= _PER_CONNECTION or super()._still_held()
 
     def _delivered(self, data: bytes) -> None:
         self._in_transit -= len(data)
         super()._delivered(data)
 
     def _blocking_done(self, error: Exception | None) -> None:
-        if error is not None:
-            self._close(error)
-        else:
-            self.close()  # the handler returned: its replies flush, then the connection ends
+        self.session.blocking_returned(error)
         self._queue_flush()
 
-    def _bad_input_later(self, error: ProtocolError) -> None:
-        self._bad_input(error)
+    def bad_input_later(self, error: ProtocolError) -> None:
+        self.session.bad_input(error)
         self._queue_flush()
 
     # -- on the handler's pool thread ------------------------------------------------------
@@ -289,7 +289,7 @@ class BlockingPoolConnection(PoolConnection):
         _running.conn = self
         error: Exception | None = None
         try:
-            self._engine.handler.run_blocking(self)
+            self._engine.handler.run_blocking(self.session)
         except ClosedError:
             pass  # the connection ended under it: nothing more to say
         except Exception as exc:
@@ -297,41 +297,14 @@ class BlockingPoolConnection(PoolConnection):
         _running.conn = None
         self._engine.call_soon_threadsafe(functools.partial(self._blocking_done, error))
 
-    def _send_from_elsewhere(self, data: bytes) -> None:
+    def send_from_elsewhere(self, data: bytes) -> None:
         if getattr(_running, "conn", None) is self:
-            self._wait_for_room(len(data))
+            session = self.session
+            self._inbox.wait_for_room(session, self._in_transit + len(data))
+            if session.closed:
+                raise ClosedError(f"{session.peer_url}: send on a closed connection")
             self._in_transit += len(data)
-        super()._send_from_elsewhere(data)
-
-    def _wait_for_room(self, size: int) -> None:
-        """A send: wait while the peer has more than write_buffer_high unread (the loop
-        closes a peer that reads nothing for idle_timeout)."""
-        high = self._limits.write_buffer_high
-        inbox = self._inbox
-        with inbox:
-            while self.phase is OPEN and len(self.out) + self._in_transit + size > high and self.out:
-                inbox.wait(_WAKE_CHECK)
-        if self._closed:
-            raise ClosedError(f"{self.peer_url}: send on a closed connection")
-
-    def recv(self) -> Any:
-        pending = self._pending
-        assert pending is not None
-        inbox = self._inbox
-        with inbox:
-            while not pending and self.phase is OPEN and self._pending_error is None:
-                inbox.wait(_WAKE_CHECK)
-            if pending:
-                message = pending.popleft()
-                if self in self._engine.held:
-                    self._engine.call_soon_threadsafe(self._release_hold)
-                return message
-        error = self._pending_error
-        if error is not None:
-            self._pending_error = None
-            self._engine.call_soon_threadsafe(functools.partial(self._bad_input_later, error))
-            raise ClosedError(f"{self.peer_url}: {error}")
-        raise ClosedError(f"{self.peer_url}: connection closed")
+        super().send_from_elsewhere(data)
 
 
 class _RepliesFromTheLoop(DatagramConnection):
@@ -398,13 +371,13 @@ class PoolEngine(ReactorEngine):
         super().__init__(*args, **kwargs)
         handler = self.handler
         if handler.is_blocking:
-            self.connection_class = BlockingPoolConnection
+            self.connection_class = BlockingPoolTransport
         elif handler.may_block:
-            self.connection_class = PoolConnection
+            self.connection_class = PoolTransport
         # (event-style handlers run on the loop, as on the reactor: never two at once)
         self.pool = _Pool(self.limits.pool_threads)
         self.queued = 0  # messages waiting for the pool, all connections together
-        self.held: set[PoolConnection] = set()  # connections not read until the pool catches up
+        self.held: set[PoolTransport] = set()  # connections not read until the pool catches up
         self.full = False  # pool_queue messages wait: no connection is read
         self.datagrams_running = 0  # datagrams given to the pool whose answers are not all sent
         self._paused_datagrams: list[_PooledDatagrams] = []
@@ -435,7 +408,7 @@ class PoolEngine(ReactorEngine):
         if self.queued < self.limits.pool_queue:
             self.full = False
             for conn in list(self.held):
-                conn._release_hold()
+                conn.release_hold()
             paused, self._paused_datagrams = self._paused_datagrams, []
             for reader in paused:
                 reader.paused = False

@@ -36,6 +36,7 @@ handlers are refused; use the threads or pool engine for those). ``send`` and
 
 from __future__ import annotations
 
+import functools
 import heapq
 import socket
 import sys
@@ -45,7 +46,7 @@ from typing import Any, ClassVar
 
 from ...endpoints import Listener
 from ...errors import ClosedError, Timeout, translate_oserror
-from ...session import CLOSED, CLOSING, OPEN, Phase, Session
+from ...session import CLOSED, CLOSING, OPEN, Phase, Session, Transport
 from ..base import BURST, Engine, log
 from ..common import linger
 from ..common.datagrams import RECV_SIZE, WaitingDatagrams
@@ -66,14 +67,22 @@ _STALL_FIX = (
 _PRODUCE_ROUNDS = 16  # on_drain calls per flush before other connections get their turn
 
 
-class ReactorConnection(Session):
-    """A connection's session, with the reactor's I/O: non-blocking sends and reads on the loop."""
+class ReactorTransport(Transport):
+    """A connection's socket on the reactor: non-blocking sends and reads on the loop, fed to
+    its session."""
 
-    __slots__ = ("_engine", "_fd", "_queued", "_sock", "_wants_read", "_writing", "timer_at")
+    __slots__ = ("_engine", "_fd", "_queued", "_sock", "_wants_read", "_writing", "session")
 
     def __init__(self, sock: socket.socket, addr: Any, engine: ReactorEngine, listener: Listener) -> None:
-        super().__init__(
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._engine = engine
+        self._wants_read = True  # read interest registered with the poller
+        self._writing = False  # write interest registered with the poller
+        self._queued = False  # in the engine's list of connections to flush this iteration
+        self.session = Session(
             engine,
+            self,
             addr,
             listener.accepted_local,
             listener.endpoint.scheme,
@@ -81,29 +90,33 @@ class ReactorConnection(Session):
             listener.layer_factories,
             listener.url,
         )
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._engine = engine
-        self._wants_read = True  # read interest registered with the poller
-        self._writing = False  # write interest registered with the poller
-        self._queued = False  # in the engine's list of connections to flush this iteration
-        self.timer_at = 0.0  # when this connection's live timer entry comes due
 
     def __lt__(self, other: object) -> bool:
-        return False  # timer entries with equal deadlines: any order will do
+        return False  # entries with equal times on a heap: any order will do
 
-    def _find_local(self) -> Any:
+    def local_address(self) -> Any:
         try:
             return self._sock.getsockname()
         except OSError:
             return None
 
+    def begin(self) -> None:
+        """The connection was accepted and is watched: its session starts, and what on_connect
+        sent goes out."""
+        session = self.session
+        session.start()
+        if session.out or session.phase is not OPEN:
+            self._flush(False)
+        elif session.producing:
+            self._queue_flush()  # its first on_drain comes with the next flush
+
     # -- readiness from the poller (the hot path: kept in one frame) ----------------------
 
     def on_event(self, mask: int) -> None:
-        if mask & _WRITABLE and self.out:
+        session = self.session
+        if mask & _WRITABLE and session.out:
             self._flush(True)
-        if not (mask & _READABLE and self.reading):
+        if not (mask & _READABLE and session.reading):
             return
         engine = self._engine
         reads = 1
@@ -112,23 +125,26 @@ class ReactorConnection(Session):
                 data = self._sock.recv(RECV_SIZE, _DONTWAIT)
             except BlockingIOError:
                 if engine.stopping:
-                    self.quiet(engine.now)  # stopping, nothing more arrived: an idle connection ends
+                    session.quiet(engine.now)  # stopping, nothing more arrived: an idle connection ends
                     break
                 return
             except OSError as exc:
-                self.finish(translate_oserror(exc, self.peer_url))
+                session.finish(translate_oserror(exc, session.peer_url))
                 return
-            self.received(data, engine.now)
-            if self._partial and self._message_started == engine.now:
-                deadline = engine.now + self._limits.read_timeout  # a message started
-                if deadline < self.timer_at:
-                    engine.schedule(self, deadline)
+            session.received(data, engine.now)
+            if session.in_message and session.message_started == engine.now:
+                deadline = engine.now + engine.limits.read_timeout  # a message started
+                if deadline < session.timer_at:
+                    engine.schedule(session, deadline)
             # While stopping, what arrived before the stop is served: read until none is left
             # (a burst at a time: the poller reports it readable again next iteration).
-            if not (engine.stopping and data and self.reading and not self._partial) or reads == BURST:
+            if (
+                not (engine.stopping and data and session.reading and not session.in_message)
+                or reads == BURST
+            ):
                 break
             reads += 1
-        if self.out or self.phase is not OPEN:
+        if session.out or session.phase is not OPEN:
             self._flush(False)
 
     def _flush(self, writable: bool) -> None:
@@ -137,26 +153,27 @@ class ReactorConnection(Session):
         Without ``writable`` the send is tried only when the connection is not
         already waiting for the kernel buffer to drain.
         """
-        if self.phase is CLOSED:
+        session = self.session
+        if session.phase is CLOSED:
             return
-        out = self.out
+        out = session.out
         if out and (writable or not self._writing) and not self._send():
             return
-        if self._dispatch.wants_drain:
+        if session.dispatch.wants_drain:
             for _ in range(_PRODUCE_ROUNDS):
-                if not self.producing or not self.produce():
+                if not session.producing or not session.produce():
                     break
                 if out and (writable or not self._writing) and not self._send():
                     return
             else:  # still producing after every round: go on next loop iteration
                 self._queue_flush()
-        if not out and self.phase is not OPEN:
-            if self.phase is CLOSING:
-                self.finish()
+        if not out and session.phase is not OPEN:
+            if session.phase is CLOSING:
+                session.finish()
             return
-        if self._engine.stopping and not out and self.phase is OPEN and self.idle:
+        if self._engine.stopping and not out and session.phase is OPEN and session.idle:
             self._engine.look_again(self)  # stopping: it ends once nothing more arrived
-        reading = self.reading
+        reading = session.reading
         writing = bool(out)
         if reading != self._wants_read or writing != self._writing:
             self._wants_read = reading
@@ -165,15 +182,16 @@ class ReactorConnection(Session):
 
     def _send(self) -> bool:
         """One non-blocking send of the output; False if the connection ended."""
+        session = self.session
         try:
-            sent = self._sock.send(self.out, _DONTWAIT)
+            sent = self._sock.send(session.out, _DONTWAIT)
         except BlockingIOError:
             return True
         except OSError as exc:
-            self.finish(translate_oserror(exc, self.peer_url))
+            session.finish(translate_oserror(exc, session.peer_url))
             return False
         if sent:
-            self.sent(sent, self._engine.now)
+            session.sent(sent, self._engine.now)
         return True
 
     def _queue_flush(self) -> None:
@@ -181,33 +199,42 @@ class ReactorConnection(Session):
             self._queued = True
             self._engine.dirty.append(self)
 
+    def flush_queued(self) -> None:
+        """The engine's end-of-iteration flush of a connection that asked for one."""
+        self._queued = False
+        self._flush(False)
+
     def stop_check(self) -> None:
         """Stopping: serve what already arrived from an idle connection, then end it."""
-        if self.phase is OPEN and self.idle:
+        if self.session.phase is OPEN and self.session.idle:
             self.on_event(READ)
 
-    # -- the session's hooks ----------------------------------------------------------------
+    # -- what the session asks -------------------------------------------------------------
 
-    def _output_added(self) -> None:
+    def output_added(self) -> None:
         """A send from outside this connection's own events (another connection's handler, a
         queued call): flushed at the end of this loop iteration, unless it is past the bound."""
-        if self.phase is CLOSED:
+        session = self.session
+        if session.phase is CLOSED:
             return
-        if self.foreign_overflow(len(self.out)) is not None:
+        if session.foreign_overflow(len(session.out)) is not None:
             self._flush(False)  # a peer that reads takes it now
-            if self.phase is not CLOSED and (error := self.foreign_overflow(len(self.out))) is not None:
-                self.finish(error)
+            if (
+                session.phase is not CLOSED
+                and (error := session.foreign_overflow(len(session.out))) is not None
+            ):
+                session.finish(error)
             return
         self._queue_flush()
 
-    def _send_from_elsewhere(self, data: bytes) -> None:
-        self._engine.call_soon_threadsafe(lambda: self.queue(data))
+    def send_from_elsewhere(self, data: bytes) -> None:
+        self._engine.call_soon_threadsafe(functools.partial(self.session.queue, data))
 
-    def _close_from_elsewhere(self) -> None:
-        self._engine.call_soon_threadsafe(self.close)
+    def close_from_elsewhere(self) -> None:
+        self._engine.call_soon_threadsafe(self.session.close)
 
-    def _close_transport(self) -> None:
-        if self.may_linger:
+    def release(self) -> None:
+        if self.session.may_linger:
             self._engine.linger(self._sock, self._fd)
         else:
             self._engine.forget(self._fd)
@@ -273,7 +300,7 @@ class ReactorEngine(Engine):
         super().__init__(*args, **kwargs)
         self.poller: Poller = poller_class(self.selector_name)()
         self.now = time.monotonic()  # the loop's clock, read once per iteration
-        self.dirty: list[ReactorConnection] = []  # connections to flush at the end of this iteration
+        self.dirty: list[ReactorTransport] = []  # connections to flush at the end of this iteration
         self._handlers: dict[int, Any] = {}  # fd -> what handles its events (on_event(mask))
         self._open = 0  # connections open
         self.deadlines = Deadlines(self._timed)
@@ -284,9 +311,9 @@ class ReactorEngine(Engine):
         self._lingering: dict[int, _Lingerer] = {}  # closed connections' sockets, by descriptor
         self._ending = False  # the loop is over: what closes now closes at once
         #: stopping: connections that became idle, to end next iteration if nothing arrived
-        self._idle_now: list[ReactorConnection] = []
+        self._idle_now: list[ReactorTransport] = []
         #: stopping: new connections waiting for their first request, until when (fresh_until)
-        self._fresh: list[tuple[float, ReactorConnection]] = []
+        self._fresh: list[tuple[float, ReactorTransport]] = []
 
     def run(self) -> None:
         self.now = time.monotonic()
@@ -345,12 +372,15 @@ class ReactorEngine(Engine):
         """What the deadline heap holds: live connections and lingering sockets."""
         return [*self._live_connections(), *self._lingering.values()]
 
-    def _live_connections(self) -> list[ReactorConnection]:
+    def _live_transports(self) -> list[ReactorTransport]:
         return [
             h
             for h in list(self._handlers.values())
-            if isinstance(h, ReactorConnection) and h.phase is not CLOSED
+            if isinstance(h, ReactorTransport) and h.session.phase is not CLOSED
         ]
+
+    def _live_connections(self) -> list[Session]:
+        return [transport.session for transport in self._live_transports()]
 
     # -- the loop --------------------------------------------------------------------
 
@@ -386,12 +416,11 @@ class ReactorEngine(Engine):
             if self.dirty:
                 dirty = self.dirty
                 self.dirty = []
-                for conn in dirty:
-                    conn._queued = False
+                for transport in dirty:
                     try:
-                        conn._flush(False)
+                        transport.flush_queued()
                     except Exception as exc:
-                        conn.fail(exc)
+                        transport.session.fail(exc)
             if timers and timers[0][0] <= self.now:
                 self.deadlines.run(self.now, self._open)
             if not self._accepting and not self.stopping:
@@ -401,9 +430,9 @@ class ReactorEngine(Engine):
     def _event_failed(handler: Any, error: Exception) -> None:
         """An event's handler raised: a connection's error ends that connection only; a
         listener's or the waker's is the engine's own and ends serving."""
-        if not isinstance(handler, ReactorConnection):
+        if not isinstance(handler, ReactorTransport):
             raise error
-        handler.fail(error)
+        handler.session.fail(error)
 
     def _next_wait(self) -> tuple[bool, float | None]:
         """Outside the steady state: (whether the loop is done, how long to wait)."""
@@ -434,7 +463,7 @@ class ReactorEngine(Engine):
             timeout = 0  # producers have more to send, or idle connections to end: poll, do not wait
         return False, timeout
 
-    def look_again(self, conn: ReactorConnection) -> None:
+    def look_again(self, conn: ReactorTransport) -> None:
         """Stopping: ``conn`` became idle; next iteration it ends, unless more arrived."""
         self._idle_now.append(conn)
 
@@ -449,7 +478,7 @@ class ReactorEngine(Engine):
         for conn in idle:
             conn.stop_check()
 
-    def schedule(self, conn: ReactorConnection, deadline: float) -> None:
+    def schedule(self, conn: Session, deadline: float) -> None:
         """(Re)arm ``conn``'s timer (see :mod:`..common.deadlines`)."""
         self.deadlines.schedule(conn, deadline, self._open)
 
@@ -493,13 +522,14 @@ class ReactorEngine(Engine):
     def _open_count(self) -> int:
         return self._open
 
-    #: the session class of this engine's connections
-    connection_class: type[ReactorConnection] = ReactorConnection
+    #: the transport class of this engine's connections (each makes its session)
+    connection_class: type[ReactorTransport] = ReactorTransport
 
     def _add_connection(self, sock: socket.socket, addr: Any, listener: Listener) -> None:
-        conn = self.connection_class(sock, addr, self, listener)
+        transport = self.connection_class(sock, addr, self, listener)
+        conn = transport.session
         try:
-            self._watch(conn._fd, conn)
+            self._watch(transport._fd, transport)
         except ValueError as exc:  # select() cannot watch descriptors >= FD_SETSIZE
             log.error("%s: cannot watch this socket (%s); use the poll or epoll engine", conn.peer_url, exc)
             self.stats.rejected(listener.url)
@@ -510,11 +540,7 @@ class ReactorEngine(Engine):
         self.stats.track(conn)
         self.schedule(conn, conn.deadline())
         try:
-            conn.start()
-            if conn.out or conn.phase is not OPEN:
-                conn._flush(False)
-            elif conn.producing:
-                conn._queue_flush()  # its first on_drain comes with the next flush
+            transport.begin()
         except Exception as exc:
             conn.fail(exc)
 
@@ -553,11 +579,11 @@ class ReactorEngine(Engine):
                 self._unwatch(fd)
 
     def end_idle(self) -> None:
-        for conn in self._live_connections():
-            conn.stop_check()
-            fresh = conn.fresh_until()
-            if fresh is not None and conn.phase is OPEN:  # the loop looks at it again then
-                heapq.heappush(self._fresh, (fresh, conn))
+        for transport in self._live_transports():
+            transport.stop_check()
+            fresh = transport.session.fresh_until()
+            if fresh is not None and transport.session.phase is OPEN:  # the loop looks at it again then
+                heapq.heappush(self._fresh, (fresh, transport))
 
     def cut_all(self) -> None:
         for conn in self._live_connections():

@@ -7,7 +7,7 @@ A socket with a Python timeout costs CPython a ``poll`` before every ``recv``;
 instead the socket stays in blocking mode and the kernel enforces the
 deadlines (``SO_RCVTIMEO`` for idle and read timeouts, ``SO_SNDTIMEO`` for a
 peer that does not read). ``stop()`` reaches a thread parked between messages
-by shutting down the reading side of its socket (:meth:`ThreadedConnection.wake`),
+by shutting down the reading side of its socket (:meth:`ThreadedTransport.wake`),
 unless bytes wait unread: the wait only looks until a byte arrives and takes
 it under the lock the wake-up holds, so a message that has begun is never cut
 by the stop. A thread in the middle of a message is left to finish it until
@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ...endpoints import Listener
 from ...errors import ClosedError, SocketkitError, translate_oserror
-from ...session import INPUT_ENDED, OPEN, Session, SessionHost
+from ...session import INPUT_ENDED, OPEN, Session, SessionHost, Transport
 from ..common import linger
 from ..common.datagrams import RECV_SIZE
 
 if TYPE_CHECKING:
     from .flusher import OutboxFlusher
 
-__all__ = ["ThreadHost", "ThreadedConnection"]
+__all__ = ["ThreadHost", "ThreadedTransport"]
 
 _DONTWAIT = socket.MSG_DONTWAIT
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
@@ -66,8 +66,9 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("@ll", micros // 1_000_000, micros % 1_000_000)
 
 
-class ThreadedConnection(Session):
-    """A connection's session, served by one thread over a blocking socket with kernel timeouts."""
+class ThreadedTransport(Transport):
+    """A connection's socket, served by one thread (blocking, with kernel timeouts), feeding
+    its session."""
 
     __slots__ = (
         "_big_reads",
@@ -81,6 +82,7 @@ class ThreadedConnection(Session):
         "_rcvtimeo",
         "_sndtimeo",
         "_sock",
+        "session",
     )
 
     def __init__(self, sock: socket.socket, peer: Any, engine: ThreadHost, listener: Listener) -> None:
@@ -88,19 +90,6 @@ class ThreadedConnection(Session):
         # re-entrant: a layer's own output is written while its input is being read.
         self._lock = threading.RLock()
         self._outbox = bytearray()  # what other threads sent that the kernel did not take yet
-        super().__init__(
-            engine,
-            peer,
-            listener.accepted_local,
-            listener.endpoint.scheme,
-            time.monotonic(),
-            listener.layer_factories,
-            listener.url,
-            # With layers (TLS) every record goes through the outbox, in the order made, so a
-            # record made on another thread can never overtake one made here, or the reverse.
-            layer_write=self._outbox.extend,
-            layer_lock=self._lock,
-        )
         self._sock = sock
         self._engine = engine
         # The kernel timeouts are set on first need: a connection whose request
@@ -114,70 +103,89 @@ class ThreadedConnection(Session):
         self._big_reads = False  # the peer sent _PARKED_RECV_SIZE or more at once
         self._cut_off: BaseException | None = None  # why another thread cut this connection off
         self._close_asked = False  # another thread's close(): the end of input its wake-up makes
+        self.session = Session(
+            engine,
+            self,
+            peer,
+            listener.accepted_local,
+            listener.endpoint.scheme,
+            time.monotonic(),
+            listener.layer_factories,
+            listener.url,
+            # With layers (TLS) every record goes through the outbox, in the order made, so a
+            # record made on another thread can never overtake one made here, or the reverse.
+            layer_write=self._outbox.extend,
+            layer_lock=self._lock,
+        )
 
-    def _find_local(self) -> Any:
+    @property
+    def peer_url(self) -> str:
+        return self.session.peer_url
+
+    def local_address(self) -> Any:
         try:
             return self._sock.getsockname()
         except OSError:
             return None
 
-    @property
-    def write_buffer_size(self) -> int:
-        return len(self.out) + len(self._outbox)
+    def unsent(self) -> int:
+        return len(self._outbox)
 
     # -- the thread's loop -----------------------------------------------------------------
 
     def serve(self) -> None:
         """Serve this connection in the calling thread until it ends; the close sequence runs here."""
         engine = self._engine
-        engine.stats.track(self)
+        session = self.session
+        engine.stats.track(session)
         error: BaseException | None = None
         try:
-            self.start()
+            session.start()
             if engine.handler.is_blocking:
                 try:
-                    engine.handler.run_blocking(self)
+                    engine.handler.run_blocking(session)
                 except Exception as exc:
                     error = exc  # the handler raised (or its connection broke under it)
                     return
-                self.close()  # the handler returned: its replies flush, then the connection ends
+                session.blocking_returned(None)  # its replies flush, then the connection ends
             else:
-                wants_drain = self._dispatch.wants_drain
+                wants_drain = session.dispatch.wants_drain
                 monotonic = time.monotonic
+                out = session.out
                 self._write_out()
-                while self.phase is OPEN:
-                    if wants_drain and self.producing and not engine.stopping:
+                while session.phase is OPEN:
+                    if wants_drain and session.producing and not engine.stopping:
                         # A producer: write (blocking is the backpressure), then
                         # look at input without waiting, to notice the peer leave.
-                        produced = self.produce()
+                        produced = session.produce()
                         self._write_out()
-                        if self.phase is not OPEN:
+                        if session.phase is not OPEN:
                             break
                         self._read_once(wait=not produced)
                     else:  # the request/reply loop: read, dispatch, write the replies
                         data = self._read()
                         if data is not None:
-                            self.received(data, monotonic())
-                    if self.out or self._outbox:
+                            session.received(data, monotonic())
+                    if out or self._outbox:
                         self._write_out()
             self._write_out()
         except Exception as exc:
             if self._cut_off is None:  # (else it ends for why it was cut off, below)
-                self.fail(exc)
+                session.fail(exc)
         finally:
-            self.finish(self._cut_off or error)
+            session.finish(self._cut_off or error)
 
     def _read_once(self, wait: bool) -> None:
         """Read once and feed the session; without ``wait``, only what has already arrived."""
         data = self._read() if wait else self._recv_nowait()
         if data is not None:
-            self.received(data, time.monotonic())
+            self.session.received(data, time.monotonic())
 
-    def _wait_for_input(self) -> None:
+    def wait_for_input(self) -> None:
         self._write_out()
         self._read_once(wait=True)
 
-    def _output_added(self) -> None:
+    def output_added(self) -> None:
         self._write_out()
 
     # -- sends and closes from other threads -------------------------------------------------
@@ -186,24 +194,26 @@ class ThreadedConnection(Session):
         """After an event whose handler calls are serialized (``threaded/serial``), with the lock still
         held: its output joins the outbox, so a send another thread's handler makes next
         goes out behind it."""
-        if self.out:
+        out = self.session.out
+        if out:
             with self._lock:
-                self._outbox += self.out
-                self.out.clear()
+                self._outbox += out
+                out.clear()
 
-    def _send_from_elsewhere(self, data: bytes) -> None:
+    def send_from_elsewhere(self, data: bytes) -> None:
         """A send from another thread: never blocks; a peer that cannot keep up is cut off."""
+        session = self.session
         with self._lock:
             if self._cut_off is not None:
                 return
-            if self._stack is not None:
-                if self.phase is not OPEN and self.phase is not INPUT_ENDED:
+            if session.layers is not None:
+                if session.phase is not OPEN and session.phase is not INPUT_ENDED:
                     return  # closing: nothing is wrapped after the layers' goodbye
-                data = self._stack.wrap(data)
-            self.messages_out += 1
+                data = session.layers.wrap(data)
+            session.messages_out += 1
             outbox = self._outbox
             if outbox:
-                overflow = self.foreign_overflow(len(outbox))
+                overflow = session.foreign_overflow(len(outbox))
                 if overflow is not None:
                     self._cut(overflow)
                     return
@@ -236,21 +246,20 @@ class ThreadedConnection(Session):
         except OSError:
             pass
 
-    def _close_from_elsewhere(self) -> None:
-        if self._closed:
-            return
-        self._closed = True  # no more sends, from here on (the owner's thread makes the transition)
+    def close_from_elsewhere(self) -> None:
+        if not self.session.close_asked_elsewhere():
+            return  # (no more sends from here on; the owner's thread makes the transition)
         self._close_asked = True
         try:  # wake the owner's read; it finishes its batch and closes
             self._sock.shutdown(socket.SHUT_RD)
         except OSError:
             pass
 
-    def _close_transport(self) -> None:
+    def release(self) -> None:
         flusher = self._engine.existing_flusher
         if flusher is not None:  # before the close: the descriptor's number may be reused
             flusher.unwatch(self._sock.fileno())
-        if self.may_linger and linger.begin(self._sock):
+        if self.session.may_linger and linger.begin(self._sock):
             self._linger()
         self._sock.close()
 
@@ -280,7 +289,7 @@ class ThreadedConnection(Session):
         Not while bytes wait unread: its thread is about to read them, and they may begin a
         message whose rest is still on its way (a socket shut down for reading would end
         that message at once); it sees the stop itself once it has served them."""
-        fresh = self.fresh_until()
+        fresh = self.session.fresh_until()
         if fresh is not None and fresh > time.monotonic():
             return
         with self._park_lock:
@@ -311,13 +320,14 @@ class ThreadedConnection(Session):
         None when stopping found nothing more waiting (the session then ends the input).
         """
         engine = self._engine
-        limits = self._limits
+        limits = engine.limits
+        session = self.session
         while True:
             now = time.monotonic()
-            fresh = self.fresh_until() if engine.stopping else None
+            fresh = session.fresh_until() if engine.stopping else None
             if fresh is not None and fresh <= now:
                 fresh = None
-            if not self._partial:
+            if not session.in_message:
                 self._parked = True  # from here stop() shuts our reading down...
                 if engine.stopping and fresh is None:  # ...or we see that it was called
                     self._parked = False
@@ -326,12 +336,12 @@ class ThreadedConnection(Session):
                     # fresh_until, and then it waits for its first bytes until then).
                     data = self._recv_nowait()
                     if data is None:
-                        self.quiet(now)
+                        session.quiet(now)
                     return data
-            deadline = self.deadline()
+            deadline = session.deadline()
             if deadline <= now:
                 self._parked = False
-                error = self.expired(now)
+                error = session.expired(now)
                 assert error is not None
                 raise error
             # The kernel's timeout: the time left, but no more than the shorter
@@ -344,7 +354,7 @@ class ThreadedConnection(Session):
                 self._set_rcvtimeo(wanted)
             # Small reads until the peer sends more at once: an idle thread then
             # holds a small buffer (measured: 3 KB less memory per idle connection).
-            size = RECV_SIZE if self._partial or self._big_reads else _PARKED_RECV_SIZE
+            size = RECV_SIZE if session.in_message or self._big_reads else _PARKED_RECV_SIZE
             try:
                 if self._parked:
                     received: bytes | None = self._parked_recv(size, flags)
@@ -354,7 +364,7 @@ class ThreadedConnection(Session):
                 received = None
             except OSError as exc:
                 self._parked = False
-                raise translate_oserror(exc, self.peer_url) from exc
+                raise translate_oserror(exc, session.peer_url) from exc
             self._parked = False
             if received is None:  # none yet, or SO_RCVTIMEO ran out: the loop looks at the deadlines
                 if not self._rcvtimeo:
@@ -366,9 +376,9 @@ class ThreadedConnection(Session):
             elif not data and self._close_asked:
                 # Our own shutdown woke the read, not the peer's end of input: the server's
                 # close, made here on the connection's thread (it lingers as any other).
-                self.close()
+                session.close()
                 return None
-            elif not data and self._partial and engine.stopping:
+            elif not data and session.in_message and engine.stopping:
                 raise ClosedError("server stopped before the message was finished")
             return data
 
@@ -408,15 +418,16 @@ class ThreadedConnection(Session):
             return 0
         except OSError as exc:
             raise translate_oserror(exc, self.peer_url) from exc
-        self.bytes_out += sent
+        self.session.bytes_out += sent
         return sent
 
     def _write_out(self) -> None:
         """Send all of the session's output, waiting up to idle_timeout for the peer to read."""
-        if not self.out and not self._outbox:
+        session = self.session
+        if not session.out and not self._outbox:
             return
         with self._lock:
-            out = self.out
+            out = session.out
             if self._outbox:  # what other threads queued goes first
                 out[:0] = self._outbox
                 self._outbox.clear()
@@ -424,11 +435,11 @@ class ThreadedConnection(Session):
                 done = self._sock.send(out, 0 if self._sndtimeo else _DONTWAIT)
             except BlockingIOError:
                 if self._sndtimeo:
-                    raise self.write_timeout() from None
+                    raise session.write_timeout() from None
                 done = 0
             except OSError as exc:
-                raise translate_oserror(exc, self.peer_url) from exc
-            self.sent(done, time.monotonic())
+                raise translate_oserror(exc, session.peer_url) from exc
+            session.sent(done, time.monotonic())
             if out:
                 self._write_rest(out)
 
@@ -437,7 +448,7 @@ class ThreadedConnection(Session):
         if not self._sndtimeo:
             try:
                 self._sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self._limits.idle_timeout)
+                    socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self._engine.limits.idle_timeout)
                 )
             except OSError as exc:
                 raise translate_oserror(exc, self.peer_url) from exc
@@ -449,9 +460,9 @@ class ThreadedConnection(Session):
                 try:
                     done += self._sock.send(view[done:])  # blocking: bounded by SO_SNDTIMEO
                 except BlockingIOError:
-                    raise self.write_timeout() from None
+                    raise self.session.write_timeout() from None
                 except OSError as exc:
                     raise translate_oserror(exc, self.peer_url) from exc
         finally:
             view.release()
-            self.sent(done, time.monotonic())
+            self.session.sent(done, time.monotonic())

@@ -18,7 +18,7 @@ from typing import Any
 from ...endpoints import Listener
 from ...session import Session
 from ..base import Engine, log
-from .connection import ThreadedConnection
+from .connection import ThreadedTransport
 from .flusher import OutboxFlusher
 
 __all__ = ["ThreadEngine"]
@@ -34,7 +34,7 @@ class ThreadEngine(Engine):
         self._flusher: OutboxFlusher | None = None
         self._flusher_lock = threading.Lock()
         #: connections served by threads, for stop() to wake and the grace deadline to cut
-        self._threaded: dict[ThreadedConnection, None] = {}
+        self._threaded: dict[ThreadedTransport, None] = {}
 
     def serve(self) -> None:
         try:
@@ -53,7 +53,7 @@ class ThreadEngine(Engine):
         The server owns the socket: it is closed here whatever the handler did.
         """
         try:
-            conn = ThreadedConnection(sock, addr, self, listener)
+            conn = ThreadedTransport(sock, addr, self, listener)
         except OSError as exc:  # the peer vanished before we could look at it
             log.debug("connection from %r lost at once: %s", addr, exc)
             sock.close()
@@ -73,7 +73,7 @@ class ThreadEngine(Engine):
         now = time.monotonic()
         soonest = None
         for conn in list(self._threaded):
-            fresh = conn.fresh_until()
+            fresh = conn.session.fresh_until()
             if fresh is None:
                 continue
             if fresh <= now:
@@ -88,7 +88,7 @@ class ThreadEngine(Engine):
             conn.abort()
 
     def open_connections(self) -> Sequence[Session]:
-        return list(self._threaded)
+        return [transport.session for transport in list(self._threaded)]
 
     def flusher(self) -> OutboxFlusher:
         """The thread that flushes queued cross-thread output, made on first use."""

@@ -5,7 +5,7 @@ broker, a chat) must not be blocked by that peer's slow reading. Such a send
 hands the kernel what it takes at once and leaves the rest in the target's
 bounded outbox; this one thread per engine waits for those sockets to become
 writable and flushes them. A peer whose outbox passes ``write_buffer_high`` is
-cut off by the sender (see ThreadedConnection), so memory stays bounded.
+cut off by the sender (see ThreadedTransport), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ...errors import SocketkitError
 
 
 class Flushable(Protocol):
-    """A connection with output queued by other threads (see ThreadedConnection)."""
+    """A connection with output queued by other threads (see ThreadedTransport)."""
 
     @property
     def peer_url(self) -> str: ...

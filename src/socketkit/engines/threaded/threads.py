@@ -38,7 +38,7 @@ from ...stats import Counters
 from ..base import current, log
 from ..common.datagrams import serve_datagrams
 from ..common.stall import LockWatch
-from .connection import ThreadedConnection
+from .connection import ThreadedTransport
 from .engine import ThreadEngine
 from .serial import SerialDispatch, serialized
 
@@ -70,8 +70,9 @@ class ThreadsEngine(ThreadEngine):
         dispatch = self.handler.dispatch(session)
         if self._handler_lock is None:
             return dispatch
-        assert isinstance(session, ThreadedConnection)
-        return SerialDispatch(dispatch, self._handler_lock, session.hand_over_output)
+        transport = session.transport
+        assert isinstance(transport, ThreadedTransport)
+        return SerialDispatch(dispatch, self._handler_lock, transport.hand_over_output)
 
     def run(self) -> None:
         watch = None

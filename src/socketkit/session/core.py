@@ -3,50 +3,33 @@
 Why one: a connection's life (layers, decoder, dispatch, the half-received
 message, deadlines, backpressure marks, the good-before-bad replay, the error
 reply, the close sequence) decides what a peer gets, so it must be the same
-whichever engine waits on the socket. It is written here once, with named
-states and every transition in this file (as h11's ``_state.py``), and
-engines only move bytes: they feed what they read into :meth:`Session.received`,
-write what :attr:`Session.out` holds and report it with :meth:`Session.sent`,
-and ask :meth:`Session.deadline` when to wake. No socket is touched here, so
-every event order is unit-tested without one.
-
-Phases (``session.phase``; ``conn.state`` stays the handler's own dict)::
-
-    OPEN ──peer EOF (blocking handler)──▶ INPUT_ENDED ─┐
-      │                                                 ├─▶ CLOSING ──output flushed──▶ CLOSED
-      └──close() / EOF / bad input / handler error / ───┘   (or any state, on an I/O error,
-         stopping and idle                                   a deadline, or the grace cut)
-
-- ``OPEN``: input is read and dispatched.
-- ``INPUT_ENDED``: the peer finished sending (``echo hi | nc``): a blocking
-  handler still takes the messages already decoded and its replies go out.
-- ``CLOSING``: no more input is taken and nothing more may be sent; what was
-  already produced is flushed (replies are never thrown away by a close), then
-  the engine ends the connection.
-- ``CLOSED``: the close sequence ran: counted, reported, transport closed,
-  handler told (``on_close``).
+whichever engine waits on the socket. It is written here once, with the
+phases of :mod:`.phases` and every transition in this file (as h11's
+``_state.py``). Engines do not subclass it: each gives it a
+:class:`~.transport.Transport` (its socket and loop) and feeds it events: what
+they read goes to :meth:`Session.received`, what :attr:`Session.out` holds is
+written and reported with :meth:`Session.sent`, and :meth:`Session.deadline`
+says when to wake. No socket is touched here, so every event order is
+unit-tested without one.
 
 What has rules of its own is an object the session composes: the byte layers
-are a :class:`~socketkit.layers.stack.LayerStack` (the engine says only where
-it writes and what lock keeps it to one thread). Engines still subclass
-:class:`Session` to add their I/O (the hooks at the end): one object per
-connection, and the hot path calls no layer it does not need.
+(:class:`~socketkit.layers.stack.LayerStack`), a blocking handler's inbox
+(:class:`~.inbox.Inbox`), and the engine's transport; the hot path calls none
+that it does not need.
 """
 
 from __future__ import annotations
 
-import enum
 import threading
 import time
 import typing
-from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from .closing import log, report_close, report_defect
-from .codecs.base import Decoder
-from .connection import Connection
-from .errors import (
+from ..closing import log, report_close, report_defect
+from ..codecs.base import Decoder
+from ..connection import Connection
+from ..errors import (
     BrokenError,
     ClosedError,
     IdleTimeout,
@@ -58,54 +41,23 @@ from .errors import (
     Timeout,
     WriteTimeout,
 )
-from .handlers import Dispatch
-from .layers.stack import LayerStack, LayerT
-
-_perf_counter = time.perf_counter
+from ..handlers import Dispatch
+from ..layers.stack import LayerStack, LayerT
+from .inbox import Inbox
+from .phases import CLOSED, CLOSING, FIRST_REQUEST_WAIT, FOREIGN_OUTPUT_FACTOR, INPUT_ENDED, OPEN
+from .transport import Transport
 
 if TYPE_CHECKING:
-    from .codecs import Codec
-    from .handlers import Handler
-    from .layers import LayerFactory
-    from .limits import Limits
-    from .stats import StatsRecorder
+    from ..codecs import Codec
+    from ..handlers import Handler
+    from ..layers import LayerFactory
+    from ..limits import Limits
+    from ..stats import LatencyHistogram, StatsRecorder
 
-__all__ = [
-    "CLOSED",
-    "CLOSING",
-    "FIRST_REQUEST_WAIT",
-    "FOREIGN_OUTPUT_FACTOR",
-    "INPUT_ENDED",
-    "OPEN",
-    "Phase",
-    "Session",
-    "SessionHost",
-]
+__all__ = ["Session", "SessionHost"]
 
+_perf_counter = time.perf_counter
 _get_ident = threading.get_ident
-
-#: Output that others send to a connection (a broker's fan-out) cannot pause
-#: its reading; a peer that drains it in time is kept, but one whose unsent
-#: output passes this many times ``write_buffer_high`` is closed at once.
-FOREIGN_OUTPUT_FACTOR = 4
-
-#: When stop() comes, a connection that has not sent (or been sent) a message yet and is
-#: younger than this (seconds) is given the rest of it for its first request: a client
-#: that connected just before the stop has it on the way. Others that are idle end at once.
-FIRST_REQUEST_WAIT = 1.0
-
-
-class Phase(enum.Enum):
-    OPEN = "open"
-    INPUT_ENDED = "input ended"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-OPEN = Phase.OPEN
-INPUT_ENDED = Phase.INPUT_ENDED
-CLOSING = Phase.CLOSING
-CLOSED = Phase.CLOSED
 
 
 class SessionHost(typing.Protocol):
@@ -136,34 +88,37 @@ class Session(Connection):
     __slots__ = (
         "_decoder",
         "_deferred",
-        "_dispatch",
         "_handling",
         "_heard",
         "_host",
         "_in_event",
+        "_inbox",
         "_last_active",
-        "_latency",
         "_limits",
-        "_message_started",
         "_opened",
-        "_owner",
-        "_partial",
         "_peer_ended",
-        "_pending",
         "_pending_error",
         "_release",
         "_reported",
-        "_stack",
+        "dispatch",
         "error",
+        "in_message",
+        "latency",
+        "layers",
+        "message_started",
         "out",
+        "owner",
         "per_ip_counted",
         "phase",
         "reading",
+        "timer_at",
+        "transport",
     )
 
     def __init__(
         self,
         host: SessionHost,
+        transport: Transport,
         peer: Any,
         local: Any,
         scheme: str,
@@ -179,44 +134,55 @@ class Session(Connection):
         output, and nothing (every send made on the connection's own thread)."""
         super().__init__(host.codec, peer, local, scheme, listener)
         self._host = host
+        self.transport = transport
         self._limits = limits = host.limits
         self._decoder = decoder = host.codec.decoder(limits.max_message_size)
-        self._latency = host.stats.latency_for(listener)
+        #: the handler's latency histogram (None unless metrics are served)
+        self.latency: LatencyHistogram | None = host.stats.latency_for(listener)
         self._reported = False  # why it ended was counted and logged already
         # A decoder that counts what its messages hold (a structured codec's item budget)
         # is told when they were handled; the others cost nothing for it.
         self._release = decoder.release if type(decoder).release is not Decoder.release else None
-        self._dispatch: Dispatch = _NO_DISPATCH
+        #: what calls the handler (set by start(), for handlers that are pushed their messages)
+        self.dispatch: Dispatch = _NO_DISPATCH
         self.out = bytearray()  # bytes for the peer, not yet handed to the kernel
-        self._stack: LayerStack | None = None
+        #: the byte layers (TLS, PROXY), if any
+        self.layers: LayerStack | None = None
         #: Whether the engine counted this connection against max_connections_per_ip (not
         #: yet, behind a PROXY header: its real peer is not known before the header).
         self.per_ip_counted = True
         if layer_factories:
-            self._stack = stack = LayerStack(
+            self.layers = stack = LayerStack(
                 layer_factories,
                 peer,
                 self.out.extend if layer_write is None else layer_write,
                 layer_lock,
             )
             self.per_ip_counted = not stack.readdresses
-        self._pending: deque[Any] | None = None  # decoded messages a blocking handler has not taken
-        # bad input behind messages not handled yet: raised to a blocking handler after them, or
-        # answered once the deferred ones have their replies
+        self._inbox: Inbox | None = None  # a blocking handler's messages not taken yet
+        # bad input behind messages handled elsewhere: answered once they have their replies
         self._pending_error: ProtocolError | None = None
         self._deferred: list[Any] | None = None  # messages waiting for a handler run elsewhere
         self._handling = False  # a handler run elsewhere has a message of this connection now
-        self._owner = _get_ident()  # the thread that runs this connection's events: made on it
+        #: the thread that runs this connection's events (made on it)
+        self.owner = _get_ident()
         self._in_event = False  # inside an event: sends are collected and written after it
-        self._partial = False  # a message is half received
+        self.in_message = False  # a message is half received (or a layer's handshake runs)
+        self.message_started = 0.0  # when it began: read_timeout runs from then
         self._peer_ended = False  # the peer's end of stream was read
         self._heard = False  # a byte went either way (before that, read_timeout applies)
         self._last_active = now  # until a byte goes either way: when the connection opened
         self._opened = now
-        self._message_started = 0.0
+        self.timer_at = 0.0  # when its live entry on an engine's deadline heap comes due
         self.phase = OPEN
         self.error: BaseException | None = None  # why it is closing (None: a clean close)
         self.reading = True  # whether the engine should read (False: closing, or backpressure)
+
+    def __lt__(self, other: object) -> bool:
+        return False  # deadline heap entries with equal times: any order will do
+
+    def _find_local(self) -> Any:
+        return self.transport.local_address()
 
     # -- events from the engine ---------------------------------------------------------
 
@@ -224,17 +190,20 @@ class Session(Connection):
         """The connection was accepted: on_connect runs (or a blocking handler is expected)."""
         handler = self._host.handler
         if handler.is_blocking:
-            self._pending = deque()
+            self._inbox = self.transport.new_inbox()
             return
-        self._dispatch = self._host.dispatch_for(self)
-        self._in_event = True
-        try:
-            self._connected()
-        except Exception as exc:
-            self._close(exc)
-        self._in_event = False
-        if self._stack is not None:
-            self._stack.write_own()
+        self.dispatch = self._host.dispatch_for(self)
+        if self.transport.connect_elsewhere():
+            self._handling = True  # messages wait for on_connect, as for a message in hand
+        else:
+            self._in_event = True
+            try:
+                self.dispatch.connected()
+            except Exception as exc:
+                self._close(exc)
+            self._in_event = False
+        if self.layers is not None:
+            self.layers.write_own()
         if self.out:
             self._settle()
 
@@ -249,7 +218,7 @@ class Session(Connection):
         self.bytes_in += len(data)
         self._last_active = now
         self._heard = True
-        if self._stack is not None:
+        if self.layers is not None:
             data = self._through_layers(data, now)
             if not data:
                 return
@@ -262,30 +231,29 @@ class Session(Connection):
             messages = exc.messages  # complete before the bad part: answered first
         else:
             if decoder.buffered:
-                if not self._partial or messages:  # a new message started
-                    self._partial = True
-                    self._message_started = now
+                if not self.in_message or messages:  # a new message started
+                    self.in_message = True
+                    self.message_started = now
                 interim = decoder.take_interim()
                 if interim:  # e.g. 100 Continue: the peer waits for it before the rest
                     self._write(interim)
             else:
-                self._partial = False
+                self.in_message = False
         if messages:
             self.messages_in += len(messages)
-            pending = self._pending
-            if pending is not None:
-                pending.extend(messages)
+            inbox = self._inbox
+            if inbox is not None:  # a blocking handler takes the good ones before the bad input
+                inbox.put(messages, bad)
                 if bad is not None:
-                    self._pending_error = bad  # the blocking handler takes the good ones first
                     return
-            elif self.defers:  # handled elsewhere, one at a time (their values stay counted
-                self._defer(messages)  # in a structured codec's budget until handled)
+            elif self.transport.defers:  # handled elsewhere, one at a time (their values stay
+                self._defer(messages)  # counted in a structured codec's budget until handled)
             else:  # dispatched here, in this frame: the hot path
-                handle = self._dispatch.message
+                handle = self.dispatch.message
                 self._in_event = True
                 answered = 0  # messages_out before the message being handled
                 try:
-                    if self._latency is None:
+                    if self.latency is None:
                         for message in messages:
                             answered = self.messages_out
                             handle(message)
@@ -299,15 +267,15 @@ class Session(Connection):
                 if self._release is not None:
                     self._release()
         if bad is not None:
-            self._bad_input(bad)
+            self.bad_input(bad)
         elif len(self.out) > self._limits.write_buffer_high:
             self._settle()
-        if self._stack is not None and self.phase is OPEN and self._stack.ended:
+        if self.layers is not None and self.phase is OPEN and self.layers.ended:
             self._end_of_stream()  # TLS close_notify: the peer's stream ended inside the layers
 
     def _timed_dispatch(self, handle: Any, messages: list[Any]) -> None:
         """The dispatch loop, timing each handler call for the latency histogram."""
-        latency = self._latency
+        latency = self.latency
         assert latency is not None
         for message in messages:
             answered = self.messages_out
@@ -340,6 +308,8 @@ class Session(Connection):
             self._heard = True
         if self._deferred is not None and len(self.out) <= self._limits.write_buffer_low:
             self._start_deferred()  # the peer read its replies: the next message may start
+        if self._inbox is not None and len(self.out) <= self._limits.write_buffer_low:
+            self._inbox.changed()  # a blocking handler's send may wait for the peer to read
         if not self.reading:  # sending can only let reading resume
             self._settle()
 
@@ -348,7 +318,7 @@ class Session(Connection):
         before = self.messages_out
         self._in_event = True
         try:
-            self._dispatch.drained()
+            self.dispatch.drained()
         except Exception as exc:
             self._close(exc)
         self._in_event = False
@@ -358,7 +328,7 @@ class Session(Connection):
     def producing(self) -> bool:
         """Whether the engine should offer on_drain (it is wanted, and output is low)."""
         return (
-            self._dispatch.wants_drain
+            self.dispatch.wants_drain
             and self.phase is OPEN
             and len(self.out) <= self._limits.write_buffer_low
         )
@@ -366,9 +336,9 @@ class Session(Connection):
     def quiet(self, now: float) -> None:
         """The engine found no more bytes waiting. While stopping, an idle connection ends here,
         unless it is new and its first request may still be on its way (:meth:`fresh_until`)."""
-        if self._handling or self._deferred:
+        if self._handling or self._deferred or (self._inbox is not None and self._inbox.messages):
             return  # its messages are being handled: it ends once they have their replies
-        if self._host.stopping and not self._partial and self.phase is OPEN:
+        if self._host.stopping and not self.in_message and self.phase is OPEN:
             fresh = self.fresh_until()
             if fresh is not None and now < fresh:
                 return
@@ -384,21 +354,23 @@ class Session(Connection):
 
     @property
     def idle(self) -> bool:
-        """Between messages, nothing unsent: what stop() closes at once."""
+        """Between messages, nothing unsent, no handler call in hand: what stop() closes at once
+        (a blocking handler waiting in recv() with none to take is idle)."""
         return (
-            not self._partial
+            not self.in_message
             and not self.out
             and not self._in_event
             and not self._handling
             and not self._deferred
+            and not (self._inbox is not None and self._inbox.messages)
         )
 
     def deadline(self) -> float:
         """When this connection times out unless something happens first."""
         limits = self._limits
         deadline = self._last_active + limits.idle_timeout
-        if self._partial:
-            started = self._message_started + limits.read_timeout
+        if self.in_message:
+            started = self.message_started + limits.read_timeout
             deadline = min(deadline, started)
         elif not self._heard:  # a peer that never sends a byte gets read_timeout, not idle_timeout
             first = self._last_active + limits.read_timeout  # nothing heard: still the opening time
@@ -412,7 +384,7 @@ class Session(Connection):
         limits = self._limits
         if self.out:
             return self.write_timeout()
-        if self._partial and self._message_started + limits.read_timeout <= now:
+        if self.in_message and self.message_started + limits.read_timeout <= now:
             return ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
         if not self._heard:
             return ReadTimeout(f"no request within {limits.read_timeout:g}s")
@@ -423,7 +395,7 @@ class Session(Connection):
         return WriteTimeout(f"peer did not read for {self._limits.idle_timeout:g}s")
 
     def finish(self, error: BaseException | None = None) -> None:
-        """The close sequence, once: count and report, close the transport, tell the handler.
+        """The close sequence, once: count and report, release the transport, tell the handler.
 
         ``error`` (an I/O error, a timeout, the grace cut) is the reason unless
         the connection was already closing for one.
@@ -442,11 +414,16 @@ class Session(Connection):
         host.connection_finished(self)
         if error is not None and not self._reported:
             report_close(host.stats, self, error)
-        self._close_transport()
+        transport = self.transport
+        if self._handling and transport.cancel_running():
+            self._handling = False  # cancelled: on_close is told now, not after it
+        transport.release()
+        if self._inbox is not None:
+            self._inbox.changed()  # a blocking handler waiting in recv() or send() sees the end
         self.out.clear()
         self._decoder.release()
         self._drop_deferred()
-        if not self._handling:  # else on_close waits for the handler to return (_deferred_done)
+        if not self._handling:  # else on_close waits for the handler to return (handled)
             self._tell_closed()
 
     @property
@@ -466,18 +443,17 @@ class Session(Connection):
             self._reported = True
         self.finish(error)
 
-    def _connected(self) -> None:
-        """The handler's on_connect."""
-        self._dispatch.connected()
-
     def _tell_closed(self) -> None:
         """The handler's on_close, with why the connection ended."""
+        if self.transport.tell_closed_elsewhere(self.error):
+            return
         try:
-            self._dispatch.closed(self.error)
+            self.dispatch.closed(self.error)
         except Exception as exc:
-            self._on_close_failed(exc)
+            self.on_close_failed(exc)
 
-    def _on_close_failed(self, error: Exception) -> None:
+    def on_close_failed(self, error: Exception) -> None:
+        """The handler's on_close raised: counted and logged; nothing else changes."""
         self._host.stats.error("handler", self.listener)
         log.error("%s: on_close raised %s: %s", self.peer_url, type(error).__name__, error, exc_info=error)
 
@@ -486,19 +462,19 @@ class Session(Connection):
     def layer(self, kind: type[LayerT]) -> LayerT | None:
         """This connection's layer of class ``kind`` (``TlsLayer``, ``ProxyProtocolLayer``), if any:
         what it learned (TLS version, the PROXY header's TLVs)."""
-        return None if self._stack is None else self._stack.find(kind)
+        return None if self.layers is None else self.layers.find(kind)
 
     @property
     def write_buffer_size(self) -> int:
-        return len(self.out)
+        return len(self.out) + self.transport.unsent()
 
     def send(self, message: Any) -> None:
         data = self.codec.encode(message)
         if self._closed:
             raise ClosedError(f"{self.peer_url}: send on a closed connection")
-        if _get_ident() != self._owner:
-            self._send_from_elsewhere(data)
-        elif self._in_event and self._stack is None:  # a reply: written after the event
+        if _get_ident() != self.owner:
+            self.transport.send_from_elsewhere(data)
+        elif self._in_event and self.layers is None:  # a reply: written after the event
             self.messages_out += 1
             self.out += data
         else:
@@ -510,35 +486,54 @@ class Session(Connection):
         if not self._closed:
             self._append(data)
 
+    def deliver(self, data: bytes) -> None:
+        """Send encoded ``data`` that this connection's own handler sent from the thread it runs
+        on elsewhere (a pool thread), here on the connection's thread: a reply like any other
+        (backpressure pauses reading above write_buffer_high), not output from others."""
+        if self._closed:
+            return
+        self._in_event = True
+        self._append(data)
+        self._in_event = False
+        if len(self.out) > self._limits.write_buffer_high:
+            self._settle()
+
     def _append(self, data: bytes) -> None:
         self.messages_out += 1
         self._write(data)
         if not self._in_event:
-            self._output_added()
+            self.transport.output_added()
 
     def close(self) -> None:
-        if _get_ident() != self._owner:
-            self._close_from_elsewhere()
+        if _get_ident() != self.owner:
+            self.transport.close_from_elsewhere()
             return
         if self.phase is OPEN or self.phase is INPUT_ENDED:
             self._close(None)
             if not self._in_event:
-                self._output_added()  # flushed, then ended, by the engine
+                self.transport.output_added()  # flushed, then ended, by the engine
+
+    def close_asked_elsewhere(self) -> bool:
+        """A close from another thread, on an engine that lets the connection's own thread make
+        the transition: from now on sends are refused. False if it was closed already."""
+        if self._closed:
+            return False
+        self._closed = True
+        return True
 
     def recv(self) -> Any:
-        pending = self._pending
-        if pending is None:
+        inbox = self._inbox
+        if inbox is None:
             return super().recv()
-        if _get_ident() != self._owner:
-            raise RuntimeError("recv() must be called from the thread that serves the connection")
-        while not pending:
-            if self._pending_error is not None:
-                error, self._pending_error = self._pending_error, None
-                self._bad_input(error)
-            if self.phase is not OPEN:
-                raise ClosedError(f"{self.peer_url}: connection closed")
-            self._wait_for_input()
-        return pending.popleft()
+        return inbox.take(self, self.transport.wait_for_input)
+
+    def blocking_returned(self, error: Exception | None) -> None:
+        """A blocking handler returned (or raised ``error``), on the connection's own thread:
+        its replies flush, then the connection ends."""
+        if error is not None:
+            self._close(error)
+        else:
+            self.close()
 
     # -- transitions ----------------------------------------------------------------------
 
@@ -553,33 +548,37 @@ class Session(Connection):
             if self.error is not None:  # counted as it begins: a TLS close_notify may reach the peer
                 report_close(self._host.stats, self, self.error)  # before finish() runs
                 self._reported = True
-            if self._stack is not None:  # their goodbyes (TLS close_notify) follow the output
-                self._stack.close()
+            if self.layers is not None:  # their goodbyes (TLS close_notify) follow the output
+                self.layers.close()
+            if self._inbox is not None:
+                self._inbox.changed()  # a blocking handler waiting in recv() sees it close
 
     def _end_input(self) -> None:
         """No more input will be read. A blocking handler, or one with messages in hand, may
         still reply; otherwise close."""
-        if self.phase is OPEN and (self._pending is not None or self._handling or self._deferred):
+        if self.phase is OPEN and (self._inbox is not None or self._handling or self._deferred):
             self.phase = INPUT_ENDED
             self.reading = False
+            if self._inbox is not None:
+                self._inbox.changed()
         else:
             self._close(None)
 
     def _end_of_stream(self) -> None:
         try:
-            if self._stack is not None:
-                self._stack.end()
+            if self.layers is not None:
+                self.layers.end()
             self._decoder.feed(b"")
         except ProtocolError as exc:
-            self._bad_input(exc)
+            self.bad_input(exc)
             return
         self._end_input()
 
-    def _bad_input(self, error: ProtocolError) -> None:
+    def bad_input(self, error: ProtocolError) -> None:
         """Answer bad input with the codec's error reply (where it has one), then close; after
         the replies to the messages before it, where those are still being handled."""
         if (self._handling or self._deferred) and self.phase is OPEN:
-            self._pending_error = error  # answered in _deferred_done
+            self._pending_error = error  # answered in handled()
             self.reading = False
             return
         if self.phase is OPEN or self.phase is INPUT_ENDED:
@@ -590,20 +589,33 @@ class Session(Connection):
 
     def _write(self, data: bytes) -> None:
         """Bytes for the wire, through the layers if there are any."""
-        if self._stack is not None:
-            self._stack.send(data)
+        if self.layers is not None:
+            self.layers.send(data)
         else:
             self.out += data
 
     def _settle(self) -> None:
-        """Backpressure: stop reading above write_buffer_high until output drains below low."""
+        """Backpressure: stop reading above write_buffer_high until output drains below low
+        (and until a message waiting for its handler is taken, and the engine holds it no
+        more)."""
         size = len(self.out)
         limits = self._limits
         if self.reading:
             if size > limits.write_buffer_high:
                 self.reading = False
-        elif self.phase is OPEN and size <= limits.write_buffer_low and not self._deferred:
-            self.reading = True  # (a message waiting for its handler holds reading off)
+        elif (
+            self.phase is OPEN
+            and size <= limits.write_buffer_low
+            and not self._deferred
+            and not self.transport.held
+        ):
+            self.reading = True
+
+    def settle(self) -> None:
+        """The engine's hold on reading ended (:attr:`Transport.held`): read again if output
+        allows it."""
+        if not self.reading:
+            self._settle()
 
     def foreign_overflow(self, pending: int) -> LimitExceeded | None:
         """The error for a peer whose unsent output from others (``pending`` bytes) is past
@@ -614,20 +626,14 @@ class Session(Connection):
             f"peer is not reading: {pending} bytes unsent ({FOREIGN_OUTPUT_FACTOR} x write_buffer_high)"
         )
 
-    # -- messages handled elsewhere (a pool thread, an awaited task), one at a time ----------
-
-    #: Whether messages go to :meth:`_handle_elsewhere` rather than to the handler in the event.
-    #: A connection then has one message in hand at a time, so its replies leave in request
-    #: order; one waiting behind it stops reading (a read's worth at most); none starts while
-    #: unsent output is above write_buffer_high; bad input and the peer's end of input wait
-    #: for the replies before them; and on_close waits for a handler call in hand.
-    defers: ClassVar[bool] = False
+    # -- messages handled elsewhere (Transport.defers), one at a time -----------------------
 
     def _defer(self, messages: list[Any]) -> None:
         if self._deferred is None:
             self._deferred = list(messages)
         else:
             self._deferred.extend(messages)
+        self.transport.waiting_changed(len(messages))
         self._start_deferred()
         if self._deferred:
             self.reading = False  # a message waits behind the one in hand
@@ -647,11 +653,27 @@ class Session(Connection):
         if not waiting:
             self._deferred = None  # an idle connection holds no list
         self._handling = True
-        self._handle_elsewhere(message)
+        self.transport.waiting_changed(-1)
+        self.transport.run_elsewhere(message)
 
-    def _deferred_done(self, error: Exception | None, answered: bool) -> None:
-        """The handler returned from a deferred message (on the connection's own thread, after
-        every send it made): the next message starts, or what waited for it happens."""
+    def run_handler(self, message: Any) -> Exception | None:
+        """Call the handler on ``message`` where the engine runs it (a pool thread), timed for
+        the latency histogram; what it raised, if anything (given to :meth:`handled`)."""
+        latency = self.latency
+        started = _perf_counter() if latency is not None else 0.0
+        error: Exception | None = None
+        try:
+            self.dispatch.message(message)
+        except Exception as exc:
+            error = exc
+        if latency is not None:
+            latency.observe(_perf_counter() - started)
+        return error
+
+    def handled(self, error: Exception | None, answered: bool) -> None:
+        """A handler call run elsewhere returned (on the connection's own thread, after every
+        send it made): the next message starts, or what waited for it happens. ``answered``:
+        it sent a reply (or needs none: on_connect)."""
         self._handling = False
         if error is not None:
             if self.phase is CLOSED:
@@ -667,7 +689,7 @@ class Session(Connection):
             self._drop_deferred()
         elif self._pending_error is not None:
             error, self._pending_error = self._pending_error, None
-            self._bad_input(error)  # every message before it has its reply: now the error
+            self.bad_input(error)  # every message before it has its reply: now the error
         elif self.phase is INPUT_ENDED:
             self._close(None)  # the peer ended its input and every message has its reply
         if not self._handling and self._release is not None:
@@ -677,34 +699,32 @@ class Session(Connection):
 
     def _drop_deferred(self) -> None:
         """The connection is closing: messages still waiting are not handled."""
+        if self._deferred:
+            self.transport.waiting_changed(-len(self._deferred))
         self._deferred = None
-
-    def _handle_elsewhere(self, message: Any) -> None:
-        """Start the handler on ``message`` (an engine with :attr:`defers` sets this)."""
-        raise NotImplementedError
 
     # -- layers ---------------------------------------------------------------------------
 
     def _through_layers(self, data: bytes, now: float) -> bytes:
         """Wire bytes up through the layers: what reaches the codec, b"" if nothing does
         (then what the layers did is settled here: a handshake, an error, the stream's end)."""
-        stack = self._stack
+        stack = self.layers
         assert stack is not None
         try:
             data = stack.feed(data)
         except ProtocolError as exc:
             stack.write_own()  # e.g. the TLS alert that says why
-            self._bad_input(exc)
+            self.bad_input(exc)
             return b""
         if not self.per_ip_counted and not self._readdress(stack):
             return b""
         if not data:
             busy = stack.in_progress
-            if busy and not self._partial:  # a handshake: read_timeout is its deadline
-                self._partial = True
-                self._message_started = now
-            elif not busy and self._partial and not self._decoder.buffered:
-                self._partial = False  # the handshake is done; no message has begun
+            if busy and not self.in_message:  # a handshake: read_timeout is its deadline
+                self.in_message = True
+                self.message_started = now
+            elif not busy and self.in_message and not self._decoder.buffered:
+                self.in_message = False  # the handshake is done; no message has begun
             if stack.ended:
                 self._end_of_stream()
         return data
@@ -717,34 +737,13 @@ class Session(Connection):
             return True
         refusal = self._host.admit(peer, self.listener)
         if refusal is not None:
-            self._bad_input(refusal)
+            self.bad_input(refusal)
             return False
         if peer is not self.peer:
             self.peer = peer
             self._peer_url = None
         self.per_ip_counted = True
         return True
-
-    # -- the engine's I/O (overridden by each engine) --------------------------------------
-
-    def _output_added(self) -> None:
-        """Output was added outside an event (a send from another connection's handler,
-        a blocking handler's send, a close): the engine writes it soon."""
-
-    def _send_from_elsewhere(self, data: bytes) -> None:
-        """A send from a thread other than the connection's own."""
-        raise RuntimeError(f"{self.peer_url}: this engine takes sends only from its own thread")
-
-    def _close_from_elsewhere(self) -> None:
-        """A close from a thread other than the connection's own."""
-        raise RuntimeError(f"{self.peer_url}: this engine takes close() only from its own thread")
-
-    def _close_transport(self) -> None:
-        """Release the socket (the close sequence calls it once)."""
-
-    def _wait_for_input(self) -> None:
-        """A blocking handler waits: read once, within the deadlines, and feed :meth:`received`."""
-        raise RuntimeError("this engine does not run blocking handlers")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.peer_url} {self.phase.value}>"

@@ -1,0 +1,29 @@
+"""The connection core (see :mod:`.core`), and the parts it composes.
+
+- :mod:`.phases`: a connection's phases and the stop and fan-out numbers;
+- :mod:`.transport`: what a session asks of the engine's side of its connection;
+- :mod:`.inbox`: a ``@blocking`` handler's messages not taken yet;
+- :mod:`.core`: the state machine itself, one per connection, and what it needs of its
+  engine (:class:`~.core.SessionHost`).
+"""
+
+from __future__ import annotations
+
+from .core import Session, SessionHost
+from .inbox import Inbox
+from .phases import CLOSED, CLOSING, FIRST_REQUEST_WAIT, FOREIGN_OUTPUT_FACTOR, INPUT_ENDED, OPEN, Phase
+from .transport import Transport
+
+__all__ = [
+    "CLOSED",
+    "CLOSING",
+    "FIRST_REQUEST_WAIT",
+    "FOREIGN_OUTPUT_FACTOR",
+    "INPUT_ENDED",
+    "OPEN",
+    "Inbox",
+    "Phase",
+    "Session",
+    "SessionHost",
+    "Transport",
+]
