@@ -119,6 +119,11 @@ class Dispatch:
     #: whether the handler produces output on its own (Protocol.on_drain overridden).
     wants_drain = False
 
+    #: A request/reply function ``fn(message, conn) -> reply`` that the session may call
+    #: itself and send what it returns (one call a message, not three); None: the session
+    #: calls :meth:`message`.
+    reply: ReplyFunction | None = None
+
     def connected(self) -> None:
         """The connection was accepted."""
 
@@ -145,11 +150,12 @@ class Dispatch:
 
 
 class _ReplyDispatch(Dispatch):
-    __slots__ = ("_conn", "_fn")
+    __slots__ = ("_conn", "_fn", "reply")
 
     def __init__(self, fn: ReplyFunction, conn: Connection) -> None:
         self._fn = fn
         self._conn = conn
+        self.reply = fn
 
     def message(self, message: Any) -> None:
         reply = self._fn(message, self._conn)
@@ -163,21 +169,20 @@ class _ReplyDispatch(Dispatch):
 
 
 class _ProtocolDispatch(Dispatch):
-    __slots__ = ("_conn", "_protocol", "wants_drain")
+    __slots__ = ("_conn", "_protocol", "message", "wants_drain")
 
     def __init__(self, protocol: Protocol, conn: Connection, wants_drain: bool) -> None:
         self._protocol = protocol
         self._conn = conn
         self.wants_drain = wants_drain
+        # on_message with the connection bound: the per-message call is the handler's own
+        self.message = functools.partial(protocol.on_message, conn)  # type: ignore[method-assign]
 
     def drained(self) -> None:
         self._protocol.on_drain(self._conn)
 
     def connected(self) -> None:
         self._protocol.on_connect(self._conn)
-
-    def message(self, message: Any) -> None:
-        self._protocol.on_message(self._conn, message)
 
     # (each of these is an async def here: Handler.awaited names it)
     def awaited(self, message: Any) -> Awaitable[None]:

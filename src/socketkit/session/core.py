@@ -249,18 +249,36 @@ class Session(Connection):
             elif self.transport.defers:  # handled elsewhere, one at a time (their values stay
                 self._defer(messages)  # counted in a structured codec's budget until handled)
             else:  # dispatched here, in this frame: the hot path
-                handle = self.dispatch.message
+                dispatch = self.dispatch
+                reply = dispatch.reply
                 self._in_event = True
                 answered = 0  # messages_out before the message being handled
                 try:
-                    if self.latency is None:
+                    if self.latency is not None:
+                        self._timed_dispatch(dispatch.message, messages)
+                    elif reply is not None and self.layers is None:
+                        # A request/reply function: called here and its reply appended, as
+                        # send() would in an event (one call a message, not three).
+                        encode = self.codec.encode
+                        out = self.out
                         for message in messages:
                             answered = self.messages_out
-                            handle(message)
+                            answer = reply(message, self)
+                            if answer is not None:
+                                data = encode(answer)  # (a reply it cannot encode: as send())
+                                if self._closed:
+                                    break  # it closed and replied: as send() on a closed connection
+                                out += data
+                                self.messages_out += 1
                             if self._closed:  # the handler closed: later pipelined messages are not answered
                                 break
                     else:
-                        self._timed_dispatch(handle, messages)
+                        handle = dispatch.message
+                        for message in messages:
+                            answered = self.messages_out
+                            handle(message)
+                            if self._closed:
+                                break
                 except Exception as exc:
                     self._handler_failed(exc, self.messages_out != answered)
                 self._in_event = False
