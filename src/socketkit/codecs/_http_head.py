@@ -20,6 +20,7 @@ import re
 from ..errors import LocalProtocolError
 
 __all__ = [
+    "FIELD_LINES",
     "HEAD_END",
     "TOKEN",
     "check_field",
@@ -33,8 +34,10 @@ TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrs
 _TOKEN_CLASS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 #: The end of a head: the first empty line.
 HEAD_END = re.compile(rb"\n\r?\n")
-#: Field lines of a CRLF head: a token, a colon, a value of HTAB, SP-~ and obs-text, CRLF.
-_FIELD_BLOCK = re.compile(rb"(?:" + _TOKEN_CLASS + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n)*")
+#: Field lines of a CRLF head: a token, a colon, a value of HTAB, SP-~ and obs-text, CRLF
+#: (the pattern, for a codec that matches its first line and its fields in one go).
+FIELD_LINES = rb"(?:" + _TOKEN_CLASS + rb"+:[\t\x20-\x7e\x80-\xff]*\r\n)*"
+_FIELD_BLOCK = re.compile(FIELD_LINES)
 _BAD_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 

@@ -47,7 +47,9 @@ class Decoder(ABC):
     @property
     @abstractmethod
     def buffered(self) -> int:
-        """Bytes held of a message not yet complete (0 between messages)."""
+        """Bytes held of a message not yet complete (0 between messages). Read after every
+        ``feed``: a decoder may keep it as a plain attribute instead (the built-in ones that
+        serve the hot path do), so reading it costs no call."""
 
     def release(self) -> None:
         """The messages decoded so far were handled: let go of what they hold in a budget

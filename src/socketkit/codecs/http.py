@@ -29,7 +29,7 @@ from http import HTTPStatus
 from typing import Any
 
 from ..errors import LimitExceeded, LocalProtocolError, RemoteProtocolError
-from ._http_head import HEAD_END, check_field, crlf_head, fields_valid
+from ._http_head import FIELD_LINES, HEAD_END, check_field, crlf_head
 from .base import Codec, Decoder, check_positive
 from .http_client import HttpClient
 from .http_messages import HttpResponse, Request
@@ -43,6 +43,12 @@ _VERSIONS = frozenset((b"HTTP/1.1", b"HTTP/1.0"))
 _REQUEST_LINE_BODY = rb"(" + _TOKEN_CLASS + rb"+) ([\x21-\x7e]+) (HTTP/[0-9]\.[0-9])"
 _REQUEST_LINE = re.compile(_REQUEST_LINE_BODY + rb"\r?")
 _CRLF_REQUEST_LINE = re.compile(_REQUEST_LINE_BODY)
+#: A whole CRLF head, request line and field lines, in one match (the common case's only one).
+_CRLF_HEAD = re.compile(_REQUEST_LINE_BODY + rb"\r\n" + FIELD_LINES)
+#: In a lower-cased head: the start of a field that may decide framing, keep-alive or
+#: expectations (Content-Length, Transfer-Encoding, Connection, Expect). Without one the
+#: request is read without looking at its fields.
+_MAYBE_FRAMING = re.compile(rb"\n[cte]")
 #: Every beginning of a request line: what an unfinished first line must match.
 _REQUEST_LINE_START = re.compile(
     _TOKEN_CLASS
@@ -74,7 +80,9 @@ class HttpLimitExceeded(HttpError, LimitExceeded):
 
 
 class _HttpDecoder(Decoder):
-    __slots__ = ("_buf", "_interim", "_max_body", "_max_head", "_pending")
+    __slots__ = ("_buf", "_interim", "_max_body", "_max_head", "_pending", "buffered")
+
+    buffered: int  # kept as feed() goes: read on every read, so no call to compute it
 
     def __init__(self, max_head: int, max_body: int) -> None:
         self._max_head = max_head
@@ -82,10 +90,7 @@ class _HttpDecoder(Decoder):
         self._buf = bytearray()
         self._pending: tuple[Request, int] | None = None  # a request waiting for its body
         self._interim = b""
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf) + (1 if self._pending else 0)
+        self.buffered = 0
 
     def take_interim(self) -> bytes:
         interim, self._interim = self._interim, b""
@@ -108,8 +113,9 @@ class _HttpDecoder(Decoder):
                     pass
                 else:
                     if not length:
-                        return [request]
+                        return [request]  # (nothing was buffered, and nothing is)
                     self._body_expected(request, length, 0)
+                    self.buffered = 1
                     return []
         buf += data
         out: list[Any] = []
@@ -118,6 +124,8 @@ class _HttpDecoder(Decoder):
         except HttpError as exc:
             exc.messages = out
             raise
+        finally:
+            self.buffered = len(buf) + (1 if self._pending else 0)
         return out
 
     def _parse(self, buf: bytearray, out: list[Any]) -> None:
@@ -192,10 +200,13 @@ def _parse_head(head: bytes) -> tuple[Request, int]:
 def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
     """The request in ``head`` (request line and field lines, each ending in CRLF) and its
     body length."""
-    line_end = head.find(b"\r\n")
-    method, target, version = _request_line(head[:line_end], _CRLF_REQUEST_LINE)  # "\r\r\n": refused
-    if not fields_valid(head, line_end + 2):
+    match = _CRLF_HEAD.fullmatch(head)
+    if match is None:  # which part is wrong: the request line's error first, as it comes first
+        _request_line(head[: head.find(b"\r\n")], _CRLF_REQUEST_LINE)  # "\r\r\n": refused
         raise HttpError(400, "malformed header line")
+    method, target, version = match.groups()
+    if version not in _VERSIONS:
+        raise HttpError(505, f"HTTP version {version[5:].decode()} is not supported")
     http11 = version == b"HTTP/1.1"
     lower = head.lower()
     hosts = lower.count(b"\nhost:")
@@ -203,9 +214,9 @@ def _parse_crlf_head(head: bytes) -> tuple[Request, int]:
         raise HttpError(
             400, "more than one Host header" if hosts else "HTTP/1.1 request without a Host header"
         )
-    if lower.find(b"\nc") < 0 and lower.find(b"\nt") < 0 and lower.find(b"\ne") < 0:
-        # No Content-Length, Transfer-Encoding, Connection or Expect (find beats ``in`` here).
+    if _MAYBE_FRAMING.search(lower) is None:
         return Request(method, target, version, None, b"", http11, head), 0
+    line_end = head.find(b"\r\n")
     length: int | None = None
     connection: list[bytes] = []
     expect = False

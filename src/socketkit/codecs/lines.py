@@ -22,7 +22,9 @@ __all__ = ["Lines"]
 
 
 class _LinesDecoder(Decoder):
-    __slots__ = ("_buf", "_delim", "_max", "_partial_max", "_strip_cr")
+    __slots__ = ("_buf", "_delim", "_max", "_partial_max", "_strip_cr", "buffered")
+
+    buffered: int  # kept as feed() goes: read on every read, so no call to compute it
 
     def __init__(self, delimiter: bytes, max_length: int, strip_cr: bool) -> None:
         self._delim = delimiter
@@ -32,10 +34,7 @@ class _LinesDecoder(Decoder):
         # all but the last byte of a multi-byte delimiter.
         self._partial_max = max_length + (1 if strip_cr else 0) + len(delimiter) - 1
         self._buf = bytearray()
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
+        self.buffered = 0
 
     def feed(self, data: bytes) -> list[Any]:
         if not data:
@@ -50,15 +49,19 @@ class _LinesDecoder(Decoder):
             start = max(0, len(buf) - len(delim) + 1)
             buf += data
             if buf.find(delim, start) < 0:
-                if len(buf) > self._partial_max:
+                size = len(buf)
+                if size > self._partial_max:
                     raise self._too_long()
+                self.buffered = size
                 return []
             data = bytes(buf)
             buf.clear()
         elif delim not in data:
-            if len(data) > self._partial_max:
+            size = len(data)
+            if size > self._partial_max:
                 raise self._too_long()
             buf += data
+            self.buffered = size
             return []
         lines = data.split(delim)
         rest = lines[-1]
@@ -70,11 +73,15 @@ class _LinesDecoder(Decoder):
             error.messages = list(itertools.takewhile(lambda line: len(line) <= self._max, lines))
             raise error
         if rest:
-            if len(rest) > self._partial_max:
+            size = len(rest)
+            if size > self._partial_max:
                 error = self._too_long()
                 error.messages = lines  # the complete lines before it are kept
                 raise error
             buf += rest
+            self.buffered = size
+        else:
+            self.buffered = 0
         return lines
 
     def _too_long(self) -> LimitExceeded:

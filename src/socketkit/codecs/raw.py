@@ -18,12 +18,10 @@ __all__ = ["Raw"]
 class _RawDecoder(Decoder):
     __slots__ = ()
 
+    buffered = 0  # nothing is ever held
+
     def feed(self, data: bytes) -> list[Any]:
         return [bytes(data)] if data else []
-
-    @property
-    def buffered(self) -> int:
-        return 0
 
 
 _DECODER = _RawDecoder()  # stateless, so one instance serves every connection
