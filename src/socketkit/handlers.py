@@ -119,6 +119,11 @@ class Dispatch:
     #: whether the handler produces output on its own (Protocol.on_drain overridden).
     wants_drain = False
 
+    #: Whether on_connect and on_close do anything (a Protocol that overrides them): the
+    #: session skips the calls otherwise, two per connection.
+    hears_connect = False
+    hears_close = False
+
     #: A request/reply function ``fn(message, conn) -> reply`` that the session may call
     #: itself and send what it returns (one call a message, not three); None: the session
     #: calls :meth:`message`.
@@ -169,12 +174,14 @@ class _ReplyDispatch(Dispatch):
 
 
 class _ProtocolDispatch(Dispatch):
-    __slots__ = ("_conn", "_protocol", "message", "wants_drain")
+    __slots__ = ("_conn", "_protocol", "hears_close", "hears_connect", "message", "wants_drain")
 
-    def __init__(self, protocol: Protocol, conn: Connection, wants_drain: bool) -> None:
+    def __init__(self, protocol: Protocol, conn: Connection, handler: Handler) -> None:
         self._protocol = protocol
         self._conn = conn
-        self.wants_drain = wants_drain
+        self.wants_drain = handler.wants_drain
+        self.hears_connect = handler.hears_connect
+        self.hears_close = handler.hears_close
         # on_message with the connection bound: the per-message call is the handler's own
         self.message = functools.partial(protocol.on_message, conn)  # type: ignore[method-assign]
 
@@ -225,8 +232,13 @@ class Handler:
         #: calls of every other handler are made one at a time, on every engine
         self.concurrent = self.may_block or self.is_async
         protocol_class: type[Any] = target if isinstance(target, type) else type(target)
-        #: a Protocol that overrides on_drain produces output on its own (known once, not per connection)
-        self._wants_drain = kind == "protocol" and protocol_class.on_drain is not Protocol.on_drain
+        protocol = kind == "protocol"
+        # What a Protocol overrides, known once, not per connection:
+        #: on_drain: it produces output on its own
+        self.wants_drain = protocol and protocol_class.on_drain is not Protocol.on_drain
+        #: on_connect and on_close: they are called (else skipped, see Dispatch)
+        self.hears_connect = protocol and protocol_class.on_connect is not Protocol.on_connect
+        self.hears_close = protocol and protocol_class.on_close is not Protocol.on_close
 
     def dispatch(self, conn: Connection) -> Dispatch:
         """The per-connection dispatcher (reply and protocol styles)."""
@@ -234,7 +246,7 @@ class Handler:
             return _ReplyDispatch(self.target, conn)
         if self.kind == "protocol":
             protocol = self.target() if isinstance(self.target, type) else self.target
-            return _ProtocolDispatch(protocol, conn, self._wants_drain)
+            return _ProtocolDispatch(protocol, conn, self)
         raise TypeError("a blocking handler has no per-message dispatch; call run_blocking(conn)")
 
     def datagram_handler(self) -> Callable[[Any, Connection], None]:

@@ -192,13 +192,14 @@ class Session(Connection):
         if handler.is_blocking:
             self._inbox = self.transport.new_inbox()
             return
-        self.dispatch = self._host.dispatch_for(self)
-        if self.transport.connect_elsewhere():
+        self.dispatch = dispatch = self._host.dispatch_for(self)
+        transport = self.transport
+        if transport.defers and transport.connect_elsewhere():
             self._handling = True  # messages wait for on_connect, as for a message in hand
-        else:
+        elif dispatch.hears_connect:
             self._in_event = True
             try:
-                self.dispatch.connected()
+                dispatch.connected()
             except Exception as exc:
                 self._close(exc)
             self._in_event = False
@@ -463,10 +464,14 @@ class Session(Connection):
 
     def _tell_closed(self) -> None:
         """The handler's on_close, with why the connection ended."""
-        if self.transport.tell_closed_elsewhere(self.error):
+        dispatch = self.dispatch
+        if not dispatch.hears_close:
+            return
+        transport = self.transport
+        if transport.defers and transport.tell_closed_elsewhere(self.error):
             return
         try:
-            self.dispatch.closed(self.error)
+            dispatch.closed(self.error)
         except Exception as exc:
             self.on_close_failed(exc)
 

@@ -77,7 +77,7 @@ class Transport:
         within the deadlines, and feed the session."""
         raise RuntimeError("this engine does not run blocking handlers")
 
-    # -- messages handled elsewhere (defers) -----------------------------------------------
+    # -- messages handled elsewhere (asked only of a transport that defers) ---------------
 
     def run_elsewhere(self, message: Any) -> None:
         """Start the handler on ``message``; once it returns, on the connection's own thread and

@@ -35,13 +35,15 @@ __all__ = ["SerialDispatch", "serialized"]
 class SerialDispatch(Dispatch):
     """A connection's dispatch whose every call holds the server's handler lock."""
 
-    __slots__ = ("_hand_over", "_inner", "_lock", "wants_drain")
+    __slots__ = ("_hand_over", "_inner", "_lock", "hears_close", "hears_connect", "wants_drain")
 
     def __init__(self, inner: Dispatch, lock: threading.RLock, hand_over: Callable[[], None]) -> None:
         self._inner = inner
         self._lock = lock
         self._hand_over = hand_over
         self.wants_drain = inner.wants_drain
+        self.hears_connect = inner.hears_connect
+        self.hears_close = inner.hears_close
 
     def _turn(self, call: Callable[..., None], *args: Any) -> None:
         """One handler call, holding the lock; its output handed over before the next turn."""
