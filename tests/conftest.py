@@ -78,9 +78,7 @@ def reactor_is_an_alias() -> bool:
 #: runs these same engines in worker processes; tests/test_prefork.py covers it.
 #: ``reactor`` is left out where it is the very engine another name runs (epoll on Linux):
 #: the same code twice would only cost the suite's time (test_server checks the alias).
-ENGINES = [
-    name for name in REGISTRY if name != "prefork" and not (name == "reactor" and reactor_is_an_alias())
-]
+ENGINES = [name for name in REGISTRY if not (name == "reactor" and reactor_is_an_alias())]
 THREADED = [name for name in ENGINES if engine_class(name).supports_blocking]
 CONCURRENT = [name for name in ENGINES if name != "iterative"]  # serve two connections at once
 #: engines whose loop runs the handlers (pool runs them on threads, @blocking ones too)

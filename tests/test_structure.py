@@ -4,6 +4,7 @@ sequence written once."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from socketkit.engines.base import Engine
 SRC = Path(__file__).parent.parent / "src" / "socketkit"
 
 
-@pytest.mark.parametrize("name", [name for name in ENGINES if name != "prefork"])
+@pytest.mark.parametrize("name", list(ENGINES))
 def test_every_engine_stops_by_the_one_sequence(name: str) -> None:
     """Each engine gives primitives (stop accepting, take the backlog, end idle, cut all);
     the order of the steps and the grace cut's report are the base's, unchanged."""
@@ -37,12 +38,7 @@ def test_every_engine_lives_in_its_familys_folder() -> None:
     assert set(FAMILIES) == set(ENGINES)
     for name, target in ENGINES.items():
         module = target.partition(":")[0]
-        folder = (
-            "socketkit.supervisor"
-            if FAMILIES[name] == "supervisor"
-            else f"socketkit.engines.{FAMILIES[name]}"
-        )
-        assert module.startswith(folder + "."), (name, module)
+        assert module.startswith(f"socketkit.engines.{FAMILIES[name]}."), (name, module)
 
 
 def _private_names_defined(tree: ast.Module) -> set[str]:
@@ -98,7 +94,7 @@ def test_no_engine_re_edits_the_session() -> None:
     assert subclasses == []
 
 
-@pytest.mark.parametrize("name", [name for name in ENGINES if name != "prefork"])
+@pytest.mark.parametrize("name", list(ENGINES))
 def test_every_engines_connections_are_plain_sessions(name: str) -> None:
     """What a handler is given as ``conn`` is a Session itself on every engine, whatever
     transport the engine gives it."""
@@ -109,3 +105,27 @@ def test_every_engines_connections_are_plain_sessions(name: str) -> None:
     if transport is not None:
         assert issubclass(transport, Transport) and not issubclass(transport, Session)
     assert not [sub for sub in Session.__subclasses__() if sub.__module__.startswith("socketkit")]
+
+
+def test_the_prefork_master_is_a_supervisor_not_an_engine() -> None:
+    """DESIGN §2: the master serves nothing itself; what it shares with an engine (listeners,
+    a signal-safe stop) is the Runner both are, not the engine template."""
+    from socketkit.engines.runner import Runner
+    from socketkit.supervisor.prefork import Supervisor
+
+    assert issubclass(Supervisor, Runner) and not issubclass(Supervisor, Engine)
+    assert "prefork" not in ENGINES
+
+
+def test_a_server_its_engine_and_its_workers_are_made_from_one_plan() -> None:
+    import socketkit as sk
+    from socketkit.supervisor.worker import WorkerPlan
+
+    server = sk.Server("tcp://127.0.0.1:0", lambda m, c: m, codec=sk.Lines(), engine="prefork", workers=2)
+    plan = server.plan
+    assert (plan.engine_name, plan.workers) == ("reactor", 2)
+    assert (server.handler, server.codec, server.limits) == (plan.handler, plan.codec, plan.limits)
+    assert {field.name for field in dataclasses.fields(WorkerPlan)} >= {"plan"}
+    assert not {"handler", "codec", "limits", "engine_class"} & {
+        f.name for f in dataclasses.fields(WorkerPlan)
+    }

@@ -26,8 +26,8 @@ from typing import Any
 from .closing import peer_list
 from .codecs import Codec, HttpRequest, Raw
 from .endpoints import Address, Endpoint, Listener, adopt, bind, describe_socket, is_address, parse
-from .engines import engine_class, resolve_engine_name
-from .engines.base import Engine, current, log
+from .engines.base import current, log
+from .engines.runner import Runner
 from .errors import SocketkitError
 from .gracecut import EXIT_CUT, GraceCut, where
 from .handlers import Handler, adapt
@@ -36,6 +36,7 @@ from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
 from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
 from .loader import load_handler
+from .plan import ServingPlan
 from .stats import LATENCY_BUCKETS, LatencyHistogram, Stats, StatsRecorder
 from .systemd import Watchdog, listen_fds, notify, watchdog_interval
 
@@ -80,7 +81,7 @@ class Server:
         workers: serve with a master process and this many worker processes, each
             running ``engine`` on the same sockets (``"auto"``: one per usable core);
             ``engine="prefork"`` alone means ``workers="auto"`` with the reactor. Limits
-            apply per worker. See :mod:`socketkit.engines.prefork`.
+            apply per worker. See :mod:`socketkit.supervisor.prefork`.
         worker_timeout: seconds a worker may go without a heartbeat (its loop stuck
             in a handler) before the master kills and replaces it.
         worker_init: called in each worker process once it is forked, before it
@@ -127,7 +128,7 @@ class Server:
                 self.endpoints.append(endpoint)
         #: "module:attr" the handler was loaded from, to load again on SIGHUP (prefork)
         self._handler_spec = handler if isinstance(handler, str) and ":" in handler else None
-        self.handler: Handler = load_handler(self._handler_spec) if self._handler_spec else adapt(handler)
+        adapted = load_handler(self._handler_spec) if self._handler_spec else adapt(handler)
         #: called on SIGHUP in the serving process, before a prefork server replaces its
         #: workers (the CLI reloads TLS certificates here)
         self.reloaders: list[Callable[[], None]] = []
@@ -135,35 +136,24 @@ class Server:
             codec = Raw()
         if not isinstance(codec, Codec):
             raise TypeError(f"codec must be a socketkit codec such as Lines(), not {codec!r}")
-        self.codec = codec
         if limits is None:
             limits = Limits()
         if not isinstance(limits, Limits):
             raise TypeError(f"limits must be a socketkit.Limits, not {limits!r}")
-        self.limits = limits
         self.layers: tuple[LayerFactory, ...] = tuple(layers)
         self.tls = _check_tls(tls, self.endpoints)
         self.trusted_proxies = trusted_networks(trusted_proxies)
-        if engine == "prefork":
-            engine, workers = "auto", "auto" if workers is None else workers
-        self.workers = _worker_count(workers)
-        self.worker_timeout = worker_timeout
-        self.worker_init = worker_init
-        if worker_timeout <= 0:
-            raise ValueError("worker_timeout must be a positive number of seconds")
-        #: the engine that serves connections (in each worker, with workers)
-        self.engine_name = resolve_engine_name(engine, self.handler)
-        if self.engine_name == "prefork":
-            raise ValueError("name the engine each worker runs, e.g. engine='epoll', workers=4")
-        self._engine_class = engine_class(self.engine_name)
-        self._check_handler_fits()
+        #: what this server serves and how, checked (the engine and each worker are made from it)
+        self.plan = ServingPlan.make(
+            self.endpoints, adapted, codec, limits, engine, workers, worker_timeout, worker_init
+        )
         if self.workers is not None and self._handler_spec is not None:
             self.reloaders.append(self._reload_handler)
         self._stats = StatsRecorder()
         self._listeners: list[Listener] = []
         self._watchdog: Watchdog | None = None
         self._grace_cut: GraceCut | None = None  # serve_forever owning the process: see gracecut
-        self._engine: Engine | None = None
+        self._engine: Runner | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._done = threading.Event()
@@ -184,50 +174,41 @@ class Server:
             if not all(endpoint.is_stream for endpoint in self._metrics.endpoints):
                 raise ValueError(f"the metrics endpoint {metrics!r} must be a stream (tcp://, unix://)")
 
-    def _check_handler_fits(self) -> None:
-        target = self.handler.target
-        datagram_urls = [e.url for e in self.endpoints if not e.is_stream]
-        if datagram_urls and not getattr(target, "serves_datagrams", True):
-            raise ValueError(
-                f"{self.handler.name} does not serve datagrams: use a tcp:// or unix:// URL, "
-                f"not {', '.join(datagram_urls)}"
-            )
-        if getattr(target, "one_process", False) and (self.workers or 1) > 1:
-            raise ValueError(
-                f"{self.handler.name}'s clients meet in one process's memory, and with several "
-                "workers each would have clients the others never see: serve it with one worker"
-            )
-        if self.handler.is_async:
-            if not getattr(self._engine_class, "awaits_handlers", False):
-                raise TypeError(
-                    f"{self.handler.name} is an async def: async handlers are awaited on "
-                    f"engine='asyncio' or 'uvloop', not {self.engine_name!r} (or write it as a plain def)"
-                )
-            datagrams = [e.url for e in self.endpoints if not e.is_stream]
-            if datagrams:
-                raise ValueError(
-                    f"async handlers serve connections, and {', '.join(datagrams)} is datagram-based: "
-                    "serve datagrams with a plain def"
-                )
-        if not self.handler.may_block:
-            return
-        if not self._engine_class.supports_blocking:
-            if self.handler.is_blocking:
-                fix = "use engine='threads' (or 'pool', 'iterative'), or write it as a function (message, conn) or a Protocol"
-            else:
-                fix = "use engine='pool' (or 'threads'), or drop @blocking if it never waits"
-            raise ValueError(
-                f"engine {self.engine_name!r} runs handlers on its event loop and cannot run the "
-                f"@blocking handler {self.handler.name}: {fix}"
-            )
-        if not self.handler.is_blocking:
-            return
-        datagrams = [e.url for e in self.endpoints if not e.is_stream]
-        if datagrams:
-            raise ValueError(
-                f"@blocking handlers need connections, and {', '.join(datagrams)} is datagram-based: "
-                "serve datagrams with a function (message, conn) or a Protocol"
-            )
+    # -- the plan's parts, as attributes ---------------------------------------------
+
+    @property
+    def handler(self) -> Handler:
+        """The handler, adapted (its style known); setting it keeps the rest of the plan."""
+        return self.plan.handler
+
+    @handler.setter
+    def handler(self, handler: Handler) -> None:
+        self.plan = self.plan.with_handler(handler)
+
+    @property
+    def codec(self) -> Codec:
+        """The codec that frames every connection's messages."""
+        return self.plan.codec
+
+    @property
+    def limits(self) -> Limits:
+        """The limits every connection is served under (per worker, with workers)."""
+        return self.plan.limits
+
+    @property
+    def engine_name(self) -> str:
+        """The engine that serves connections (in each worker, with workers)."""
+        return self.plan.engine_name
+
+    @property
+    def workers(self) -> int | None:
+        """Worker processes under a prefork master; None when this process serves."""
+        return self.plan.workers
+
+    @property
+    def worker_timeout(self) -> float:
+        """Seconds a worker may go without a heartbeat before the master replaces it."""
+        return self.plan.worker_timeout
 
     # -- addresses and stats ---------------------------------------------------------
 
@@ -272,7 +253,7 @@ class Server:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _prepare(self) -> Engine:
+    def _prepare(self) -> Runner:
         with self._lock:
             if self._engine is not None:
                 raise RuntimeError("this server was already started; a Server runs once")
@@ -301,23 +282,12 @@ class Server:
             self._engine = engine
         return engine
 
-    def _make_engine(self, listeners: list[Listener]) -> Engine:
+    def _make_engine(self, listeners: list[Listener]) -> Runner:
         if self.workers is None:
-            return self._engine_class(listeners, self.handler, self.codec, self.limits, self._stats)
-        from .supervisor.prefork import PreforkEngine  # noqa: PLC0415 - only prefork servers need it
+            return self.plan.engine(listeners, self._stats)
+        from .supervisor.prefork import Supervisor  # noqa: PLC0415 - only prefork servers need it
 
-        return PreforkEngine(
-            listeners,
-            self.handler,
-            self.codec,
-            self.limits,
-            self._stats,
-            workers=self.workers,
-            inner=self._engine_class,
-            worker_timeout=self.worker_timeout,
-            worker_init=self.worker_init,
-            handler_source=lambda: self.handler,
-        )
+        return Supervisor(listeners, self._stats, lambda: self.plan)
 
     def _reload_handler(self) -> None:
         """SIGHUP: import the handler's module again; on failure keep the running handler."""
@@ -402,7 +372,7 @@ class Server:
         """
         from .engines.aio.asyncio_engine import AsyncioEngine  # noqa: PLC0415 - only asyncio servers need it
 
-        if self.workers is not None or not issubclass(self._engine_class, AsyncioEngine):
+        if self.workers is not None or not issubclass(self.plan.engine_class, AsyncioEngine):
             raise ValueError(
                 "await server.serve() runs on the caller's asyncio loop: use engine='asyncio' (or 'uvloop')"
             )
@@ -458,7 +428,7 @@ class Server:
             log.critical("grace period over with a handler still running: exiting with status %d", EXIT_CUT)
             raise SystemExit(EXIT_CUT)
 
-    def _serve(self, engine: Engine) -> None:
+    def _serve(self, engine: Runner) -> None:
         current.engine = engine
         try:
             engine.serve()
@@ -487,7 +457,7 @@ class Server:
             self._metrics.stop(0)
         self._done.set()
 
-    def _install_signal_handlers(self, engine: Engine) -> dict[int, Any]:
+    def _install_signal_handlers(self, engine: Runner) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
         signals_seen = 0
@@ -531,7 +501,7 @@ class Server:
         restore[_WAKEUP_FD] = signal.set_wakeup_fd(engine.wakeup_fileno, warn_on_full_buffer=False)
         return restore
 
-    def _process_deadline(self, engine: Engine) -> GraceCut:
+    def _process_deadline(self, engine: Runner) -> GraceCut:
         """What ends this process at the grace deadline while a handler blocks the loop thread
         (this one, which serve_forever runs on); prefork's master kills its workers instead."""
         serving = threading.get_ident()
@@ -616,21 +586,6 @@ class Server:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._stopped else "new"
         return f"<Server {' '.join(self.urls)} engine={self.engine_name} {state}>"
-
-
-def _worker_count(workers: int | str | None) -> int | None:
-    """The number of worker processes ``workers`` asks for (None: no workers)."""
-    if workers is None:
-        return None
-    if workers == "auto":
-        from .supervisor.prefork import usable_cores  # noqa: PLC0415
-
-        return usable_cores()
-    if isinstance(workers, str) and workers.isdigit():
-        workers = int(workers)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be a number of processes (1 or more) or 'auto', not {workers!r}")
-    return workers
 
 
 def _check_tls(tls: ssl.SSLContext | None, endpoints: list[Endpoint]) -> ssl.SSLContext | None:

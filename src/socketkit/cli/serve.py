@@ -80,7 +80,7 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
 )
 @click.option(
     "--engine",
-    type=click.Choice([*ENGINES, "auto"]),
+    type=click.Choice([*ENGINES, "prefork", "auto"]),
     default="auto",
     show_default=True,
     help="Concurrency engine.",

@@ -8,8 +8,9 @@ connection: iterative, threads), ``loop/`` (one thread and a poller: the
 reactors, and pool with its threads for @blocking handlers), ``aio/`` (an
 asyncio loop: asyncio, uvloop); ``common/`` holds what they share (accepting,
 datagrams, deadlines, the lingering close), ``base.py`` the template and the
-stop sequence. prefork is no family: its master supervises worker processes,
-each of which runs one of the others.
+stop sequence. prefork is no engine: its master (``supervisor/``) supervises
+worker processes, each of which runs one of these; ``engine="prefork"`` names
+it only as a shorthand for ``workers="auto"`` (:mod:`socketkit.plan`).
 """
 
 from __future__ import annotations
@@ -32,11 +33,9 @@ ENGINES: dict[str, str] = {
     "pool": "socketkit.engines.loop.pool:PoolEngine",
     "asyncio": "socketkit.engines.aio.asyncio_engine:AsyncioEngine",
     "uvloop": "socketkit.engines.aio.uvloop_engine:UvloopEngine",
-    # a master and worker processes, each running one of the above: Server(workers=N)
-    "prefork": "socketkit.supervisor.prefork:PreforkEngine",
 }
 
-#: which family each engine belongs to (its folder under engines/; prefork is a supervisor)
+#: which family each engine belongs to (its folder under engines/)
 FAMILIES: dict[str, str] = {
     "iterative": "threaded",
     "threads": "threaded",
@@ -47,7 +46,6 @@ FAMILIES: dict[str, str] = {
     "pool": "loop",
     "asyncio": "aio",
     "uvloop": "aio",
-    "prefork": "supervisor",
 }
 
 

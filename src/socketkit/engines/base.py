@@ -16,22 +16,16 @@ family gives it primitives (how it stops accepting, takes a backlog, ends idle
 connections, cuts) and drives it with its own waiting (a loop's timeout or
 timer, a thread's select), never by polling.
 
-Stopping is signal-safe: :meth:`Engine.stop` takes no lock. It lowers the
-deadline, sets a flag, and writes a byte to two socketpairs: the *stop* socket
-is never drained, so it stays readable and wakes every thread that polls it;
-the *wake* socket is drained by the engine's own loop, which other threads also
-use to nudge it (a connection closed, a call was queued).
+Stopping is signal-safe (:class:`~.runner.Runner`, which an engine is, as the
+prefork supervisor is): ``stop()`` takes no lock, and wakes the engine's loop.
 """
 
 from __future__ import annotations
 
-import math
 import socket
 import threading
-import time
-from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..closing import log, peer_list
@@ -43,6 +37,7 @@ from ..limits import Limits
 from ..session import Session
 from ..stats import StatsRecorder
 from .common.accept import AcceptGate
+from .runner import Runner
 
 __all__ = ["BURST", "Engine", "current", "log"]
 
@@ -56,8 +51,8 @@ current = threading.local()
 BURST = 64
 
 
-class Engine(ABC):
-    """Runs a server's listeners until stopped. One engine serves once."""
+class Engine(Runner):
+    """Serves a server's listeners in this process until stopped. One engine serves once."""
 
     name: ClassVar[str] = "engine"
     #: whether @blocking handlers can run on this engine.
@@ -81,72 +76,22 @@ class Engine(ABC):
         limits: Limits,
         stats: StatsRecorder,
     ) -> None:
-        #: the sockets to accept connections (and receive datagrams) on
-        self.listeners = [listener for listener in listeners if not listener.endpoint.connected]
-        #: adopted connected sockets, each served as a connection from the start
-        self.adopted = [listener for listener in listeners if listener.endpoint.connected]
+        super().__init__(listeners, stats)
         #: whether serving ends by itself, once the adopted connections have: nothing listens
         self.ends_with_adopted = bool(self.adopted) and not self.listeners
-        self._untaken = list(self.adopted)
         self.handler = handler
         self.codec = codec
         self.limits = limits
-        self.stats = stats
         self.gate = AcceptGate(limits, stats)
-        self.deadline = math.inf  # when stopping: the moment remaining connections are closed
-        self.stopping = False
-        #: handler threads still running when serving ended: cut off at the grace deadline
-        self.abandoned = 0
         #: whether stopping serves what waits in the listeners' backlogs first; not for a
         #: prefork worker that retires while the others go on accepting from the same sockets
         self.drain_backlog = True
         self._calls: deque[Callable[[], None]] = deque()
-        self._stop_r, self._stop_w = socket.socketpair()
-        self._wake_r, self._wake_w = socket.socketpair()
-        for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
-            sock.setblocking(False)
 
     def dispatch_for(self, session: Session) -> Dispatch:
         """What calls the handler for ``session``: the handler's own dispatch, on an engine
         that calls event handlers from one thread."""
         return self.handler.dispatch(session)
-
-    # -- the template ----------------------------------------------------------------
-
-    def serve(self) -> None:
-        """Serve until stopped and drained; releases the listeners and the engine's own descriptors."""
-        try:
-            self.run()
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        """Close the listeners, the adopted connections never served, and the wake-up sockets."""
-        try:
-            self.close_listeners()
-            for origin in self._untaken:
-                origin.close()
-        finally:
-            self.close_wakers()
-
-    @abstractmethod
-    def run(self) -> None:
-        """The engine's loop: accept, serve and drain until stopped (the deadline included)."""
-
-    def stop(self, grace: float) -> None:
-        """Begin (or hurry) shutdown: remaining connections are closed after ``grace`` seconds.
-
-        Safe from any thread and from a signal handler; never blocks.
-        """
-        deadline = time.monotonic() + max(0.0, grace)
-        self.deadline = min(self.deadline, deadline)
-        self.stopping = True
-        self._nudge(self._stop_w)
-        self._nudge(self._wake_w)
-        self.stopped()
-
-    def stopped(self) -> None:  # noqa: B027 - a hook; most engines need nothing here
-        """stop() was called (from any thread or a signal handler): a hook for engines."""
 
     # -- the stop sequence, written once; each family gives its primitives -----------------
     #
@@ -176,28 +121,24 @@ class Engine(ABC):
             log.warning("grace period over: cutting %s", peer_list(left))
         self.cut_all()
 
-    def stop_accepting(self) -> None:  # noqa: B027 - a primitive; engines that accept in a loop of their own need none
+    def stop_accepting(self) -> None:
         """No more readiness to accept is waited for."""
 
-    def take_backlog(self, listener: Listener) -> None:  # noqa: B027
+    def take_backlog(self, listener: Listener) -> None:
         """Serve the connections waiting in ``listener``'s backlog (they came before the stop)."""
 
-    def answer_queued(self, listener: Listener) -> None:  # noqa: B027
+    def answer_queued(self, listener: Listener) -> None:
         """Answer the datagrams queued on ``listener`` (they came before the stop)."""
 
-    def stop_datagrams(self) -> None:  # noqa: B027
+    def stop_datagrams(self) -> None:
         """No more datagrams are read."""
 
-    def end_idle(self) -> None:  # noqa: B027
+    def end_idle(self) -> None:
         """End the connections that are between messages with nothing unsent (a new one
         waits for its first request until Session.fresh_until)."""
 
-    def cut_all(self) -> None:  # noqa: B027
+    def cut_all(self) -> None:
         """End every connection's I/O now (the grace deadline)."""
-
-    def wake(self) -> None:
-        """Make the engine's loop run an iteration now (thread-safe)."""
-        self._nudge(self._wake_w)
 
     def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the engine's loop thread soon. Safe from any thread."""
@@ -213,36 +154,6 @@ class Engine(ABC):
                 fn()
             except Exception as exc:
                 log.error("call from another thread raised %s: %s", type(exc).__name__, exc, exc_info=exc)
-
-    @staticmethod
-    def _nudge(sock: socket.socket) -> None:
-        try:
-            sock.send(b"\0")
-        except OSError:  # full (already pending), or closed after serve() ended
-            pass
-
-    def drain_wake(self) -> None:
-        """Empty the wake socket (its loop was woken: it looks at what changed)."""
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except OSError:
-            pass
-
-    @property
-    def wakeup_fileno(self) -> int:
-        """A descriptor whose write wakes the engine's loop (for signal.set_wakeup_fd)."""
-        return self._wake_w.fileno()
-
-    @property
-    def stop_fd(self) -> int:
-        """A descriptor that becomes readable, and stays so, once stop() was called."""
-        return self._stop_r.fileno()
-
-    def close_wakers(self) -> None:
-        """Release the engine's own descriptors (the end of serve())."""
-        for sock in (self._stop_r, self._stop_w, self._wake_r, self._wake_w):
-            sock.close()
 
     def accept_waiting(
         self,
@@ -265,10 +176,6 @@ class Engine(ABC):
                 return not self.gate.paused
             add(accepted[0], accepted[1], listener)
         return True
-
-    def close_listeners(self) -> None:
-        for listener in self.listeners:
-            listener.close()
 
     def take_adopted(self) -> list[tuple[socket.socket, Any, Listener]]:
         """The adopted connections to serve now (socket, peer, origin), counted against
@@ -293,7 +200,3 @@ class Engine(ABC):
     def admit(self, peer: Any, listener: str) -> LimitExceeded | None:
         """A peer learned after accept (a PROXY header) counted against the per-IP limit."""
         return self.gate.admit(peer, listener)
-
-    def open_connections(self) -> Sequence[Session]:
-        """The connections being served now (for the forced-shutdown report)."""
-        return []

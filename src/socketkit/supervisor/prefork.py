@@ -43,17 +43,19 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any
 
-from ..engines.base import Engine, log
+from ..closing import log
+from ..endpoints import Listener
+from ..engines.runner import Runner
 from ..errors import SocketkitError
-from ..session import Session
-from ..stats import LatencyHistogram, Stats, StatsSource, stats_from_dict, sum_stats
+from ..plan import ServingPlan, usable_cores
+from ..stats import LatencyHistogram, Stats, StatsRecorder, StatsSource, stats_from_dict, sum_stats
 from .worker import BOOT_FAILED, WorkerPlan, run_worker
 
-__all__ = ["PreforkEngine", "usable_cores"]
+__all__ = ["Supervisor", "usable_cores"]
 
 _MAX_BACKOFF = 5.0  # seconds: the longest pause before a dead worker is replaced
 _YOUNG = 1.0  # a worker that dies younger than this (seconds) makes the next pause longer
@@ -61,14 +63,6 @@ _KILL_MARGIN = 1.0  # seconds after the grace period before workers still runnin
 _CHANNEL_BUFFER = 1 << 20
 #: blocked from just before a fork until the child has its own handlers
 _WORKER_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1}
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (``--workers auto``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclasses.dataclass(eq=False)
@@ -89,7 +83,7 @@ class _Worker:
 class _Totals(StatsSource):
     """The workers' reports, summed: what the master's Server.stats shows."""
 
-    def __init__(self, engine: PreforkEngine) -> None:
+    def __init__(self, engine: Supervisor) -> None:
         self.engine = engine
 
     def stats(self) -> Stats:
@@ -104,29 +98,23 @@ class _Totals(StatsSource):
         return merged
 
 
-class PreforkEngine(Engine):
-    """The master of a prefork server (see the module notes)."""
-
-    name: ClassVar[str] = "prefork"
-    supports_blocking: ClassVar[bool] = True  # as the inner engine allows; the server checks
+class Supervisor(Runner):
+    """The master of a prefork server (see the module notes): it serves nothing itself."""
 
     def __init__(
         self,
-        *args: Any,
-        workers: int,
-        inner: type[Engine],
-        worker_timeout: float,
-        worker_init: Callable[[], object] | None = None,
-        handler_source: Callable[[], Any] | None = None,
-        **kwargs: Any,
+        listeners: list[Listener],
+        stats: StatsRecorder,
+        plan: Callable[[], ServingPlan],
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self.target = workers
-        self.inner = inner
-        self.worker_timeout = worker_timeout
-        self.worker_init = worker_init
-        #: the handler new workers get (it changes when SIGHUP reloads the handler's module)
-        self.handler_source = handler_source
+        super().__init__(listeners, stats)
+        #: the plan new workers serve (its handler changes when SIGHUP reloads the handler's module)
+        self.plan = plan
+        first = plan()
+        assert first.workers is not None
+        self.target = first.workers
+        self.limits = first.limits
+        self.worker_timeout = first.worker_timeout
         self.workers: dict[int, _Worker] = {}  # by pid
         #: what the workers that exited had counted, summed (one value, however many exit)
         self.retired_stats = Stats()
@@ -163,15 +151,12 @@ class PreforkEngine(Engine):
         ordered = sorted(self.workers.values(), key=lambda w: (w.index, not w.retiring))
         return {w.index: w.stats for w in ordered}
 
-    def open_connections(self) -> Sequence[Session]:
-        return []  # they live in the workers
-
     # -- the master's loop -----------------------------------------------------------
 
     def run(self) -> None:
         restore = self._install_signals()
         selector = self._selector
-        selector.register(self._wake_r, selectors.EVENT_READ, None)
+        selector.register(self.wake_fileno, selectors.EVENT_READ, None)
         try:
             for index in range(self.target):
                 self._spawn(index)
@@ -247,21 +232,15 @@ class PreforkEngine(Engine):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _CHANNEL_BUFFER)
         master_only = [w.channel.fileno() for w in self.workers.values()]
-        master_only += [ours.fileno(), self._wake_r.fileno(), self._wake_w.fileno()]
-        master_only += [self._stop_r.fileno(), self._stop_w.fileno(), self._selector.fileno()]
+        master_only += [ours.fileno(), *self.own_descriptors(), self._selector.fileno()]
         master_only += [w.pidfd for w in self.workers.values() if w.pidfd is not None]
-        handler = self.handler_source() if self.handler_source is not None else self.handler
         plan = WorkerPlan(
             index=index,
             listeners=self.listeners,
-            handler=handler,
-            codec=self.codec,
-            limits=self.limits,
-            engine_class=self.inner,
+            plan=self.plan(),
             channel=theirs,
             close_after_fork=master_only,
             timed=self.stats.latency is not None,
-            worker_init=self.worker_init,
         )
         # Signals wait until the child has its own handlers (the master's must not run there).
         plan.signal_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WORKER_SIGNALS)

@@ -32,15 +32,12 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable
 from types import FrameType
 from typing import Any, NoReturn
 
-from ..codecs import Codec
 from ..endpoints import Listener
 from ..engines.base import Engine, log
-from ..handlers import Handler
-from ..limits import Limits
+from ..plan import ServingPlan
 from ..stats import StatsRecorder
 
 __all__ = ["BEAT_INTERVAL", "BOOT_FAILED", "WorkerPlan", "run_worker"]
@@ -51,18 +48,14 @@ BEAT_INTERVAL = 0.5  # seconds between a worker's reports to its master
 
 @dataclasses.dataclass
 class WorkerPlan:
-    """What a worker needs to serve: the same as a server's, with the engine class to run."""
+    """What a worker needs to serve: the server's plan, and its place among the workers."""
 
     index: int
     listeners: list[Listener]
-    handler: Handler
-    codec: Codec
-    limits: Limits
-    engine_class: type[Engine]
+    plan: ServingPlan  # what to serve, and the engine to serve it with
     channel: socket.socket  # this worker's end of the pair to the master
     close_after_fork: list[int]  # descriptors of the master's that the child must not hold
     timed: bool  # whether handler latency is counted (metrics are on)
-    worker_init: Callable[[], object] | None = None
     signal_mask: set[int | signal.Signals] = dataclasses.field(default_factory=set)  # restored once set up
 
 
@@ -102,10 +95,11 @@ def _boot(plan: WorkerPlan) -> Engine:
     stats = StatsRecorder()
     if plan.timed:
         stats.count_latency()
-    if plan.worker_init is not None:
-        plan.worker_init()
-    engine = plan.engine_class(plan.listeners, plan.handler, plan.codec, plan.limits, stats)
-    _install_signals(engine, plan.limits.grace)
+    serving = plan.plan
+    if serving.worker_init is not None:
+        serving.worker_init()
+    engine = serving.engine(plan.listeners, stats)
+    _install_signals(engine, serving.limits.grace)
     signal.pthread_sigmask(signal.SIG_SETMASK, plan.signal_mask)  # what arrived meanwhile runs now
     return engine
 
@@ -196,7 +190,7 @@ def _beat(plan: WorkerPlan, engine: Engine) -> None:
                 gone = True
             if gone:  # the master exited: stop serving, as it would have told us to
                 log.warning("the master process is gone; stopping")
-                engine.stop(plan.limits.grace)
+                engine.stop(plan.plan.limits.grace)
                 return
         if engine.loop_runs_handlers and not alive.is_set():
             continue  # the loop did not answer in time: no beat
