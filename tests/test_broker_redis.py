@@ -94,7 +94,7 @@ def test_backend_urls_are_checked() -> None:
         with pytest.raises(ValueError, match="--backend"):
             parse_backend(bad)
     for args, problem in (
-        (["serve", "echo", "--backend", "redis://127.0.0.1:1"], "--backend is for the broker"),
+        (["serve", "echo", "--backend", "redis://127.0.0.1:1"], "it is for the broker"),
         (["serve", "broker", "--backend", "tcp://127.0.0.1:1"], "write redis://"),
     ):
         result = subprocess.run([*SK, *args], capture_output=True, text=True, timeout=60, check=False)

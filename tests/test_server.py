@@ -289,8 +289,10 @@ def test_a_handler_says_what_it_needs_and_every_server_keeps_it() -> None:
         sk.Server("tcp://127.0.0.1:0", Room(), workers=2)
     sk.Server("tcp://127.0.0.1:0", Room())  # one process, connections: fine
     broker = load_service("broker").handler
-    with pytest.raises(ValueError, match="serve it with one worker"):
-        sk.Server("tcp://127.0.0.1:0", broker, workers=2)
+    with pytest.raises(
+        ValueError, match=r"serve it with one worker, or give it a backend .*--backend redis://"
+    ):
+        sk.Server("tcp://127.0.0.1:0", broker, workers=2)  # the service says what else works
 
 
 def test_the_serving_line_says_whether_a_protocol_is_shared(caplog: pytest.LogCaptureFixture) -> None:

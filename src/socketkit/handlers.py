@@ -57,6 +57,9 @@ class Protocol:
     #: room): a server with several worker processes is refused, since each would hold a
     #: room of its own.
     one_process = False
+    #: With ``one_process``: what else lets it run in several worker processes, said when a
+    #: server refuses it (the broker: a backend that joins them).
+    one_process_fix = ""
 
     def on_connect(self, conn: Connection) -> None:
         """Called once the connection is accepted, before any message."""

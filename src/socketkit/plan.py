@@ -98,9 +98,11 @@ class ServingPlan:
                 f"not {', '.join(datagrams)}"
             )
         if getattr(target, "one_process", False) and (self.workers or 1) > 1:
+            fix = getattr(target, "one_process_fix", "")
             raise ValueError(
                 f"{handler.name}'s clients meet in one process's memory, and with several "
                 "workers each would have clients the others never see: serve it with one worker"
+                + (f", {fix}" if fix else "")
             )
         if handler.is_async:
             if not getattr(self.engine_class, "awaits_handlers", False):

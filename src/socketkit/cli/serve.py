@@ -194,6 +194,7 @@ def serve(
 ) -> None:
     """Serve SERVICE until Ctrl-C or SIGTERM, which drain open connections first."""
     handler: Any
+    built_in = None
     with usage_errors():
         if service in SERVICES:
             built_in = load_service(service)
@@ -220,12 +221,13 @@ def serve(
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         if max_message_size is not None:  # the option raises the codec's own limit too
             chosen = chosen.resized(max_message_size)
-        relay_starter = None
+        process_init = None  # what each serving process runs first (the service says)
         if backend is not None:
-            if service != "broker":
-                raise ValueError("--backend is for the broker: socketkit serve broker --backend redis://...")
-            built_in.handler.use_backend(backend)
-            relay_starter = built_in.handler.start_relay
+            if built_in is None or built_in.backend is None:
+                raise ValueError(
+                    f"{service} takes no --backend (it is for the broker: socketkit serve broker --backend redis://...)"
+                )
+            process_init = built_in.backend(backend)
         if tls_cert is None and (tls_key or tls_ca or tls_client_auth):
             raise ValueError("--tls-key, --tls-ca and --tls-client-auth need --tls-cert")
         tls = server_context(tls_cert, tls_key, ca=tls_ca, client_auth=tls_client_auth) if tls_cert else None
@@ -245,7 +247,7 @@ def serve(
             metrics=metrics,
             workers=workers,
             worker_timeout=worker_timeout,
-            worker_init=relay_starter,  # each worker connects to the backend itself
+            worker_init=process_init,  # each worker runs it once forked
         )
     console = Console(stderr=True)
     log_handler: logging.Handler | None = None
@@ -254,8 +256,8 @@ def serve(
     configure_logging(log_level, log_format, log_handler)
     if tls is not None and tls_cert is not None:
         server.reloaders.append(_certificate_reloader(tls, tls_cert, tls_key))
-    if relay_starter is not None and server.workers is None:
-        relay_starter()  # one process: it connects now (with workers, each worker does)
+    if process_init is not None and server.workers is None:
+        process_init()  # one process: now (with workers, each worker does)
     panel = None
     if stats:
         from .stats_panel import StatsPanel  # noqa: PLC0415

@@ -8,6 +8,7 @@ services without importing all of them, and each server needs a fresh handler
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,10 @@ class Service:
     codec: Codec = field(default_factory=Raw)
     #: False when the wire format is fixed (HTTP) and --codec must not change it.
     codec_selectable: bool = True
+    #: What ``--backend URL`` does (the broker: relay through Redis): it sets the handler up
+    #: and returns what each serving process runs before it serves (each worker, once
+    #: forked). None: the service takes no backend.
+    backend: Callable[[str], Callable[[], object]] | None = None
     # (what the handler needs, datagrams or one process, it says itself: every Server keeps
     # it, for a built-in service and a user's handler alike; see socketkit.Protocol)
 

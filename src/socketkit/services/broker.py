@@ -15,6 +15,7 @@ with several worker processes refuses to run it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..codecs import Lines
@@ -32,9 +33,11 @@ class Broker(Protocol):
         self._members: list[Connection] = []
         self.relay: Any = None  # a RedisRelay when lines cross processes
         self.one_process = True  # without a backend its members meet in this process only
+        self.one_process_fix = "or give it a backend that joins them: --backend redis://host:6379"
 
-    def use_backend(self, url: str) -> None:
-        """Relay lines through ``url`` (``redis://host:port/db?channel=name``) as well.
+    def use_backend(self, url: str) -> Callable[[], None]:
+        """Relay lines through ``url`` (``redis://host:port/db?channel=name``) as well; what
+        each serving process runs to connect to it (:meth:`start_relay`).
 
         Raises:
             ValueError: a bad URL. ImportError: the redis package is missing.
@@ -43,6 +46,7 @@ class Broker(Protocol):
 
         self.relay = RedisRelay(url, self.deliver)
         self.one_process = False
+        return self.start_relay
 
     def start_relay(self) -> None:
         """Connect to the backend from this process (each worker does, once forked)."""
@@ -87,4 +91,5 @@ class Broker(Protocol):
 
 
 def service() -> Service:
-    return Service("broker", "line broker", Broker(), codec=Lines())
+    broker = Broker()
+    return Service("broker", "line broker", broker, codec=Lines(), backend=broker.use_backend)
