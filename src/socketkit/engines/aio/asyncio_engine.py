@@ -51,6 +51,8 @@ from ..common.stall import StallWatch
 
 __all__ = ["AsyncioEngine"]
 
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
 
 class AsyncioTransport(Transport, asyncio.BufferedProtocol):
     """A connection's asyncio protocol: the loop's callbacks feed its session (reading into
@@ -61,13 +63,17 @@ class AsyncioTransport(Transport, asyncio.BufferedProtocol):
         "_engine",
         "_flush_due",
         "_paused",
+        "_sock",
         "_stream",
         "_writable",
         "session",
     )
 
-    def __init__(self, engine: AsyncioEngine, peer: Any, listener: Listener) -> None:
+    def __init__(self, engine: AsyncioEngine, peer: Any, listener: Listener, sock: socket.socket) -> None:
         self._engine = engine
+        #: the accepted socket, which the loop's transport owns (asyncio's and uvloop's keep
+        #: this very object, and close it): only looked at, for a peek
+        self._sock = sock
         self._stream: asyncio.Transport | None = None
         self._writable = True  # the transport's write buffer is below its high mark
         self._paused = False  # reading is paused on the transport
@@ -254,22 +260,12 @@ class AsyncioTransport(Transport, asyncio.BufferedProtocol):
         return True
 
     def waiting_input(self) -> bool:
-        """Whether bytes wait in the kernel for this connection (a peek, while stopping)."""
-        stream = self._stream
-        if stream is None:
-            return False
-        sock = stream.get_extra_info("socket")
-        if sock is None:
-            return False
-        # A socket object over the transport's own descriptor, detached after the look: no
-        # dup, and family and type given, so making it costs no system call of its own.
-        peek = socket.socket(sock.family, sock.type, 0, sock.fileno())
+        """Whether bytes wait in the kernel for this connection (a peek: one system call on
+        the accepted socket, which the transport still holds open)."""
         try:
-            return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-        except OSError:
+            return bool(self._sock.recv(1, _PEEK))
+        except OSError:  # nothing waiting, or closed
             return False
-        finally:
-            peek.detach()
 
 
 class AwaitingTransport(AsyncioTransport):
@@ -525,7 +521,7 @@ class AsyncioEngine(Engine):
     def _connect(self, sock: socket.socket, peer: Any, listener: Listener) -> None:
         sock.setblocking(False)
         task = self.loop.create_task(
-            self.loop.connect_accepted_socket(lambda: self.connection_class(self, peer, listener), sock)
+            self.loop.connect_accepted_socket(lambda: self.connection_class(self, peer, listener, sock), sock)
         )
         self._tasks.add(task)
         task.add_done_callback(functools.partial(self._transport_made, sock, peer, listener))
