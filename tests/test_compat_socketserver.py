@@ -469,6 +469,41 @@ def test_threads_are_bounded_and_the_rest_wait_in_the_backlog() -> None:
     assert not server._workers().joinable  # finished threads are not kept
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs TCP_INFO (Linux) to know a client's rate")
+def test_at_max_threads_clients_that_trickle_are_shed_for_a_newcomer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Slowloris against a bounded server: every thread held by a client that sends a byte
+    now and then. A newcomer waiting in the backlog has the trickling clients shed (their
+    input ended), so it is served, not left waiting as long as they trickle."""
+
+    class Echo(compat.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(self.rfile.readline())
+
+    class Server(compat.ThreadingTCPServer):
+        max_threads = 3
+        shed_after = 0.3  # (the default waits longer before judging a client's rate)
+        request_queue_size = 16
+
+    with Server(("127.0.0.1", 0), Echo) as server:
+        thread = serve_in_thread(server, poll_interval=0.1)
+        trickling = [socket.create_connection(server.server_address, timeout=WAIT) for _ in range(3)]
+        for sock in trickling:
+            sock.sendall(b"x")  # a byte of a line whose rest comes a byte at a time
+        wait_until(lambda: server._workers().running == 3, what="every thread taken")
+        with socket.create_connection(server.server_address, timeout=WAIT) as newcomer:
+            newcomer.sendall(b"hello\n")
+            assert newcomer.makefile("rb").readline() == b"hello\n"
+        for sock in trickling:
+            with sock:
+                assert (
+                    sock.makefile("rb").read() == b"x"
+                )  # its input ended: the handler's reply, then the end
+        stop(server, thread)
+    assert "shed" in capsys.readouterr().err
+
+
 def test_server_close_joins_only_live_threads() -> None:
     class Quick(compat.StreamRequestHandler):
         def handle(self) -> None:

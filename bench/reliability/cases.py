@@ -10,6 +10,7 @@ for CI, ``full`` by hand). Loopback only, every wait bounded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -27,6 +28,7 @@ from socketkit.codecs import codec_by_name
 from socketkit.errors import ProtocolError
 
 from .harness import (
+    COMPAT_LAUNCHER,
     GET,
     Result,
     ServerProcess,
@@ -57,25 +59,43 @@ class Size:
     fuzz: int  # inputs per codec
     tls_flood: int  # half-open and vanishing TLS peers, each
     load_seconds: float  # prefork load, around the kill and the SIGHUP
+    compat_threads: int  # the socketserver drop-in's max_threads (twice as many trickle)
+    compat_shed_after: float  # ... and its shed_after (its default in the full form)
 
 
 QUICK = Size(
-    "quick", ("epoll", "threads", "asyncio"), 200, 2.0, 1000, 300, 4 << 20, 5000, 10, 20000, 3000, 100, 2.0
+    name="quick",
+    engines=("epoll", "threads", "asyncio"),
+    slowloris=200,
+    read_timeout=2.0,
+    idle=1000,
+    abrupt=300,
+    oversize=4 << 20,
+    fanout_lines=5000,
+    stop_clients=10,
+    udp=20000,
+    fuzz=3000,
+    tls_flood=100,
+    load_seconds=2.0,
+    compat_threads=100,
+    compat_shed_after=3.0,
 )
 FULL = Size(
-    "full",
-    ("epoll", "threads", "asyncio"),
-    1000,
-    5.0,
-    10000,
-    10000,
-    64 << 20,
-    100000,
-    40,
-    1000000,
-    100000,
-    500,
-    5.0,
+    name="full",
+    engines=("epoll", "threads", "asyncio"),
+    slowloris=1000,
+    read_timeout=5.0,
+    idle=10000,
+    abrupt=10000,
+    oversize=64 << 20,
+    fanout_lines=100000,
+    stop_clients=40,
+    udp=1000000,
+    fuzz=100000,
+    tls_flood=500,
+    load_seconds=5.0,
+    compat_threads=1024,
+    compat_shed_after=10.0,
 )
 
 
@@ -150,6 +170,54 @@ def slowloris(size: Size, engine: str) -> Result:
         passed,
         "every one cut by read_timeout + 2 s; the normal client never fails, p99 < 500 ms",
     )
+
+
+@_timed
+def compat_slowloris(size: Size) -> Result:
+    """The socketserver drop-in (ThreadingTCPServer, bounded) against twice as many trickling
+    clients as it has threads: a newcomer is served once they are shed, not after them."""
+    threads, after = size.compat_threads, size.compat_shed_after
+    with (
+        ServerProcess("compat", launcher=COMPAT_LAUNCHER, max_threads=threads, shed_after=after) as server,
+        many(2 * threads) as drippers,
+    ):
+        for _ in range(2 * threads):
+            sock = connect(server.address)
+            sock.sendall(b"x")
+            drippers.append(sock)
+        started = time.monotonic()
+        served_after = None
+        shed = 0
+        while time.monotonic() - started < 30 and served_after is None:
+            for sock in drippers:
+                with contextlib.suppress(OSError):
+                    sock.send(b"x")
+            try:
+                echo_round_trip(server.address, timeout=1.0)
+                served_after = time.monotonic() - started
+            except OSError:
+                pass
+        for sock in drippers:
+            shed += closed_by_peer(sock) or _input_ended(sock)
+    return Result(
+        "slowloris on the socketserver drop-in",
+        f"{2 * threads} clients sending a byte a second to a ThreadingTCPServer of {threads} threads; "
+        f"shed_after {after:g} s",
+        f"a newcomer served after {served_after:.1f} s; {shed} trickling clients shed"
+        if served_after is not None
+        else "a newcomer not served within 30 s",
+        served_after is not None and served_after < 2 * after + 5,
+        "a newcomer served within two rounds of shedding (the clients queued before it get the "
+        "threads first): 2 x shed_after + 5 s",
+    )
+
+
+def _input_ended(sock: socket.socket) -> bool:
+    """Whether the server ended reading from ``sock`` (a shed client's echo of what it had)."""
+    try:
+        return bool(sock.recv(1 << 16, socket.MSG_DONTWAIT))
+    except OSError:
+        return False
 
 
 @_timed
@@ -719,6 +787,7 @@ def plan(size: Size, certificate: Path, ca: Path) -> list[tuple[str, Callable[[]
     cases: list[tuple[str, Callable[[], Result]]] = []
     for engine in size.engines:
         cases.append((f"slowloris {engine}", functools.partial(slowloris, size, engine)))
+    cases.append(("slowloris compat", functools.partial(compat_slowloris, size)))
     for engine in size.engines:
         cases.append((f"idle {engine}", functools.partial(idle_connections, size, engine)))
     for engine in size.engines:

@@ -73,6 +73,36 @@ server.serve_forever()
 """
 
 
+#: The child for the socketserver drop-in: a bounded ThreadingTCPServer echoing lines, on
+#: the socket handed down.
+COMPAT_LAUNCHER = r"""
+import json, socket, sys
+from socketkit.compat import socketserver
+
+config = json.loads(sys.argv[1])
+
+
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        while line := self.rfile.readline():
+            self.wfile.write(line)
+
+
+class Server(socketserver.ThreadingTCPServer):
+    max_threads = config["max_threads"]
+    shed_after = config.get("shed_after", socketserver.ThreadingTCPServer.shed_after)
+    daemon_threads = True
+
+
+server = Server(("127.0.0.1", 0), Echo, bind_and_activate=False)
+server.socket.close()
+server.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, fileno=config["fd"])
+server.server_address = server.socket.getsockname()
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
 @dataclasses.dataclass
 class Result:
     """One case's outcome: what it did, the figure it measured, and whether that passes."""
@@ -88,7 +118,9 @@ class Result:
 class ServerProcess:
     """A socketkit server in a child process, on a loopback socket bound here."""
 
-    def __init__(self, handler: str, *, datagram: bool = False, **config: Any) -> None:
+    def __init__(
+        self, handler: str, *, datagram: bool = False, launcher: str = LAUNCHER, **config: Any
+    ) -> None:
         kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
         self.sock = socket.socket(socket.AF_INET, kind)
         self.sock.bind(("127.0.0.1", 0))
@@ -97,11 +129,12 @@ class ServerProcess:
         self.address: tuple[str, int] = self.sock.getsockname()
         self.config = {"handler": handler, "datagram": datagram, "fd": self.sock.fileno(), **config}
         self.proc: subprocess.Popen[str] | None = None
+        self.launcher = launcher
 
     def __enter__(self) -> ServerProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, json.dumps(self.config)],
+            [sys.executable, "-c", self.launcher, json.dumps(self.config)],
             pass_fds=[self.sock.fileno()],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

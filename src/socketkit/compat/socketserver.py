@@ -16,7 +16,9 @@ it is (each difference is in the class's docstring and the README):
   request at its next ``poll_interval`` (the XXX in CPython's own source).
 - ``ThreadingMixIn`` is bounded: at ``max_threads`` requests being handled the
   loop stops accepting, so newcomers wait in the listen backlog, and it keeps
-  no finished threads (``server_close`` joins only the live ones).
+  no finished threads (``server_close`` joins only the live ones). At the bound,
+  clients that move almost nothing are shed for a newcomer that waits
+  (``shed_below_rate``), so a slowloris cannot hold every thread.
 - ``ForkingMixIn`` reaps each child the moment it exits (a pidfd per child in
   the loop's selector, where the OS has them), waits only for its own
   children (never ``waitpid(-1)``, which steals a handler's subprocesses), and
@@ -33,8 +35,10 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -361,6 +365,8 @@ class _Workers:
         self.running = 0
         self.joinable: set[threading.Thread] = set()
         self.changed = threading.Condition()
+        #: each handler's stream socket and when its client connected (for shedding)
+        self.requests: dict[threading.Thread, tuple[socket.socket, float]] = {}
 
     def reserve(self, limit: int) -> None:
         """Count one more, waiting while ``limit`` run (only handle_request ever waits)."""
@@ -373,6 +379,7 @@ class _Workers:
         """One fewer; how many ran before."""
         with self.changed:
             self.joinable.discard(thread)
+            self.requests.pop(thread, None)
             before = self.running
             self.running -= 1
             self.changed.notify()
@@ -392,11 +399,22 @@ class ThreadingMixIn:
     stops accepting and newcomers wait in the listen backlog; finished threads are
     forgotten at once, and ``server_close`` joins only those still running (when
     ``block_on_close`` and not ``daemon_threads``, as documented).
+
+    At the bound, while a newcomer waits, clients that move almost nothing are shed
+    (where the system says how much a connection moved: Linux's ``TCP_INFO``): a
+    stream client connected for ``shed_after`` seconds or more whose bytes, both ways,
+    average under ``shed_below_rate`` a second has its input ended (the handler reads
+    the end of stream, as if the client had closed) and a line on stderr says so. A
+    slowloris that drips a byte a second, or an idle keep-alive, would otherwise hold
+    its thread for as long as it likes, since the handler's ``timeout`` is per read.
+    ``shed_below_rate = None`` never sheds.
     """
 
     daemon_threads = False
     block_on_close = True
     max_threads = DEFAULT_MAX_THREADS
+    shed_below_rate: float | None = 64.0
+    shed_after = 10.0
 
     def _workers(self) -> _Workers:
         workers: _Workers | None = self.__dict__.get("_socketkit_workers")
@@ -405,7 +423,12 @@ class ThreadingMixIn:
         return workers
 
     def _accepting(self) -> bool:
-        return self._workers().running < self.max_threads
+        workers = self._workers()
+        if workers.running < self.max_threads:
+            return True
+        if self.shed_below_rate is not None and _waiting(self.socket):  # type: ignore[attr-defined]
+            _shed(workers, self.shed_below_rate, self.shed_after)
+        return False  # (the loop looks again at least every poll_interval)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         """What each thread runs: finish_request, handle_error on failure, shutdown_request."""
@@ -414,6 +437,9 @@ class ThreadingMixIn:
         except Exception:
             self.handle_error(request, client_address)  # type: ignore[attr-defined]
         finally:
+            workers = self._workers()
+            with workers.changed:  # not shed once it is being closed
+                workers.requests.pop(threading.current_thread(), None)
             self.shutdown_request(request)  # type: ignore[attr-defined]
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -422,9 +448,11 @@ class ThreadingMixIn:
         workers.reserve(self.max_threads)
         thread = threading.Thread(target=self._run_thread, args=(request, client_address))
         thread.daemon = self.daemon_threads
-        if not thread.daemon and self.block_on_close:
-            with workers.changed:
+        with workers.changed:
+            if not thread.daemon and self.block_on_close:
                 workers.joinable.add(thread)
+            if isinstance(request, socket.socket) and request.type == socket.SOCK_STREAM:
+                workers.requests[thread] = (request, time.monotonic())
         try:
             thread.start()
         except BaseException:
@@ -441,6 +469,60 @@ class ThreadingMixIn:
     def server_close(self) -> None:
         super().server_close()  # type: ignore[misc]
         self._workers().join()
+
+
+#: struct tcp_info (linux/tcp.h): tcpi_bytes_acked and tcpi_bytes_received, since Linux 4.1
+_TCP_INFO_SIZE = 136
+_BYTES_ACKED_AT = 120
+_BYTES_RECEIVED_AT = 128
+
+
+def _bytes_moved(sock: socket.socket) -> int | None:
+    """Bytes the client acknowledged plus bytes it sent, as the kernel counts them; None
+    where the system does not say."""
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_SIZE)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_SIZE:
+        return None
+    acked, received = struct.unpack_from("QQ", info, _BYTES_ACKED_AT)
+    return int(acked + received)
+
+
+def _waiting(listener: socket.socket) -> bool:
+    """Whether a connection waits in ``listener``'s backlog (a look that does not block)."""
+    try:
+        return bool(select.select([listener], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
+def _shed(workers: _Workers, below: float, after: float) -> None:
+    """End the input of every handler's client that has moved under ``below`` bytes a second
+    since it connected, ``after`` seconds ago or more (the lock keeps its socket open)."""
+    now = time.monotonic()
+    with workers.changed:
+        for thread, (sock, since) in list(workers.requests.items()):
+            age = now - since
+            if age < after:
+                continue
+            moved = _bytes_moved(sock)
+            if moved is None or moved / age >= below:
+                continue
+            del workers.requests[thread]
+            try:
+                peer = sock.getpeername()
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                continue
+            print(
+                f"Request from {peer} shed: {moved} bytes in {age:.0f}s while every thread was taken",
+                file=sys.stderr,
+            )
 
 
 if hasattr(os, "fork"):
