@@ -367,13 +367,13 @@ def expansion(size: Size, bomb: str) -> Result:
 
 
 @_timed
-def fanout(size: Size) -> Result:
+def fanout(size: Size, engine: str) -> Result:
     """A broker relays lines to readers and to members that never read: the readers get every
     line, the never-readers are cut off, and the server's memory stays bounded."""
     readers, sleepers, lines = 10, 5, size.fanout_lines
     line = b"x" * 99 + b"\n"
     limits = {"idle_timeout": 3.0, "write_buffer_high": 64 * 1024, "write_buffer_low": 16 * 1024}
-    with ServerProcess("broker", engine="epoll", limits=limits) as server:
+    with ServerProcess("broker", engine=engine, limits=limits) as server:
         base = server.rss_kb()
         members = [connect(server.address, timeout=30) for _ in range(readers)]
         idle = []
@@ -409,7 +409,7 @@ def fanout(size: Size) -> Result:
             sock.close()
     every = all(count == lines for count in counts)
     return Result(
-        "fan-out to never-readers (epoll)",
+        f"fan-out to never-readers ({engine})",
         f"{lines:,} lines of 100 bytes to {readers} readers and {sleepers} members that never read",
         f"readers got {min(counts):,} to {max(counts):,} lines; never-readers "
         f"{'cut off' if cut else 'still open'}; the server grew {peak:.1f} MiB",
@@ -796,7 +796,8 @@ def plan(size: Size, certificate: Path, ca: Path) -> list[tuple[str, Callable[[]
         cases.append((f"oversize {codec}", functools.partial(oversize, size, codec)))
     for bomb in ("msgpack", "json"):
         cases.append((f"expansion {bomb}", functools.partial(expansion, size, bomb)))
-    cases.append(("fanout", functools.partial(fanout, size)))
+    for engine in size.engines:
+        cases.append((f"fanout {engine}", functools.partial(fanout, size, engine)))
     for engine in size.engines:
         cases.append((f"stop {engine}", functools.partial(stop_under_load, size, engine)))
     for engine in ("epoll", "threads"):
