@@ -15,10 +15,12 @@ import dataclasses
 import functools
 import os
 import random
+import shutil
 import signal
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -706,6 +708,114 @@ def proxy_spoofing(size: Size) -> Result:
     )
 
 
+# -- the broker's backend ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _redis(binary: str, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as probe:
+                probe.sendall(b"PING\r\n")
+                return probe.recv(10) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+    if not wait_for(answers, 10, 0.05):
+        proc.kill()
+        raise RuntimeError("redis-server did not start")
+    return proc
+
+
+@_timed
+def redis_restart(size: Size) -> Result:
+    """Two brokers joined through Redis, a line every 20 ms from a client of one to a client
+    of the other; Redis is killed and started again: lines flow again soon after it is back
+    (those sent while it was away are lost, as documented), and both brokers stay up."""
+    name = "Redis restart under the broker"
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return Result(
+            name, "", "", False, "", skipped="redis-server is not installed (Debian package redis-server)"
+        )
+    port = _free_port()
+    backend = f"redis://127.0.0.1:{port}/0?channel=reliability"
+    redis = _redis(binary, port)
+    received: list[tuple[float, int]] = []
+    try:
+        with ServerProcess("broker", backend=backend) as a, ServerProcess("broker", backend=backend) as b:
+            sender, reader = connect(a.address), connect(b.address)
+            reader.settimeout(0.5)
+            stop = threading.Event()
+
+            def read() -> None:
+                pending = b""
+                while not stop.is_set():
+                    try:
+                        chunk = reader.recv(65536)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    received.extend((time.monotonic(), int(line)) for line in lines if line.isdigit())
+
+            thread = threading.Thread(target=read)
+            thread.start()
+            sent = 0
+
+            def send_for(seconds: float) -> None:
+                nonlocal sent
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:
+                    sender.sendall(b"%d\n" % sent)
+                    sent += 1
+                    time.sleep(0.02)
+
+            wait_for(lambda: (send_for(0.1), received)[1], 10)  # both brokers subscribed
+            send_for(1.0)
+            redis.kill()
+            redis.wait()
+            send_for(1.0)
+            redis = _redis(binary, port)
+            back = time.monotonic()
+            before = len(received)
+            send_for(6.0)
+            stop.set()
+            thread.join(5)
+            flowing = [when for when, _ in received[before:] if when >= back]
+            reconnect = (flowing[0] - back) if flowing else float("inf")
+            alive = a.alive and b.alive
+            sender.close()
+            reader.close()
+    finally:
+        redis.kill()
+        redis.wait()
+    lost = sent - len(received)
+    return Result(
+        name,
+        "two brokers joined through Redis, a line every 20 ms; Redis killed for 1 s, then started again",
+        f"lines flowed again {reconnect:.1f} s after Redis was back; {lost} of {sent} lines lost "
+        "(sent while it was away, or while the brokers resubscribed)",
+        alive and reconnect <= 5,
+        "both brokers stay up; lines flow again within 5 s of Redis coming back",
+    )
+
+
 # -- prefork -----------------------------------------------------------------------------------
 
 
@@ -806,6 +916,7 @@ def plan(size: Size, certificate: Path, ca: Path) -> list[tuple[str, Callable[[]
     cases.append(("fuzz", functools.partial(fuzz, size)))
     cases.append(("tls", functools.partial(tls_flood, size, certificate, ca)))
     cases.append(("proxy", functools.partial(proxy_spoofing, size)))
+    cases.append(("redis", functools.partial(redis_restart, size)))
     cases.append(("kill", functools.partial(worker_killed, size)))
     cases.append(("sighup", functools.partial(reload_under_load, size)))
     return cases

@@ -45,6 +45,8 @@ else:
     service = load_service(name)
     handler = service.handler
     codec = codec or service.codec
+    if config.get("backend"):  # the broker's relay, connected before serving
+        service.backend(config["backend"])()
 if isinstance(codec, str):
     from socketkit.codecs import codec_by_name
     codec = codec_by_name(codec)
@@ -113,6 +115,7 @@ class Result:
     passed: bool
     criterion: str  # what passing means
     seconds: float = 0.0
+    skipped: str = ""  # why the case could not run here (a peer program missing), if it could not
 
 
 class ServerProcess:
