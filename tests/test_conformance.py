@@ -1005,6 +1005,43 @@ def test_an_http_handler_that_raises_gets_its_request_a_500(engine: str, timed: 
 
 
 @pytest.mark.parametrize("engine", CONCURRENT)  # a relay needs connections served at once
+def test_a_member_that_only_listens_is_not_idle_while_lines_reach_it(engine: str) -> None:
+    """Output others send a connection is activity: a broker member that never speaks but
+    keeps receiving is not cut at idle_timeout (on threads the fan-out went around the
+    session's clock, and a listener was cut mid-stream)."""
+
+    class Relay(sk.Protocol):
+        def __init__(self) -> None:
+            self.members: list[sk.Connection] = []
+
+        def on_connect(self, conn: sk.Connection) -> None:
+            self.members.append(conn)
+            conn.send(b"joined")
+
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            for other in list(self.members):
+                if other is not conn:
+                    other.send(message)
+
+        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+            self.members.remove(conn)
+
+    limits = sk.Limits(idle_timeout=0.6)
+    with sk.Server("tcp://127.0.0.1:0", Relay(), codec=sk.Lines(), engine=engine, limits=limits).start() as s:
+        listener = sk.connect(s.url, codec=sk.Lines(), timeout=WAIT)
+        talker = sk.connect(s.url, codec=sk.Lines(), timeout=WAIT)
+        try:
+            assert listener.recv() == b"joined" and talker.recv() == b"joined"
+            for n in range(8):  # 1.6 s of lines, each 0.2 s apart: well past idle_timeout
+                talker.send(b"line %d" % n)
+                assert listener.recv() == b"line %d" % n
+                time.sleep(0.2)  # the pace of the talk, not a synchronisation
+        finally:
+            listener.close()
+            talker.close()
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # a relay needs connections served at once
 def test_a_burst_fanned_out_to_readers_that_read_reaches_them(engine: str) -> None:
     """One burst from a sender, relayed to readers that keep reading: judged by draining, not by size."""
 

@@ -332,6 +332,15 @@ class Session(Connection):
         if not self.reading:  # sending can only let reading resume
             self._settle()
 
+    def sent_aside(self, count: int, now: float) -> None:
+        """The engine sent ``count`` bytes that were not in :attr:`out` (another thread's send
+        that went straight to the kernel, or out of the engine's outbox): counted, and the
+        connection was active (a member that only listens is not idle while lines reach it)."""
+        self.bytes_out += count
+        if count:
+            self._last_active = now
+            self._heard = True
+
     def produce(self) -> bool:
         """Output drained: a producing Protocol's on_drain runs; True if it sent anything."""
         before = self.messages_out

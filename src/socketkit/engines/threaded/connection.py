@@ -418,7 +418,7 @@ class ThreadedTransport(Transport):
             return 0
         except OSError as exc:
             raise translate_oserror(exc, self.peer_url) from exc
-        self.session.bytes_out += sent
+        self.session.sent_aside(sent, time.monotonic())
         return sent
 
     def _write_out(self) -> None:
