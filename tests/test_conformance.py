@@ -36,6 +36,7 @@ from conftest import (
     wait_until,
 )
 from socketkit import server as server_module
+from socketkit.engines import engine_class
 from socketkit.engines.common import stall
 from socketkit.layers import Layer
 from socketkit.services import load_service
@@ -146,6 +147,7 @@ def test_handler_exception_closes_only_that_connection(
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as bad:
             with caplog.at_level(logging.ERROR, logger="socketkit"):
                 bad.send(b"boom")
+                assert bad.recv() == b"error: internal error"  # told, without the detail
                 with pytest.raises(sk.ClosedError):
                     bad.recv()
         with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as good:
@@ -968,6 +970,43 @@ def test_a_client_that_connected_just_before_stop_gets_its_answer(engine: str, s
             client.recv()
     stopper.join(WAIT)
     assert not stopper.is_alive() and not server.running
+
+
+@pytest.mark.parametrize(
+    ("engine_name", "style"),
+    [(name, "function") for name in ENGINES]
+    + [(name, "blocking function") for name in THREADED]
+    + [(name, "async function") for name in ENGINES if engine_class(name).awaits_handlers],
+)
+@pytest.mark.parametrize("codec", [sk.Lines(), sk.Json()], ids=["lines", "json"])
+def test_a_handler_that_raises_tells_the_client_so(
+    engine_name: str, codec: sk.codecs.Codec, style: str
+) -> None:
+    """Lines and JSON say a failure as HTTP's 500 does (``error: internal error``, ``{"error":
+    "internal error"}``), naming no detail, after the replies before it; then the connection
+    closes. A client no longer sees the same close as a clean one."""
+
+    def fn(message: Any, conn: sk.Connection) -> Any:
+        if message in (b"boom", {"boom": 1}):
+            raise RuntimeError("secret detail")
+        return message
+
+    async def afn(message: Any, conn: sk.Connection) -> Any:
+        return fn(message, conn)
+
+    handler: Any = {"function": fn, "blocking function": sk.blocking(fn), "async function": afn}[style]
+    first, boom = (b"ok", b"boom") if isinstance(codec, sk.Lines) else ({"ok": 1}, {"boom": 1})
+    with sk.Server("tcp://127.0.0.1:0", handler, codec=codec, engine=engine_name).start() as server:
+        with sk.connect(server.url, codec=codec, timeout=WAIT) as client:
+            client.send(first)
+            client.send(boom)
+            client.send(first)  # (not answered: the connection closes after the failure)
+            assert client.recv() == first
+            reply = client.recv()
+            with pytest.raises(sk.ClosedError):
+                client.recv()
+        wait_until(lambda: server.stats.errors.get("handler") == 1, what="the failure to be counted")
+    assert reply == (b"error: internal error" if isinstance(codec, sk.Lines) else {"error": "internal error"})
 
 
 @pytest.mark.parametrize("timed", [False, True], ids=["untimed", "timed"])

@@ -118,7 +118,7 @@ def test_a_handler_error_keeps_earlier_replies_and_is_the_reason() -> None:
 
     conn, host = session(handler)
     conn.received(b"ok\nboom\nlater\n", 1.0)
-    assert conn.out == b"ok\n" and conn.phase is CLOSING
+    assert conn.out == b"ok\nerror: internal error\n" and conn.phase is CLOSING
     assert isinstance(conn.error, ValueError)
     conn.finish()
     assert host.stats.snapshot().errors == {"handler": 1}

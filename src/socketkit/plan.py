@@ -105,7 +105,7 @@ class ServingPlan:
                 + (f", {fix}" if fix else "")
             )
         if handler.is_async:
-            if not getattr(self.engine_class, "awaits_handlers", False):
+            if not self.engine_class.awaits_handlers:
                 raise TypeError(
                     f"{handler.name} is an async def: async handlers are awaited on "
                     f"engine='asyncio' or 'uvloop', not {self.engine_name!r} (or write it as a plain def)"

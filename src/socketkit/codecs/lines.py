@@ -114,6 +114,11 @@ class Lines(Codec):
         """``error: <what was wrong>`` as one line, so a line peer reads why it is cut off."""
         return f"error: {error}".encode().replace(self.delimiter, b" ") + self.delimiter
 
+    def failure_reply(self) -> bytes:
+        """``error: internal error`` as one line: the handler failed (what it raised stays in
+        the server's log)."""
+        return b"error: internal error" + self.delimiter
+
     def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
         message = bytes(data)
         if message.endswith(self.delimiter):

@@ -151,6 +151,14 @@ class StructuredCodec(Codec):
         except Exception:
             return None
 
+    def failure_reply(self) -> bytes | None:
+        """``{"error": "internal error"}`` in this codec's format: the handler failed (what it
+        raised stays in the server's log)."""
+        try:
+            return self.encode({"error": "internal error"})
+        except Exception:
+            return None
+
     def load(self, frame: bytes) -> Any:
         """Parse one frame; any parser failure becomes RemoteProtocolError."""
         try:

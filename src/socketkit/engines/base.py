@@ -61,6 +61,8 @@ class Engine(Runner):
     #: handler): a prefork worker's heartbeat then comes from that loop, so a stuck loop
     #: is noticed; thread engines' loops only accept, and their threads may be busy long.
     loop_runs_handlers: ClassVar[bool] = False
+    #: whether ``async def`` handlers are awaited here (the asyncio family)
+    awaits_handlers: ClassVar[bool] = False
 
     @classmethod
     def check_available(cls) -> None:
