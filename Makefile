@@ -13,7 +13,7 @@ $(VENV)/.run-installed: pyproject.toml
 
 $(VENV)/.installed: $(VENV)/.run-installed
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,msgpack,metrics,cli,plot]'
+	$(PY) -m pip install --quiet -e '.[msgpack,metrics,cli,plot]' --group dev
 	touch $@
 
 # socketkit's main job: HTTP "Hello, world!" on 127.0.0.1:8888 (try: curl http://127.0.0.1:8888/).

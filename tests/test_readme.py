@@ -25,10 +25,19 @@ def test_readme_python_block_runs(index: int) -> None:
     exec(compile(PYTHON_BLOCKS[index], f"README.md block {index}", "exec"), {"__name__": "readme"})
 
 
-def test_readme_opens_with_the_two_commands() -> None:
+def test_readme_opens_with_how_to_install_it() -> None:
+    """A newcomer reads how to put socketkit in their own project before anything else."""
     first_block = re.search(r"```sh\n(.*?)```", README, re.S)
     assert first_block is not None
     commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines()]
+    assert commands and all(command.startswith("pip install ") for command in commands)
+    assert README.index("```sh") < README.index("```python")  # then a first example that runs
+
+
+def test_readme_gives_the_two_commands_to_work_on_it() -> None:
+    blocks = [block for block in re.findall(r"```sh\n(.*?)```", README, re.S) if "make " in block]
+    assert blocks, "no block with the make commands"
+    commands = [line.split("#")[0].strip() for line in blocks[0].splitlines()]
     assert commands == ["make run", "make test"]
 
 

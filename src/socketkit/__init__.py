@@ -38,7 +38,7 @@ from .limits import Limits
 from .server import Server
 from .stats import Stats
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BindError",
