@@ -1043,27 +1043,30 @@ def test_an_http_handler_that_raises_gets_its_request_a_500(engine: str, timed: 
         assert b"Connection: close" in codec.failure_reply()
 
 
+class Relay(sk.Protocol):
+    """Every line one member sends goes to every other member; each is greeted with "joined"."""
+
+    def __init__(self) -> None:
+        self.members: list[sk.Connection] = []
+
+    def on_connect(self, conn: sk.Connection) -> None:
+        self.members.append(conn)
+        conn.send(b"joined")
+
+    def on_message(self, conn: sk.Connection, message: bytes) -> None:
+        for other in list(self.members):
+            if other is not conn:
+                other.send(message)
+
+    def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+        self.members.remove(conn)
+
+
 @pytest.mark.parametrize("engine", CONCURRENT)  # a relay needs connections served at once
 def test_a_member_that_only_listens_is_not_idle_while_lines_reach_it(engine: str) -> None:
     """Output others send a connection is activity: a broker member that never speaks but
     keeps receiving is not cut at idle_timeout (on threads the fan-out went around the
     session's clock, and a listener was cut mid-stream)."""
-
-    class Relay(sk.Protocol):
-        def __init__(self) -> None:
-            self.members: list[sk.Connection] = []
-
-        def on_connect(self, conn: sk.Connection) -> None:
-            self.members.append(conn)
-            conn.send(b"joined")
-
-        def on_message(self, conn: sk.Connection, message: bytes) -> None:
-            for other in list(self.members):
-                if other is not conn:
-                    other.send(message)
-
-        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
-            self.members.remove(conn)
 
     limits = sk.Limits(idle_timeout=0.6)
     with sk.Server("tcp://127.0.0.1:0", Relay(), codec=sk.Lines(), engine=engine, limits=limits).start() as s:
@@ -1083,22 +1086,6 @@ def test_a_member_that_only_listens_is_not_idle_while_lines_reach_it(engine: str
 @pytest.mark.parametrize("engine", CONCURRENT)  # a relay needs connections served at once
 def test_a_burst_fanned_out_to_readers_that_read_reaches_them(engine: str) -> None:
     """One burst from a sender, relayed to readers that keep reading: judged by draining, not by size."""
-
-    class Relay(sk.Protocol):
-        def __init__(self) -> None:
-            self.members: list[sk.Connection] = []
-
-        def on_connect(self, conn: sk.Connection) -> None:
-            self.members.append(conn)
-            conn.send(b"joined")
-
-        def on_message(self, conn: sk.Connection, message: bytes) -> None:
-            for other in list(self.members):
-                if other is not conn:
-                    other.send(message)
-
-        def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
-            self.members.remove(conn)
 
     limits = sk.Limits(write_buffer_high=16 * 1024, write_buffer_low=4 * 1024)
     lines = [b"%02d" % i + b"x" * 998 for i in range(33)]  # 33 KB in one burst: twice the mark
