@@ -126,6 +126,35 @@ def test_pipelined_messages_get_replies_in_order(engine: str, stream_url: str) -
             assert [client.recv() for _ in range(100)] == [b"msg %d" % i for i in range(100)]
 
 
+def test_a_big_upload_then_a_half_close_is_echoed_whole_with_no_error_logged(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Megabytes sent while the replies stream back, then the client's end of input: every
+    byte comes back and the server logs no error (asyncio logged a traceback from
+    ``_call_connection_lost`` here)."""
+    size = 8 << 20
+    received = bytearray()
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.Raw(), engine=engine).start() as server:
+        with (
+            caplog.at_level(logging.WARNING),
+            socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock,
+        ):
+
+            def read() -> None:
+                while chunk := sock.recv(1 << 20):
+                    received.extend(chunk)
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            chunk = b"u" * (1 << 20)
+            for _ in range(size // len(chunk)):
+                sock.sendall(chunk)
+            sock.shutdown(socket.SHUT_WR)
+            reader.join(WAIT)
+    assert len(received) == size
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 def test_half_closed_client_still_gets_replies(engine: str, stream_url: str) -> None:
     """`echo hi | nc host port`: the client shuts its write side and waits."""
     with sk.Server(stream_url, echo, codec=sk.Lines(), engine=engine).start() as server:
