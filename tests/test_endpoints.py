@@ -59,6 +59,21 @@ def test_parse_bad_urls_name_the_problem(url: str, problem: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "suggestion"),
+    [
+        ("8888", "did you mean tcp://127.0.0.1:8888"),  # a bare port
+        ("tcp:/127.0.0.1:8888", "did you mean tcp://127.0.0.1:8888"),  # one slash
+        ("tcp:127.0.0.1:8888", "did you mean tcp://127.0.0.1:8888"),  # none
+        ("tcp://[::1:8888", r"unclosed '\[' .* write tcp://\[::1\]:8888"),
+    ],
+)
+def test_a_near_miss_gets_what_to_write(url: str, suggestion: str) -> None:
+    with pytest.raises(ValueError, match=suggestion) as raised:
+        parse(url)
+    assert "Invalid IPv6 URL" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("address", "url"),
     [
         ("127.0.0.1:8888", "tcp://127.0.0.1:8888"),

@@ -161,6 +161,8 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
             0-65535, a relative unix path, or an unknown option.
     """
     original = url
+    if isinstance(url, str):
+        _refuse_near_misses(url, default_scheme)
     url = as_url(url, default_scheme)
     if "://" not in url or not url.split("://", 1)[0]:
         raise ValueError(
@@ -170,7 +172,16 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
     scheme_part = url.split("://", 1)[0].lower()
     if scheme_part not in _SCHEMES:
         raise ValueError(f"unknown scheme {scheme_part!r} in {url!r}: use one of {', '.join(_SCHEMES)}")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": a bracket not closed
+        rest = url.split("://", 1)[1]
+        inside = rest.lstrip("[").split("]")[0].split("/")[0].split("?")[0]
+        address, _, number = inside.rpartition(":")
+        example = (
+            f"{scheme_part}://[{address}]:{number}" if number.isdigit() else f"{scheme_part}://[::1]:8888"
+        )
+        raise ValueError(f"unclosed '[' in {url!r}: write {example}") from None
     backlog, proxy, sockopts = _parse_options(url, parts.query, scheme_part)
     _family, kind = _SCHEMES[scheme_part]
     if proxy is not None and kind != socket.SOCK_STREAM:
@@ -208,6 +219,24 @@ def parse(url: Address, default_scheme: str = "tcp") -> Endpoint:
     if host == "*":
         host = ""
     return Endpoint(scheme_part, kind, host=host, port=port, backlog=backlog, proxy=proxy, sockopts=sockopts)
+
+
+def _refuse_near_misses(url: str, default_scheme: str) -> None:
+    """A port without a host, or a scheme without its ``//``: say what was meant."""
+    if url.isdigit():
+        raise ValueError(
+            f"{url!r} is a port without a host: did you mean {default_scheme}://127.0.0.1:{url} "
+            f"(this machine only) or {default_scheme}://*:{url} (every interface)?"
+        )
+    scheme, colon, rest = url.partition(":")
+    if (
+        colon
+        and "://" not in url
+        and scheme.lower() in _SCHEMES
+        and scheme.lower() not in ("unix", "unixgram")
+        and rest[:1] != "/" * 2
+    ):
+        raise ValueError(f"{url!r} lacks the // after {scheme}: did you mean {scheme}://{rest.lstrip('/')}?")
 
 
 def _parse_options(
