@@ -86,6 +86,9 @@ def run(
     ("args", "needle"),
     [
         (["serve", "nosuchservice"], "neither a built-in service nor module:attr"),
+        (["serve", "nosuchservice"], "the services: echo, discard"),
+        (["serve", "ecoh"], "did you mean echo?"),
+        (["serve", "echo", "-l", "8888"], "did you mean tcp://127.0.0.1:8888"),
         (["serve", "echo", "-l", "tcp://127.0.0.1"], "no port"),
         (["serve", "echo", "-l", "tcp://127.0.0.1:99999"], "0 to 65535"),
         (["serve", "echo", "--engine", "gevent"], "'gevent' is not one of"),
@@ -133,6 +136,14 @@ def test_debug_shows_the_traceback() -> None:
     result = run([*SK, "--debug", "serve", "nosuchservice"])
     assert result.returncode != 0
     assert b"Traceback" in result.stderr
+
+
+def test_debug_after_the_subcommand_is_the_same_flag() -> None:
+    """Added to the end of the line that failed, as a user does: the error's traceback, not
+    click's complaint about an unknown option."""
+    result = run([*SK, "serve", "nosuchservice", "--debug"])
+    assert result.returncode != 0
+    assert b"neither a built-in service" in result.stderr and b"No such option" not in result.stderr
 
 
 def test_every_command_has_help() -> None:

@@ -34,7 +34,12 @@ for command in (serve, connect, listen, send, probe, info, bench):
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
+    # --debug belongs to the group, but is accepted anywhere before a "--" (after a subcommand
+    # too, where a user adds it to the line that failed)
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end]
+    if debug:
+        args = ["--debug", *[arg for arg in args[:end] if arg != "--debug"], *args[end:]]
     try:
         result = cli.main(args=args, prog_name="socketkit", standalone_mode=False)
     except click.exceptions.Exit as exc:

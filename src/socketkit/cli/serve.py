@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import ssl
 from collections.abc import Callable
@@ -203,6 +204,12 @@ def serve(
                 raise ValueError(f"{service} has a fixed wire format; leave out --codec")
             chosen = codec_by_name(codec) if codec is not None else built_in.codec
         else:
+            if ":" not in service:  # a service's name, misspelt: say which one was meant
+                close = difflib.get_close_matches(service, SERVICES, n=1)
+                hint = f"did you mean {close[0]}?" if close else f"the services: {', '.join(SERVICES)}"
+                raise ValueError(
+                    f"{service!r} is neither a built-in service nor module:attr (e.g. myapp:handle): {hint}"
+                )
             load_handler(service)  # a mistake in it is a usage error, said here
             handler = service  # the server loads it by name: SIGHUP can load it again
             chosen = codec_by_name(codec or "raw")
