@@ -312,3 +312,18 @@ def test_the_serving_line_says_whether_a_protocol_is_shared(caplog: pytest.LogCa
     assert f"handler {Chat.__qualname__}, a Protocol class: an instance per connection)" in lines[0]
     assert f"handler {Chat.__qualname__}, one Protocol instance shared by every connection)" in lines[1]
     assert "handler echo, @blocking: its calls on threads)" in lines[2]
+
+
+def test_far_more_workers_than_cores_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    """--workers 1000 on 2 cores is almost surely a mistake: it runs, and the log says so."""
+    from socketkit.plan import usable_cores
+
+    many = 4 * usable_cores() + 1
+    with caplog.at_level(logging.WARNING, logger="socketkit"):
+        sk.Server("tcp://127.0.0.1:0", lambda m, c: m, workers=many)
+        sk.Server("tcp://127.0.0.1:0", lambda m, c: m, workers=usable_cores())
+    warnings = [r.getMessage() for r in caplog.records if "worker processes on" in r.getMessage()]
+    assert warnings == [
+        f"{many} worker processes on {usable_cores()} core(s): past 4 a core they add "
+        "memory and context switches, not throughput; workers='auto' runs one a core"
+    ]

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .closing import log
 from .codecs import Codec
 from .endpoints import Endpoint, Listener
 from .engines import engine_class, resolve_engine_name
@@ -70,6 +71,14 @@ class ServingPlan:
         if engine == "prefork":  # a master and workers, each running the engine for the handler
             engine, workers = "auto", "auto" if workers is None else workers
         count = worker_count(workers)
+        cores = usable_cores()
+        if count is not None and count > 4 * cores:
+            log.warning(
+                "%d worker processes on %d core(s): past 4 a core they add memory and context "
+                "switches, not throughput; workers='auto' runs one a core",
+                count,
+                cores,
+            )
         if worker_timeout <= 0:
             raise ValueError("worker_timeout must be a positive number of seconds")
         name = resolve_engine_name(engine, handler)
