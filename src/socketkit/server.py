@@ -35,7 +35,7 @@ from .layers import LayerFactory
 from .layers.proxy import DEFAULT_TRUSTED, ProxyProtocolLayer, trusted_networks
 from .layers.tls import TlsLayer, require_modern
 from .limits import Limits
-from .loader import load_handler
+from .loader import is_file_spec, load_handler
 from .plan import ServingPlan
 from .stats import LATENCY_BUCKETS, LatencyHistogram, Stats, StatsRecorder
 from .systemd import Watchdog, listen_fds, notify, watchdog_interval
@@ -295,7 +295,7 @@ class Server:
         module_name = self._handler_spec.partition(":")[0]
         try:
             module = sys.modules.get(module_name)
-            if module is not None:
+            if module is not None and not is_file_spec(self._handler_spec):  # (a file is read anew)
                 importlib.reload(module)
             self.handler = load_handler(self._handler_spec)
         except Exception as exc:  # a syntax error, an import error: what the user broke
