@@ -190,3 +190,12 @@ def test_await_serve_on_the_callers_loop(engine: str) -> None:
 def test_await_serve_needs_the_asyncio_engine() -> None:
     with pytest.raises(ValueError, match="engine='asyncio'"):
         asyncio.run(sk.Server("tcp://127.0.0.1:0", lambda m, c: m, engine="epoll").serve())
+
+
+def test_await_serve_with_workers_blames_the_workers() -> None:
+    """One process serves on the caller's loop: the message names what to drop (workers),
+    not the engine that was right."""
+    server = sk.Server("tcp://127.0.0.1:0", lambda m, c: m, engine="asyncio", workers=2)
+    with pytest.raises(ValueError, match="leave out workers") as raised:
+        asyncio.run(server.serve())
+    assert "use engine=" not in str(raised.value)

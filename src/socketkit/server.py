@@ -372,8 +372,13 @@ class Server:
         """
         from .engines.aio.asyncio_engine import AsyncioEngine  # noqa: PLC0415 - only asyncio servers need it
 
-        if self.workers is not None or not issubclass(self.plan.engine_class, AsyncioEngine):
+        if self.workers is not None:
             raise ValueError(
+                "await server.serve() serves in this process, on the caller's loop: leave out "
+                "workers, or run the workers with serve_forever()"
+            )
+        if not issubclass(self.plan.engine_class, AsyncioEngine):
+            raise ValueError(  # noqa: TRY004 - a value (the engine's name) is wrong, as documented
                 "await server.serve() runs on the caller's asyncio loop: use engine='asyncio' (or 'uvloop')"
             )
         engine = self._prepare()
