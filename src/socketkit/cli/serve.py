@@ -259,7 +259,8 @@ def serve(
     console = Console(stderr=True)
     log_handler: logging.Handler | None = None
     if stats and log_format == "text":
-        log_handler = RichHandler(console=console, show_path=False)
+        # the same clock as the plain log lines (rich's default is a locale date and time)
+        log_handler = RichHandler(console=console, show_path=False, log_time_format="%H:%M:%S")
     configure_logging(log_level, log_format, log_handler)
     if tls is not None and tls_cert is not None:
         server.reloaders.append(_certificate_reloader(tls, tls_cert, tls_key))
