@@ -245,6 +245,9 @@ def test_messages_on_the_pool_stay_in_the_structured_codecs_budget_until_handled
                 assert "max_items_total" in refused.recv()["error"]
             release.set()
             assert holder.recv() == {"ok": 5}
+            # The reply leaves as soon as it is sent; the values are let go once the pool
+            # thread reports the handler's return, which may come a moment after it.
+            wait_until(lambda: codec.items_held == 0, what="the held message's values to be released")
             with sk.connect(server.url, codec=sk.Json(), timeout=WAIT) as later:
                 assert later.request(["x"] * 5) == {"ok": 5}
 

@@ -117,6 +117,12 @@ class StructuredCodec(Codec):
         with self._items_lock:
             self._items_held -= items
 
+    @property
+    def items_held(self) -> int:
+        """Values of decoded messages held now, by every connection sharing this codec, until
+        their handlers are done with them (counted against ``max_items_total``)."""
+        return self._items_held
+
     @abstractmethod
     def _count_items(self, frame: bytes, limit: int) -> int:
         """The number of values in ``frame``, or any number over ``limit`` once it is passed."""
