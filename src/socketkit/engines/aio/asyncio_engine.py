@@ -3,10 +3,11 @@
 Why: an application that already lives on asyncio (asyncpg, aiohttp clients)
 gets socketkit's codecs, limits, stats and graceful stop on its own loop
 (``await server.serve()``); ``engine="uvloop"`` runs the same on uvloop's
-loop (:mod:`.uvloop_engine`). Each connection is an ``asyncio.Protocol`` that is also its session
-(:mod:`socketkit.session`): the loop's callbacks feed it, and it hands its
-output to the transport. This module only waits, accepts and stops, as every
-engine does.
+loop (:mod:`.uvloop_engine`). Each connection's ``asyncio.BufferedProtocol`` is
+its session's transport (:class:`AsyncioTransport`, a
+:class:`socketkit.session.Transport`): the loop's callbacks feed the session,
+and the session's output goes to the loop's transport. This module only waits,
+accepts and stops, as every engine does.
 
 - **Accepting** goes through the same gate as the other engines (per-IP
   limit, EMFILE backoff): the listening socket is watched with ``add_reader``,
