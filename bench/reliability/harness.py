@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ..run import rss_kb, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -154,12 +155,7 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
 
     @property
     def pid(self) -> int:
@@ -170,12 +166,9 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def rss_kb(self, pid: int | None = None) -> int:
-        """Resident memory of the server (or of ``pid``, a worker), in KiB."""
-        for line in Path(f"/proc/{pid or self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+    def rss_kb(self) -> int:
+        """Resident memory of the server, in KiB."""
+        return rss_kb(self.pid)
 
     def fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
