@@ -267,10 +267,9 @@ class Session(Connection):
                             answer = reply(message, self)
                             if answer is not None:
                                 data = encode(answer)  # (a reply it cannot encode: as send())
-                                if self._closed:
-                                    break  # it closed and replied: as send() on a closed connection
-                                out += data
-                                self.messages_out += 1
+                                if not self._closed:  # (closed: nowhere to go, as send() says)
+                                    out += data
+                                    self.messages_out += 1
                             if self._closed:  # the handler closed: later pipelined messages are not answered
                                 break
                     else:
@@ -364,7 +363,7 @@ class Session(Connection):
     def quiet(self, now: float) -> None:
         """The engine found no more bytes waiting. While stopping, an idle connection ends here,
         unless it is new and its first request may still be on its way (:meth:`fresh_until`)."""
-        if self._handling or self._deferred or (self._inbox is not None and self._inbox.messages):
+        if self._messages_in_hand:
             return  # its messages are being handled: it ends once they have their replies
         if self._host.stopping and not self.in_message and self.phase is OPEN:
             fresh = self.fresh_until()
@@ -384,13 +383,14 @@ class Session(Connection):
     def idle(self) -> bool:
         """Between messages, nothing unsent, no handler call in hand: what stop() closes at once
         (a blocking handler waiting in recv() with none to take is idle)."""
+        return not self.in_message and not self.out and not self._in_event and not self._messages_in_hand
+
+    @property
+    def _messages_in_hand(self) -> bool:
+        """Decoded messages not answered yet: one a handler runs elsewhere, ones waiting for it,
+        or ones a blocking handler has not taken."""
         return (
-            not self.in_message
-            and not self.out
-            and not self._in_event
-            and not self._handling
-            and not self._deferred
-            and not (self._inbox is not None and self._inbox.messages)
+            self._handling or bool(self._deferred) or (self._inbox is not None and bool(self._inbox.messages))
         )
 
     def deadline(self) -> float:
