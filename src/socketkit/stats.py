@@ -202,6 +202,7 @@ class StatsRecorder:
         self._live: set[Counters] = set()
         self._all = _Tally()
         self._by_listener: dict[str, _Tally] = {}
+        self._pairs: dict[str, tuple[_Tally, _Tally]] = {}  # listener -> (_all, its tally)
         #: handler latency per message, when a metrics endpoint wants it (else None: not
         #: timed); one histogram per listener, made by :meth:`latency_for`
         self.latency: dict[str, LatencyHistogram] | None = None
@@ -210,11 +211,14 @@ class StatsRecorder:
         self.source: StatsSource | None = None
 
     def _tallies(self, listener: str) -> tuple[_Tally, _Tally]:
-        """The server's tally and the listener's (made on first use); under the lock."""
-        tally = self._by_listener.get(listener)
-        if tally is None:
+        """The server's tally and the listener's (made on first use); under the lock. (Every
+        connection looks its pair up twice: ``_pairs.get(listener) or _tallies(listener)``
+        makes that a call only the first time.)"""
+        pair = self._pairs.get(listener)
+        if pair is None:
             tally = self._by_listener[listener] = _Tally()
-        return self._all, tally
+            pair = self._pairs[listener] = (self._all, tally)
+        return pair
 
     def count_latency(self) -> None:
         """Time handlers from now on (a metrics endpoint wants the histogram)."""
@@ -234,7 +238,8 @@ class StatsRecorder:
         with self._lock:
             self._live.add(counters)
             if connection:
-                for tally in self._tallies(counters.listener):
+                listener = counters.listener
+                for tally in self._pairs.get(listener) or self._tallies(listener):
                     tally.open += 1
                     tally.total += 1
 
@@ -244,7 +249,8 @@ class StatsRecorder:
                 self._live.remove(counters)
             except KeyError:
                 return  # not tracked, or already folded in
-            for tally in self._tallies(counters.listener):
+            listener = counters.listener
+            for tally in self._pairs.get(listener) or self._tallies(listener):
                 tally.done.add(counters)
                 if connection:
                     tally.open -= 1

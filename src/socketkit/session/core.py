@@ -399,10 +399,12 @@ class Session(Connection):
         deadline = self._last_active + limits.idle_timeout
         if self.in_message:
             started = self.message_started + limits.read_timeout
-            deadline = min(deadline, started)
+            if started < deadline:  # noqa: PLR1730 - min() would be a call per connection
+                deadline = started
         elif not self._heard:  # a peer that never sends a byte gets read_timeout, not idle_timeout
             first = self._last_active + limits.read_timeout  # nothing heard: still the opening time
-            deadline = min(deadline, first)
+            if first < deadline:  # noqa: PLR1730
+                deadline = first
         return deadline
 
     def expired(self, now: float) -> Timeout | None:

@@ -45,8 +45,10 @@ class Deadlines:
     def schedule(self, conn: Timed, when: float, open_count: int) -> None:
         """(Re)arm ``conn`` for ``when``; its earlier entries become stale."""
         conn.timer_at = when
-        heapq.heappush(self.heap, (when, conn))
-        self.compact(open_count)
+        heap = self.heap
+        heapq.heappush(heap, (when, conn))
+        if len(heap) > 2 * open_count + 64:  # (compact()'s test, not a call per schedule)
+            self.compact(open_count)
 
     def next_due(self) -> float | None:
         """When the first entry comes due (perhaps a stale one), None if there is none."""

@@ -157,8 +157,17 @@ class ReactorTransport(Transport):
         if session.phase is CLOSED:
             return
         out = session.out
-        if out and (writable or not self._writing) and not self._send():
-            return
+        if out and (writable or not self._writing):
+            try:  # (the send of _send(), in this frame: every reply passes here)
+                sent = self._sock.send(out, _DONTWAIT)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                session.finish(translate_oserror(exc, session.peer_url))
+                return
+            else:
+                if sent:
+                    session.sent(sent, self._engine.now)
         if session.dispatch.wants_drain:
             for _ in range(_PRODUCE_ROUNDS):
                 if not session.producing or not session.produce():
