@@ -129,3 +129,22 @@ def test_a_server_its_engine_and_its_workers_are_made_from_one_plan() -> None:
     assert not {"handler", "codec", "limits", "engine_class"} & {
         f.name for f in dataclasses.fields(WorkerPlan)
     }
+
+
+def test_the_sessions_parts_are_small_and_each_rule_is_in_one_of_them() -> None:
+    """DESIGN §2: the session is read in parts of one idea each (none over ~300 lines); the
+    parts hold no state of their own, and no part redefines what another defines."""
+    from socketkit.session import Session
+    from socketkit.session.state import SessionState
+
+    sizes = {path.name: len(path.read_text().splitlines()) for path in (SRC / "session").glob("*.py")}
+    assert max(sizes.values()) <= 300, sizes
+    parts = [cls for cls in Session.__mro__ if cls.__module__.startswith("socketkit.session.")]
+    assert SessionState in parts and len(parts) >= 7
+    where: dict[str, list[str]] = {}
+    for cls in parts:
+        assert cls is SessionState or cls.__dict__.get("__slots__") == (), f"{cls.__name__} holds state"
+        for name in cls.__dict__:
+            if not (name.startswith("__") and name.endswith("__")):
+                where.setdefault(name, []).append(cls.__name__)
+    assert {name: classes for name, classes in where.items() if len(classes) > 1} == {}

@@ -19,7 +19,8 @@ to import the core to do so::
   handler told (``on_close``).
 
 Every transition is a method of :class:`~socketkit.session.core.Session`
-(``_close``, ``_end_input``, ``finish``); nothing else assigns ``phase``.
+(``_close`` and ``_end_input`` in :mod:`.transitions`, ``finish`` in
+:mod:`.core`); nothing else assigns ``phase``.
 """
 
 from __future__ import annotations

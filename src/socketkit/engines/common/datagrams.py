@@ -18,7 +18,7 @@ from ...codecs import Codec
 from ...connection import Connection
 from ...endpoints import Listener
 from ...errors import RemoteProtocolError
-from ...session import SessionHost
+from ...session import Session, SessionHost
 from ...stats import Counters
 
 __all__ = [
@@ -78,7 +78,7 @@ Handle = Callable[[Any, Connection], None]
 
 
 def answer(
-    host: SessionHost,
+    host: SessionHost[Session],
     sock: socket.socket,
     scheme: str,
     data: bytes,
@@ -93,7 +93,9 @@ def answer(
         run_handler(host, conn, message, handle)
 
 
-def decode(host: SessionHost, conn: DatagramConnection, data: bytes, counters: Counters) -> tuple[bool, Any]:
+def decode(
+    host: SessionHost[Session], conn: DatagramConnection, data: bytes, counters: Counters
+) -> tuple[bool, Any]:
     """Count one datagram and decode it: (True, the message), or (False, None) for bad input,
     which is reported and answered with the codec's error reply where it has one."""
     codec = host.codec
@@ -110,7 +112,7 @@ def decode(host: SessionHost, conn: DatagramConnection, data: bytes, counters: C
     return True, message
 
 
-def run_handler(host: SessionHost, conn: Connection, message: Any, handle: Handle) -> None:
+def run_handler(host: SessionHost[Session], conn: Connection, message: Any, handle: Handle) -> None:
     """The handler on one decoded datagram, timed when metrics want it; an error is reported."""
     latency = host.stats.latency_for(conn.listener)  # None unless metrics are served
     started = 0.0 if latency is None else time.perf_counter()
@@ -129,7 +131,7 @@ class WaitingDatagrams:
 
     __slots__ = ("counters", "handle", "host", "most", "scheme", "sock")
 
-    def __init__(self, host: SessionHost, listener: Listener, most: int) -> None:
+    def __init__(self, host: SessionHost[Session], listener: Listener, most: int) -> None:
         self.host = host
         self.sock = listener.sock
         self.scheme = listener.endpoint.scheme
@@ -173,7 +175,7 @@ class WaitingDatagrams:
 
 
 def serve_datagrams(
-    host: SessionHost,
+    host: SessionHost[Session],
     stop_fd: int,
     sock: socket.socket,
     scheme: str,

@@ -47,7 +47,7 @@ _PARKED_RECV_SIZE = 1024  # bytes read at once between messages, until the peer 
 _TIMEOUT_SLACK = 0.05  # seconds a kernel read timeout may be longer than the deadline it serves
 
 
-class ThreadHost(SessionHost, Protocol):
+class ThreadHost(SessionHost[Session], Protocol):
     """What a thread-owned connection needs of its engine beyond a session's needs."""
 
     def flusher(self) -> OutboxFlusher:

@@ -1,0 +1,67 @@
+"""The byte layers under the codec (TLS, PROXY) as a session meets them.
+
+Why a part of its own: the layers themselves are a stack
+(:class:`~socketkit.layers.stack.LayerStack`); what the session adds is what
+their progress means for the connection: a handshake runs under
+read_timeout, an error is bad input, a PROXY header readdresses the peer and
+counts it against max_connections_per_ip.
+"""
+
+from __future__ import annotations
+
+from ..errors import ProtocolError
+from ..layers.stack import LayerStack, LayerT
+from .state import SessionState
+
+__all__ = ["Layered"]
+
+
+class Layered(SessionState):
+    """Bytes up through the layers, and what the layers learned."""
+
+    __slots__ = ()
+
+    def layer(self, kind: type[LayerT]) -> LayerT | None:
+        """This connection's layer of class ``kind`` (``TlsLayer``, ``ProxyProtocolLayer``), if any:
+        what it learned (TLS version, the PROXY header's TLVs)."""
+        return None if self.layers is None else self.layers.find(kind)
+
+    def _through_layers(self, data: bytes, now: float) -> bytes:
+        """Wire bytes up through the layers: what reaches the codec, b"" if nothing does
+        (then what the layers did is settled here: a handshake, an error, the stream's end)."""
+        stack = self.layers
+        assert stack is not None
+        try:
+            data = stack.feed(data)
+        except ProtocolError as exc:
+            stack.write_own()  # e.g. the TLS alert that says why
+            self.bad_input(exc)
+            return b""
+        if not self.per_ip_counted and not self._readdress(stack):
+            return b""
+        if not data:
+            busy = stack.in_progress
+            if busy and not self.in_message:  # a handshake: read_timeout is its deadline
+                self.in_message = True
+                self.message_started = now
+            elif not busy and self.in_message and not self._decoder.buffered:
+                self.in_message = False  # the handshake is done; no message has begun
+            if stack.ended:
+                self._end_of_stream()
+        return data
+
+    def _readdress(self, stack: LayerStack) -> bool:
+        """Take the real peer a layer learned (a PROXY header) and count it against the
+        per-IP limit; False if the connection was refused for it."""
+        known, peer = stack.learned_peer(self.peer)  # (PROXY LOCAL leaves the socket's own peer)
+        if not known:
+            return True
+        refusal = self._host.admit(peer, self.listener)
+        if refusal is not None:
+            self.bad_input(refusal)
+            return False
+        if peer is not self.peer:
+            self.peer = peer
+            self._peer_url = None
+        self.per_ip_counted = True
+        return True

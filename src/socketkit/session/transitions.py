@@ -1,0 +1,107 @@
+"""The transitions out of OPEN: input ending, bad input, a handler's failure, closing.
+
+Why together: a connection ends in many ways (the handler closes, the peer
+ends its stream, bad input, a handler error), and which reply, count, log
+line and ``on_close`` each gets is one policy. Every assignment to ``phase``
+is here (see :mod:`.phases`) but the last, to CLOSED: that is the engine's
+event ``finish`` (the output flushed, or an I/O error, a deadline, the grace
+cut), in :mod:`.core`.
+"""
+
+from __future__ import annotations
+
+from ..closing import log, report_close
+from ..errors import BrokenError, ProtocolError, RemoteProtocolError, Timeout
+from .phases import CLOSING, INPUT_ENDED, OPEN
+from .state import SessionState
+
+__all__ = ["Transitions"]
+
+
+class Transitions(SessionState):
+    """OPEN -> INPUT_ENDED -> CLOSING -> CLOSED, and what each step tells whom."""
+
+    __slots__ = ()
+
+    def _handler_failed(self, error: Exception, answered: bool) -> None:
+        """The handler raised on a message: the codec's failure reply (HTTP's 500), unless the
+        handler had answered that message already, then close."""
+        if not answered and not self._closed:
+            reply = self.codec.failure_reply()
+            if reply is not None:
+                self._write(reply)
+        self._close(error)
+
+    @property
+    def may_linger(self) -> bool:
+        """Whether closing this connection's socket should linger (``engines/common/linger``): the
+        peer has not ended its input, and the connection did not break or time out."""
+        return not self._peer_ended and not isinstance(self.error, (BrokenError, Timeout))
+
+    def _tell_closed(self) -> None:
+        """The handler's on_close, with why the connection ended."""
+        dispatch = self.dispatch
+        if not dispatch.hears_close:
+            return
+        transport = self.transport
+        if transport.defers and transport.tell_closed_elsewhere(self.error):
+            return
+        try:
+            dispatch.closed(self.error)
+        except Exception as exc:
+            self.on_close_failed(exc)
+
+    def on_close_failed(self, error: Exception) -> None:
+        """The handler's on_close raised: counted and logged; nothing else changes."""
+        self._host.stats.error("handler", self.listener)
+        log.error("%s: on_close raised %s: %s", self.peer_url, type(error).__name__, error, exc_info=error)
+
+    def _close(self, error: BaseException | None) -> None:
+        """OPEN or INPUT_ENDED -> CLOSING: no more input or sends; output flushes."""
+        if self.phase is OPEN or self.phase is INPUT_ENDED:
+            self.phase = CLOSING
+            self._closed = True
+            self.reading = False
+            if self.error is None:
+                self.error = error
+            if self.error is not None:  # counted as it begins: a TLS close_notify may reach the peer
+                report_close(self._host.stats, self, self.error)  # before finish() runs
+                self._reported = True
+            if self.layers is not None:  # their goodbyes (TLS close_notify) follow the output
+                self.layers.close()
+            if self._inbox is not None:
+                self._inbox.changed()  # a blocking handler waiting in recv() sees it close
+
+    def _end_input(self) -> None:
+        """No more input will be read. A blocking handler, or one with messages in hand, may
+        still reply; otherwise close."""
+        if self.phase is OPEN and (self._inbox is not None or self._handling or self._deferred):
+            self.phase = INPUT_ENDED
+            self.reading = False
+            if self._inbox is not None:
+                self._inbox.changed()
+        else:
+            self._close(None)
+
+    def _end_of_stream(self) -> None:
+        try:
+            if self.layers is not None:
+                self.layers.end()
+            self._decoder.feed(b"")
+        except ProtocolError as exc:
+            self.bad_input(exc)
+            return
+        self._end_input()
+
+    def bad_input(self, error: ProtocolError) -> None:
+        """Answer bad input with the codec's error reply (where it has one), then close; after
+        the replies to the messages before it, where those are still being handled."""
+        if (self._handling or self._deferred) and self.phase is OPEN:
+            self._pending_error = error  # answered in handled()
+            self.reading = False
+            return
+        if self.phase is OPEN or self.phase is INPUT_ENDED:
+            reply = self.codec.error_reply(error) if isinstance(error, RemoteProtocolError) else None
+            if reply is not None:
+                self._write(reply)
+        self._close(error)
