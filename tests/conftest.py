@@ -22,6 +22,9 @@ from socketkit.engines import engine_class
 _PACKAGES = {"systemd-socket-activate": "systemd"}
 
 
+_PACKAGE_SAYS = "Debian package "  # how a skip names the package: the summary line finds it
+
+
 def peer_tool(name: str) -> str:
     """The path of a real peer program the tests drive (curl, wrk, ncat, haproxy...).
 
@@ -32,7 +35,7 @@ def peer_tool(name: str) -> str:
     if path is not None:
         return path
     package = _PACKAGES.get(name, name)
-    message = f"{name} is not installed (Debian package {package}; .ci/run installs it)"
+    message = f"{name} is not installed ({_PACKAGE_SAYS}{package}; .ci/run installs it)"
     if os.environ.get("SOCKETKIT_REQUIRE_PEERS"):
         pytest.fail(message)
     pytest.skip(message)
@@ -157,6 +160,34 @@ def stream_url(
 
         monkeypatch.setattr(sk.Server, "__init__", with_test_certificate)
     return make_url(request.param, short_tmp)
+
+
+_missing_peers = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """Note the peer tools that were missing, for the run's last line (pytest_unconfigure)."""
+    packages: set[str] = set()
+    skipped = 0
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        if _PACKAGE_SAYS in reason:
+            skipped += 1
+            packages.add(reason.partition(_PACKAGE_SAYS)[2].partition(";")[0])
+    if packages:
+        config.stash[_missing_peers] = (
+            f"{skipped} test(s) skipped: peer tools missing; to run them: "
+            f"sudo apt-get install {' '.join(sorted(packages))}"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run ends with one line naming the peer tools that were missing and the line that
+    brings them: a new machine's `make test` is green without them, and says what it left out."""
+    line = config.stash.get(_missing_peers, None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if line is not None and reporter is not None:
+        reporter.write_line(line, yellow=True)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
