@@ -26,6 +26,7 @@ def test_send_http_sends_a_request_and_prints_the_response() -> None:
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(b"HTTP/1.1 200 OK\r\n")
         assert result.stdout.endswith(b"\r\n\r\nHello, world!\n")
+        assert b"\r\nContent-Length: 14\r\n" in result.stdout  # header names as sent, as curl -i shows
         posted = run([*SK, "send", urls[0], "-", "--codec", "http"], "a body")
         assert posted.stdout.startswith(b"HTTP/1.1 405 ")  # hello takes GET and HEAD only
 

@@ -55,12 +55,13 @@ def fields_valid(head: bytes, start: int) -> bool:
     return _FIELD_BLOCK.fullmatch(head, start) is not None
 
 
-def split_fields(head: bytes) -> list[tuple[bytes, bytes]]:
-    """The field lines of a validated CRLF head as (lower-cased name, value without blanks)."""
+def split_fields(head: bytes, keep_case: bool = False) -> list[tuple[bytes, bytes]]:
+    """The field lines of a validated CRLF head as (name, value without blanks); the name
+    lower-cased (as h11 gives them) unless ``keep_case`` (to show them as the peer sent them)."""
     fields = []
     for line in head.split(b"\r\n")[1:-1]:
         name, _, value = line.partition(b":")
-        fields.append((name.lower(), value.strip(b" \t")))
+        fields.append((name if keep_case else name.lower(), value.strip(b" \t")))
     return fields
 
 

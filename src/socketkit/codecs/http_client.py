@@ -91,9 +91,9 @@ class _ResponseDecoder(Decoder):
         if fields is None or not fields_valid(fields[:-2], 0):
             raise RemoteProtocolError("malformed HTTP header line")
         status = int(match.group(2))
-        pairs = split_fields(b"\r\n" + fields[:-2])
+        pairs = split_fields(b"\r\n" + fields[:-2], keep_case=True)  # shown as the server sent them
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in pairs]
-        found = {name: value for name, value in pairs}
+        found = {name.lower(): value for name, value in pairs}
         tokens = [token.strip(b" \t").lower() for token in found.get(b"connection", b"").split(b",")]
         close = b"close" in tokens or (match.group(1) == b"0" and b"keep-alive" not in tokens)
         response = HttpResponse(status, b"", headers, close=close)
