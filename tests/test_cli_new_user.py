@@ -31,6 +31,28 @@ def test_send_http_sends_a_request_and_prints_the_response() -> None:
         assert posted.stdout.startswith(b"HTTP/1.1 405 ")  # hello takes GET and HEAD only
 
 
+def test_send_raw_ends_a_terminals_line_and_leaves_piped_bytes_as_they_came() -> None:
+    import pty
+
+    with cli_server("echo", "--codec", "raw", "-l", "tcp://127.0.0.1:0") as (_, urls):
+        piped = run([*SK, "send", urls[0], "hi", "--codec", "raw"])
+        assert piped.returncode == 0 and piped.stdout == b"hi", piped
+        leader, follower = pty.openpty()
+        try:
+            shown = subprocess.run(
+                [*SK, "send", urls[0], "hi", "--codec", "raw"],
+                stdout=follower,
+                stderr=subprocess.PIPE,
+                timeout=WAIT,
+                check=False,
+            )
+            assert shown.returncode == 0, shown.stderr
+            assert os.read(leader, 100) == b"hi\r\n"  # (the terminal shows the newline as CRLF)
+        finally:
+            os.close(leader)
+            os.close(follower)
+
+
 @pytest.mark.parametrize(
     "command", [["serve", "echo", "--codec", "msgpack"], ["send", "127.0.0.1:9", "1", "--codec", "msgpack"]]
 )

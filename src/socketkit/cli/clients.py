@@ -251,7 +251,10 @@ def send(
         sys.stdout.buffer.write(http_response_text(reply))
         sys.stdout.flush()
     else:
-        sys.stdout.buffer.write(reply + (b"\n" if codec == "lines" else b""))
+        # A line's delimiter was taken off: put one back. Raw bytes go out as they came,
+        # but a terminal gets a last newline, so the prompt does not follow the reply.
+        ends_line = codec == "lines" or (sys.stdout.isatty() and not reply.endswith(b"\n"))
+        sys.stdout.buffer.write(reply + (b"\n" if ends_line else b""))
         sys.stdout.flush()
 
 
