@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import peer_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_harness_quick_run(tmp_path: Path) -> None:
+    peer_tool("wrk")  # the load of case (a)
     # Every case and the median of two runs, on one engine and one peer: a smoke test of the
     # harness (the comparison itself is the full run, by hand).
     servers = "socketkit epoll,asyncio protocol"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import peer_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
@@ -119,6 +121,19 @@ def check_client(line: str, result: subprocess.CompletedProcess[bytes]) -> None:
         assert expected.encode() in result.stdout, (line, result.stdout)
 
 
+#: the programs a README line may run that are not Python's or socketkit's (skipped if missing)
+PEER_TOOLS = {"curl", "haproxy", "ncat", "openssl", "socat", "wrk"}
+
+
+def need_peers(lines: list[str]) -> None:
+    """Skip (fail under CI) unless every peer tool the lines run is installed."""
+    for line in lines:
+        for command in re.split(r"\||&&|;", line):
+            words = command.split()
+            if words and words[0] in PEER_TOOLS:
+                peer_tool(words[0])
+
+
 def run_line(line: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         ["bash", "-o", "pipefail", "-c", line],
@@ -133,6 +148,7 @@ def run_line(line: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Com
 @pytest.mark.parametrize("block", TRY_BLOCKS, ids=lambda b: b.split("\n")[1][:40])
 def test_try_it_block_runs(block: str, tmp_path: Path) -> None:
     setup, server_line, client_lines = split_block(block)
+    need_peers([*setup, *([server_line] if server_line else []), *client_lines])
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cwd = tmp_path if setup else ROOT  # files a block makes go to a directory of its own
     for line in setup:
