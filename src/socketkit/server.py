@@ -485,7 +485,7 @@ class Server:
                     cut.arm(time.monotonic() + self.limits.grace)
             elif signum == signal.SIGINT:
                 self._forced = True
-                engine.stop(0)
+                engine.force()
                 log.warning(
                     "%s again: forcing shutdown, cutting %s", name, peer_list(engine.open_connections())
                 )

@@ -119,7 +119,7 @@ class Engine(Runner):
     def cut_at_grace(self) -> None:
         """The grace deadline passed: what is still open is named in one log line and cut."""
         left = self.open_connections()
-        if left:
+        if left and not self.forced:  # (forced: the forcing line named them already)
             log.warning("grace period over: cutting %s", peer_list(left))
         self.cut_all()
 

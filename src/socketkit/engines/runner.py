@@ -38,6 +38,8 @@ class Runner(ABC):
         self.stats = stats
         self.deadline = math.inf  # when stopping: the moment what is still open is cut
         self.stopping = False
+        #: a forced stop (a second Ctrl-C): what is cut was named by whoever forced it
+        self.forced = False
         #: handler threads still running when serving ended: cut off at the grace deadline
         self.abandoned = 0
         self._stop_r, self._stop_w = socket.socketpair()
@@ -84,6 +86,13 @@ class Runner(ABC):
         self._nudge(self._stop_w)
         self._nudge(self._wake_w)
         self.stopped()
+
+    def force(self) -> None:
+        """Stop now, cutting what is open, for a caller that names what it cuts itself (a
+        second Ctrl-C): the grace cut then cuts without a log line of its own. Safe from a
+        signal handler."""
+        self.forced = True
+        self.stop(0)
 
     def stopped(self) -> None:  # noqa: B027 - a hook; most runners need nothing here
         """stop() was called (from any thread or a signal handler): a hook."""

@@ -33,6 +33,7 @@ refused; use the pool engine).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import socket
@@ -418,9 +419,19 @@ class AsyncioEngine(Engine):
         loop, self._own_loop = self._own_loop, None
         if loop is None:
             loop = self.new_loop()
+        serving = loop.create_task(self.serve_async())
         try:
-            loop.run_until_complete(self.serve_async())
+            loop.run_until_complete(serving)
             loop.run_until_complete(loop.shutdown_asyncgens())
+        except BaseException:
+            # A second Ctrl-C raised in the loop itself (uvloop takes signals there), not in
+            # the serving task: the task's own ending (every connection cut) runs now, so the
+            # loop closes with nothing pending, as asyncio.run() does it.
+            if not serving.done():
+                serving.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(serving)
+            raise
         finally:
             loop.close()
 
