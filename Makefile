@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint clean
+.PHONY: run test lint docs clean
 
 # Two stamps: running needs socketkit and its CLI only; the tests add the dev toolchain.
 $(VENV)/.run-installed: pyproject.toml
@@ -21,8 +21,8 @@ run: $(VENV)/.run-installed
 	$(VENV)/bin/socketkit serve hello
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests examples bench tools
-	$(VENV)/bin/ruff format --check src tests examples bench tools
+	$(VENV)/bin/ruff check src tests examples bench docs
+	$(VENV)/bin/ruff format --check src tests examples bench docs
 	$(VENV)/bin/mypy --strict src
 
 # Two workers (pytest-xdist): most of a test's time is spent waiting on sockets and
@@ -30,5 +30,9 @@ lint: $(VENV)/.installed
 test: lint
 	$(VENV)/bin/pytest -n 2
 
+# The documentation site (mkdocs.yml), into site/; the tests build it the same way.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache

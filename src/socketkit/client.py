@@ -105,7 +105,10 @@ class Client(_ClientBase):
         """Encode and send one message.
 
         Raises:
-            ClosedError, BrokenError, Timeout; LocalProtocolError/TypeError from the codec.
+            ClosedError: the connection is closed.
+            BrokenError: the connection broke while sending.
+            Timeout: the peer did not take the bytes within the timeout.
+            LocalProtocolError: the codec cannot encode ``message`` (or TypeError).
         """
         data = self.codec.encode(message)
         self._check_open()
