@@ -1038,6 +1038,27 @@ def test_a_handler_that_raises_tells_the_client_so(
     assert reply == (b"error: internal error" if isinstance(codec, sk.Lines) else {"error": "internal error"})
 
 
+@pytest.mark.parametrize("codec", [sk.Lines(), sk.Json()], ids=["lines", "json"])
+def test_a_datagram_handler_that_raises_tells_the_sender_so(
+    engine: str, datagram_url: str, codec: sk.codecs.Codec
+) -> None:
+    """As on a stream: the sender of a datagram whose handler raised gets the codec's failure
+    reply (no detail), not silence it can only take for a lost datagram; the server goes on."""
+
+    def fn(message: Any, conn: sk.Connection) -> Any:
+        if message in (b"boom", {"boom": 1}):
+            raise RuntimeError("secret detail")
+        return message
+
+    ok, boom = (b"ok", b"boom") if isinstance(codec, sk.Lines) else ({"ok": 1}, {"boom": 1})
+    with sk.Server(datagram_url, fn, codec=codec, engine=engine).start() as server:
+        with sk.DatagramClient(server.url, codec=codec, timeout=WAIT) as client:
+            reply = client.request(boom)
+            assert client.request(ok) == ok
+        wait_until(lambda: server.stats.errors.get("handler") == 1, what="the failure to be counted")
+    assert reply == (b"error: internal error" if isinstance(codec, sk.Lines) else {"error": "internal error"})
+
+
 @pytest.mark.parametrize("timed", [False, True], ids=["untimed", "timed"])
 def test_an_http_handler_that_raises_gets_its_request_a_500(engine: str, timed: bool) -> None:
     """Pipelined: the request before is answered, the failing one gets a 500 that names no

@@ -38,15 +38,21 @@ RECV_SIZE = 65536
 class DatagramConnection(Connection):
     """The sender of one datagram; ``send`` answers it with one datagram."""
 
-    __slots__ = ("_counters", "_sock")
+    __slots__ = ("_counters", "_sock", "answered")
 
     def __init__(self, codec: Codec, sock: socket.socket, addr: Any, scheme: str, counters: Counters) -> None:
         super().__init__(codec, addr, None, scheme, counters.listener)
         self._sock = sock
         self._counters = counters
+        self.answered = False  # the handler sent a reply (else a failure gets the codec's)
 
     def send(self, message: Any) -> None:
-        self.send_message(self.codec.encode(message))
+        self.send_encoded(self.codec.encode(message))
+
+    def send_encoded(self, data: bytes) -> None:
+        """Answer with one encoded message (a reply, or the codec's failure reply)."""
+        self.answered = True
+        self.send_message(data)
 
     def send_message(self, data: bytes) -> None:
         """Send one encoded message to the peer, counted as one."""
@@ -112,14 +118,18 @@ def decode(
     return True, message
 
 
-def run_handler(host: SessionHost[Session], conn: Connection, message: Any, handle: Handle) -> None:
-    """The handler on one decoded datagram, timed when metrics want it; an error is reported."""
+def run_handler(host: SessionHost[Session], conn: DatagramConnection, message: Any, handle: Handle) -> None:
+    """The handler on one decoded datagram, timed when metrics want it. An error is reported,
+    and the sender gets the codec's failure reply (as on a stream), unless it was answered."""
     latency = host.stats.latency_for(conn.listener)  # None unless metrics are served
     started = 0.0 if latency is None else time.perf_counter()
     try:
         handle(message, conn)
     except Exception as exc:
         report_close(host.stats, conn, exc)
+        reply = None if conn.answered else conn.codec.failure_reply()
+        if reply is not None:
+            conn.send_encoded(reply)
     if latency is not None:
         latency.observe(time.perf_counter() - started)
 

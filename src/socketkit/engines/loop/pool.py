@@ -317,8 +317,8 @@ class _RepliesFromTheLoop(DatagramConnection):
         super().__init__(*args)
         self._engine = engine
 
-    def send(self, message: Any) -> None:
-        data = self.codec.encode(message)  # a message it cannot encode raises in the handler
+    def send_encoded(self, data: bytes) -> None:  # (send() encodes on the pool thread)
+        self.answered = True
         self._engine.call_soon_threadsafe(functools.partial(self.send_message, data))
 
 
