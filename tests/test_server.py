@@ -329,3 +329,17 @@ def test_far_more_workers_than_cores_is_said(caplog: pytest.LogCaptureFixture) -
         f"{many} worker processes on {usable_cores()} core(s): past 4 a core they add "
         "memory and context switches, not throughput; workers='auto' runs one a core"
     ]
+
+
+def test_recv_in_a_handler_that_is_given_its_messages_says_which_handler_may_call_it() -> None:
+    def handler(message: bytes, conn: sk.Connection) -> bytes:
+        try:
+            conn.recv()
+        except TypeError as exc:
+            return str(exc).encode()
+        return b"no error"
+
+    with sk.Server("tcp://127.0.0.1:0", handler, codec=sk.Lines()).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=10) as client:
+            said = client.request(b"hi").decode()
+    assert "@socketkit.blocking fn(conn)" in said and "pool" in said, said

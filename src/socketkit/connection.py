@@ -98,15 +98,16 @@ class Connection(Counters):
         raise NotImplementedError
 
     def recv(self) -> Any:
-        """The next message (blocking handlers on thread engines only).
+        """The next message (``@blocking`` ``fn(conn)`` handlers only: threads, iterative, pool).
 
         Raises:
             ClosedError: the peer closed the connection (or the server is stopping).
             TypeError: this connection is not served by a blocking handler.
         """
         raise TypeError(
-            "receiving from a connection needs a @socketkit.blocking handler "
-            "on a thread-based engine (iterative, threads)"
+            "recv() is for a @socketkit.blocking fn(conn) handler, which owns its connection "
+            "on a thread (engines threads, iterative, pool); a function or Protocol is given "
+            "its messages instead"
         )
 
     def __iter__(self) -> Iterator[Any]:
