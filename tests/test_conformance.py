@@ -37,7 +37,6 @@ from conftest import (
 )
 from socketkit import server as server_module
 from socketkit.engines import engine_class
-from socketkit.engines.common import stall
 from socketkit.layers import Layer
 from socketkit.services import load_service
 
@@ -1450,11 +1449,10 @@ TURN_TAKING = [name for name in ENGINES if name != "iterative"]
 
 @pytest.mark.parametrize("engine", TURN_TAKING)
 def test_a_handler_that_holds_the_loop_is_named_once_with_the_fix(
-    engine: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    engine: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Nothing silent: an event handler that waits on a loop engine makes everyone wait, and
     the log says which handler, where it is, and what to do instead; once per server."""
-    monkeypatch.setattr(stall, "STALL_AFTER", 0.2)
 
     def slow_lookup(message: bytes, conn: sk.Connection) -> bytes:
         if message == b"slow":
@@ -1462,7 +1460,10 @@ def test_a_handler_that_holds_the_loop_is_named_once_with_the_fix(
         return message
 
     with caplog.at_level(logging.WARNING, logger="socketkit"):
-        with sk.Server("tcp://127.0.0.1:0", slow_lookup, codec=sk.Lines(), engine=engine).start() as server:
+        limits = sk.Limits(stall_warning=0.2)
+        with sk.Server(
+            "tcp://127.0.0.1:0", slow_lookup, codec=sk.Lines(), engine=engine, limits=limits
+        ).start() as server:
             with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
                 assert client.request(b"slow") == b"slow"
                 assert client.request(b"slow") == b"slow"
@@ -1476,14 +1477,30 @@ def test_a_handler_that_holds_the_loop_is_named_once_with_the_fix(
         assert "in slow_lookup)" in held[0]
 
 
-def test_a_quick_handler_is_never_named(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setattr(stall, "STALL_AFTER", 0.2)
+def test_a_quick_handler_is_never_named(caplog: pytest.LogCaptureFixture) -> None:
+    """At the default stall_warning (0.1 s), steady quick traffic is never named."""
     with caplog.at_level(logging.WARNING, logger="socketkit"):
         with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.Lines(), engine="epoll").start() as server:
             with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
-                deadline = time.monotonic() + 0.6  # three heartbeats' time of steady traffic
+                deadline = time.monotonic() + 0.6  # six heartbeats' time of steady traffic
                 while time.monotonic() < deadline:
                     assert client.request(b"x") == b"x"
     assert not [r for r in caplog.records if "has held the" in r.getMessage()]
+
+
+def test_a_handler_that_holds_the_loop_a_little_is_named_at_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The newcomer's case: a handler that sleeps 0.2 s a message on the default engine
+    serialises every client (200 of them take 40 s), and the default warning names it."""
+
+    def lookup(message: bytes, conn: sk.Connection) -> bytes:
+        time.sleep(0.3)  # a database call, say: it waits, and the loop waits with it
+        return message
+
+    with caplog.at_level(logging.WARNING, logger="socketkit"):
+        with sk.Server("tcp://127.0.0.1:0", lookup, codec=sk.Lines()).start() as server:
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+                assert client.request(b"who") == b"who"
+    held = [r.getMessage() for r in caplog.records if "has held the" in r.getMessage()]
+    assert len(held) == 1 and "lookup" in held[0], held

@@ -52,6 +52,8 @@ def test_bad_codec_and_limits_are_refused() -> None:
         sk.Limits(write_buffer_high=10, write_buffer_low=20)
     with pytest.raises(ValueError, match="max_connections"):
         sk.Limits(max_connections=0)
+    with pytest.raises(ValueError, match="stall_warning"):
+        sk.Limits(stall_warning=float("inf"))
 
 
 def test_every_limit_has_a_finite_default() -> None:
@@ -131,7 +133,7 @@ SERVE_SCRIPT = textwrap.dedent(
         return b"done " + message
 
     server = sk.Server("tcp://127.0.0.1:0", handler, codec=sk.Lines(), engine=sys.argv[1],
-                       limits=sk.Limits(grace=30))
+                       limits=sk.Limits(grace=30, stall_warning=60))  # (its one log line: the stop's)
     def announce():
         if server.wait_started(10):
             say(server.url)

@@ -36,6 +36,10 @@ class Limits:
         pool_threads: the ``pool`` engine's handler threads.
         pool_queue: messages the ``pool`` engine holds for its threads, all
             connections together; at it, reading pauses until they catch up.
+        stall_warning: seconds one event handler call may hold a loop engine's
+            thread (or the threads engine's turn) before the log names it, once
+            per server, with the fix (``@blocking`` on pool or threads): every
+            other connection waits meanwhile. Nothing is cut for it.
     """
 
     max_connections: int = 1024
@@ -48,6 +52,7 @@ class Limits:
     grace: float = 10.0
     pool_threads: int = 32
     pool_queue: int = 1024
+    stall_warning: float = 0.1
 
     def __post_init__(self) -> None:
         for name in (
@@ -61,7 +66,7 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive integer, not {value!r}")
-        for name in ("idle_timeout", "read_timeout"):
+        for name in ("idle_timeout", "read_timeout", "stall_warning"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"Limits.{name} must be a positive finite number of seconds, not {value!r}")

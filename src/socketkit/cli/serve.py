@@ -124,6 +124,7 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
 @_limit("--pool-queue", "Messages the pool engine holds for its threads; at it, reading pauses.")
 @_limit("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
 @_limit("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
+@_limit("--stall-warning", "Seconds one handler call may hold a loop engine before the log says so.")
 @click.option(
     "--metrics",
     metavar="URL|HOST:PORT",
@@ -182,6 +183,7 @@ def serve(
     pool_queue: int | None,
     write_buffer_low: int | None,
     grace: float | None,
+    stall_warning: float | None,
     metrics: str | None,
     proxy_protocol: str | None,
     trusted_proxies: tuple[str, ...],
@@ -224,6 +226,7 @@ def serve(
             "pool_queue": pool_queue,
             "write_buffer_low": write_buffer_low,
             "grace": grace,
+            "stall_warning": stall_warning,
         }
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         if max_message_size is not None:  # the option raises the codec's own limit too

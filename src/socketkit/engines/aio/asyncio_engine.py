@@ -443,7 +443,9 @@ class AsyncioEngine(Engine):
             self._own_loop = None
         self._done = self.loop.create_future()
         self.loop.add_reader(self._wake_r.fileno(), self._on_wake)
-        stall = StallWatch(self.name, self.handler.name, _STALL_FIX, self.call_soon_threadsafe)
+        stall = StallWatch(
+            self.name, self.handler.name, _STALL_FIX, self.call_soon_threadsafe, self.limits.stall_warning
+        )
         stall.start()
         try:
             for listener in self.listeners:

@@ -7,11 +7,13 @@ connection wait with it, and nothing else would say so: 200 clients of a
 handler that sleeps 0.2 s take 40 s.
 
 How, at no cost per request: a watcher thread posts a heartbeat to the loop
-(``call_soon_threadsafe``) every half of :data:`STALL_AFTER`; a heartbeat not
-run within :data:`STALL_AFTER` means one callback holds the loop, and the
+(``call_soon_threadsafe``) every half of ``Limits.stall_warning`` (0.1 s); a
+heartbeat not run within it means one callback holds the loop, and the
 watcher logs, once per server, the handler, where the loop thread is (file,
 line, function) and what to do instead. An idle loop runs the heartbeat at
-once; the loop's own timing is never touched. The threads engine makes its
+once; the loop's own timing is never touched, and where the loop says it is
+waiting for events (the reactor) no heartbeat is posted at all, so an idle
+server is not woken 20 times a second. The threads engine makes its
 event handler calls one at a time under a lock (``threaded/serial``), so there
 the heartbeat is taking that lock (:class:`LockWatch`).
 """
@@ -25,10 +27,7 @@ from collections.abc import Callable
 from ...closing import log
 from ...gracecut import where
 
-__all__ = ["STALL_AFTER", "LockWatch", "StallWatch"]
-
-#: seconds a loop may be held by one callback before the watcher says so
-STALL_AFTER = 1.0
+__all__ = ["LockWatch", "StallWatch"]
 
 
 class StallWatch:
@@ -41,7 +40,14 @@ class StallWatch:
         handler_name: str,
         fix: str,
         post: Callable[[Callable[[], None]], None],
+        after: float,
+        waiting: Callable[[], bool] | None = None,
     ) -> None:
+        """``after``: seconds the loop may be held before the watcher says so. ``waiting``:
+        whether the loop is waiting for events now (then nothing holds it, and no heartbeat
+        wakes an idle server)."""
+        self._after = after
+        self._waiting = waiting
         self._engine_name = engine_name
         self._handler_name = handler_name
         self._fix = fix
@@ -64,10 +70,12 @@ class StallWatch:
         self._posted_at = None
 
     def _watch(self) -> None:
-        after = STALL_AFTER
+        after = self._after
         while not self._stopped.wait(after / 2):
             posted = self._posted_at
             if posted is None:
+                if self._waiting is not None and self._waiting():
+                    continue
                 self._posted_at = time.monotonic()
                 self._post(self._beat)
             elif time.monotonic() - posted >= after:
@@ -89,12 +97,15 @@ class StallWatch:
 
 
 class LockWatch(StallWatch):
-    """The same watch over the lock that serializes a threaded engine's event handlers: a
-    heartbeat is taking the lock, and one not taken within :data:`STALL_AFTER` is a handler
-    call that holds everyone else's."""
+    """The same watch over the lock that serializes a threaded engine's event handlers: the
+    watcher takes the lock itself, briefly, every half of ``after``; not getting it within
+    ``after`` means a handler call holds everyone else's turn. (No heartbeat thread: an
+    idle server costs one short wake of the watcher.)"""
 
-    def __init__(self, engine_name: str, handler_name: str, fix: str, lock: threading.RLock) -> None:
-        super().__init__(engine_name, handler_name, fix, self._take)
+    def __init__(
+        self, engine_name: str, handler_name: str, fix: str, lock: threading.RLock, after: float
+    ) -> None:
+        super().__init__(engine_name, handler_name, fix, lambda beat: None, after)
         self._lock = lock
         self.held_what = "engine's handler lock"
 
@@ -102,9 +113,11 @@ class LockWatch(StallWatch):
         self._loop_thread = None  # the holder is whichever connection's thread it is
         threading.Thread(target=self._watch, name="socketkit-stall-watch", daemon=True).start()
 
-    def _take(self, beat: Callable[[], None]) -> None:
-        threading.Thread(target=self._take_lock, args=(beat,), daemon=True).start()
-
-    def _take_lock(self, beat: Callable[[], None]) -> None:
-        with self._lock:
-            beat()
+    def _watch(self) -> None:
+        after = self._after
+        while not self._stopped.wait(after / 2):
+            asked = time.monotonic()
+            if not self._lock.acquire(timeout=after):
+                self._warn(time.monotonic() - asked)
+                return  # once per server
+            self._lock.release()

@@ -309,6 +309,7 @@ class ReactorEngine(Engine):
         super().__init__(*args, **kwargs)
         self.poller: Poller = poller_class(self.selector_name)()
         self.now = time.monotonic()  # the loop's clock, read once per iteration
+        self.polling = False  # the loop waits in the poller now (read by the stall watch)
         self.dirty: list[ReactorTransport] = []  # connections to flush at the end of this iteration
         self._handlers: dict[int, Any] = {}  # fd -> what handles its events (on_event(mask))
         self._open = 0  # connections open
@@ -326,7 +327,14 @@ class ReactorEngine(Engine):
 
     def run(self) -> None:
         self.now = time.monotonic()
-        stall = StallWatch(self.name, self.handler.name, _STALL_FIX, self.call_soon_threadsafe)
+        stall = StallWatch(
+            self.name,
+            self.handler.name,
+            _STALL_FIX,
+            self.call_soon_threadsafe,
+            self.limits.stall_warning,
+            lambda: self.polling,
+        )
         stall.start()
         try:
             self._watch(self._wake_r.fileno(), _Waker(self))
@@ -409,7 +417,9 @@ class ReactorEngine(Engine):
                     timeout = 0.0  # never negative: epoll reads that as forever
             else:
                 timeout = None
+            self.polling = True  # (for the stall watch: waiting, nothing holds the loop)
             events = poll(timeout)
+            self.polling = False
             self.now = monotonic()
             for fd, mask in events:
                 try:

@@ -77,7 +77,9 @@ class ThreadsEngine(ThreadEngine):
     def run(self) -> None:
         watch = None
         if self._handler_lock is not None:  # event handlers take turns: one that waits holds all
-            watch = LockWatch(self.name, self.handler.name, _STALL_FIX, self._handler_lock)
+            watch = LockWatch(
+                self.name, self.handler.name, _STALL_FIX, self._handler_lock, self.limits.stall_warning
+            )
             watch.start()
         try:
             self._serve()
