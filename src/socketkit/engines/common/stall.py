@@ -15,7 +15,7 @@ once; the loop's own timing is never touched, and where the loop says it is
 waiting for events (the reactor) no heartbeat is posted at all, so an idle
 server is not woken 20 times a second. The threads engine makes its
 event handler calls one at a time under a lock (``threaded/serial``), so there
-the heartbeat is taking that lock (:class:`LockWatch`).
+the watcher takes that lock itself, briefly (:class:`LockWatch`).
 """
 
 from __future__ import annotations
