@@ -91,6 +91,8 @@ def run(
         (["serve", "echo", "-l", "8888"], "did you mean tcp://127.0.0.1:8888"),
         (["serve", "echo", "-l", "tcp://127.0.0.1"], "no port"),
         (["serve", "echo", "-l", "tcp://127.0.0.1:99999"], "0 to 65535"),
+        (["send", "tcp://127.0.0.1:9?backlog=5", "hi"], "?backlog= is for a listener"),
+        (["connect", "tcp://127.0.0.1:9?reuseport=1"], "?reuseport= is for a listener"),
         (["serve", "echo", "--engine", "gevent"], "'gevent' is not one of"),
         (["serve", "echo", "--codec", "xml"], "'xml' is not one of"),
         (["serve", "hello", "--codec", "json"], "fixed wire format"),

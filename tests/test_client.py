@@ -37,7 +37,7 @@ def test_connect_retries_with_backoff(monkeypatch: pytest.MonkeyPatch, refused_p
     attempts: list[object] = []
     real = client_module.connect_socket
 
-    def counting(endpoint: object, timeout: float | None, source: object = None) -> socket.socket:
+    def counting(endpoint: object, timeout: float | None, *rest: object) -> socket.socket:
         attempts.append(endpoint)
         return real(endpoint, timeout)  # type: ignore[arg-type]
 
@@ -52,7 +52,7 @@ def test_connect_retry_succeeds_once_the_server_is_up(monkeypatch: pytest.Monkey
     real = client_module.connect_socket
     calls = 0
 
-    def start_on_second_try(endpoint: object, timeout: float | None, source: object = None) -> socket.socket:
+    def start_on_second_try(endpoint: object, timeout: float | None, *rest: object) -> socket.socket:
         nonlocal calls
         calls += 1
         if calls == 1:

@@ -23,8 +23,9 @@ from types import TracebackType
 from typing import Any
 
 from .codecs import Codec, Raw
-from .endpoints import Address, Endpoint, connect_socket, parse
+from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse
 from .errors import ClosedError, ConnectError, Timeout, translate_oserror
+from .eyeballs import DEFAULT_DELAY
 from .tls import TlsStream, client_context
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect", "start_tls"]
@@ -50,6 +51,7 @@ class _ClientBase:
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
+        check_timeout(value)
         self._timeout = value
         self.sock.settimeout(value)
 
@@ -170,6 +172,7 @@ def connect(
     tls: bool | ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     source_address: tuple[str, int] | None = None,
+    happy_eyeballs_delay: float = DEFAULT_DELAY,
 ) -> Client:
     """Connect to a stream endpoint (``tcp://``, ``tls://``, ``unix://``).
 
@@ -184,8 +187,14 @@ def connect(
 
     ``source_address``: the local (host, port) to connect from (port 0: any).
 
+    A host name with several addresses is connected to by happy eyeballs (RFC 8305):
+    IPv6 and IPv4 interleaved, the next address tried ``happy_eyeballs_delay`` seconds
+    after the one before unless that one failed sooner, the first to connect kept. The
+    URL's socket options (``?keepalive=1&rcvbuf=65536``...) are set before the connect.
+
     Raises:
-        ValueError: a bad URL, or a datagram URL (use :class:`DatagramClient`).
+        ValueError: a bad URL, a datagram URL (use :class:`DatagramClient`), an option
+            only a listener has, or a timeout of 0.
         ConnectError / ConnectTimeout: every attempt failed, or the TLS handshake did
             (a certificate that does not verify, a server that does not speak TLS).
     """
@@ -197,7 +206,7 @@ def connect(
     attempt = 0
     while True:
         try:
-            sock = connect_socket(endpoint, timeout, source_address)
+            sock = connect_socket(endpoint, timeout, source_address, happy_eyeballs_delay)
             break
         except ConnectError:
             if attempt >= retries:

@@ -43,7 +43,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .errors import BindError, translate_oserror
-from .sockopts import OPTIONS, apply_after_bind, apply_before_bind, parse_option
+from .eyeballs import DEFAULT_DELAY, connect_first
+from .sockopts import (
+    LISTENER_ONLY,
+    OPTIONS,
+    apply_after_bind,
+    apply_before_bind,
+    apply_to_client,
+    parse_option,
+)
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -53,6 +61,8 @@ __all__ = [
     "adopt",
     "as_url",
     "bind",
+    "check_client_options",
+    "check_timeout",
     "connect_socket",
     "describe_socket",
     "format_url",
@@ -568,17 +578,55 @@ def _remove_stale_socket(path: str, endpoint: Endpoint) -> None:
     raise BindError(f"cannot listen on {endpoint.url}: another process is listening on {path}")
 
 
-def connect_socket(
-    endpoint: Endpoint, timeout: float | None, source_address: tuple[str, int] | None = None
-) -> socket.socket:
-    """A socket connected to ``endpoint`` (datagram sockets are connected too).
+def check_timeout(timeout: float | None) -> None:
+    """A client's timeout: positive seconds, or None (no bound). 0 is refused: a socket with a
+    zero timeout is non-blocking, and its "nothing yet" would read as a broken connection."""
+    if timeout is not None and not timeout > 0:
+        raise ValueError(
+            f"timeout must be a positive number of seconds (or None to wait forever), not {timeout!r}"
+        )
 
-    Unix datagram sockets are bound to an autobound abstract address first, so
-    the server has somewhere to send its reply.
+
+def check_client_options(endpoint: Endpoint) -> None:
+    """Refuse what only a listener has, for a URL that is connected to: a client would
+    ignore it, and an option taken and ignored is a surprise."""
+    only = [key for key in LISTENER_ONLY if key in endpoint.options]
+    if endpoint.backlog != DEFAULT_BACKLOG:
+        only.append("backlog")
+    if endpoint.proxy is not None:
+        only.append("proxy")
+    if only:
+        raise ValueError(
+            f"?{only[0]}= is for a listener, not a URL to connect to ({endpoint.url}); "
+            "leave it out of the client's URL"
+        )
+
+
+def connect_socket(
+    endpoint: Endpoint,
+    timeout: float | None,
+    source_address: tuple[str, int] | None = None,
+    happy_eyeballs_delay: float = DEFAULT_DELAY,
+) -> socket.socket:
+    """A socket connected to ``endpoint`` (datagram sockets are connected too), with the
+    URL's socket options set on it.
+
+    A host with several addresses is connected to by happy eyeballs (RFC 8305,
+    :mod:`socketkit.eyeballs`): IPv6 and IPv4 interleaved, the next attempt
+    ``happy_eyeballs_delay`` seconds after the one before (or at once when it fails), the
+    first to connect wins. Unix datagram sockets are bound to an autobound abstract
+    address first, so the server has somewhere to send its reply.
 
     Raises:
+        ValueError: the URL carries an option only a listener has (``?backlog=``,
+            ``?proxy=``, ``?reuseport=``...), or ``timeout`` is 0.
         ConnectError / ConnectTimeout: refused, unreachable, unresolvable, timed out.
     """
+    check_client_options(endpoint)
+    check_timeout(timeout)
+    if happy_eyeballs_delay < 0:
+        raise ValueError(f"happy_eyeballs_delay must be >= 0 seconds, not {happy_eyeballs_delay!r}")
+    options = endpoint.options
     try:
         if endpoint.is_unix:
             sock = socket.socket(socket.AF_UNIX, endpoint.type)
@@ -593,17 +641,23 @@ def connect_socket(
             return sock
         host = endpoint.host or "localhost"
         if endpoint.is_stream:
-            stream = socket.create_connection(
-                (host, endpoint.port), timeout=timeout, source_address=source_address
-            )
-            # Request/reply: a small message must not wait for the ACK of the one before
-            # (Nagle's algorithm against a delayed ACK costs 40 ms a time).
-            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def prepare(sock: socket.socket) -> None:
+                # (TCP_NODELAY on unless nodelay=0: a small request must not wait for the ACK
+                # of the one before; Nagle's algorithm against a delayed ACK costs 40 ms.)
+                apply_to_client(sock, options)
+                if source_address is not None:
+                    sock.bind(source_address)
+
+            infos = socket.getaddrinfo(host, endpoint.port, type=socket.SOCK_STREAM)
+            stream = connect_first(infos, timeout, happy_eyeballs_delay, prepare)
+            stream.settimeout(timeout)
             return stream
         family, _, _, _, sockaddr = socket.getaddrinfo(host, endpoint.port, type=endpoint.type)[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.settimeout(timeout)
+            apply_to_client(sock, options)
             if source_address is not None:
                 sock.bind(source_address)
             sock.connect(sockaddr)

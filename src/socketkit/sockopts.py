@@ -24,7 +24,15 @@ import pwd
 import socket
 from typing import Any
 
-__all__ = ["DEFAULT_UNIX_MODE", "OPTIONS", "apply_after_bind", "apply_before_bind", "parse_option"]
+__all__ = [
+    "DEFAULT_UNIX_MODE",
+    "LISTENER_ONLY",
+    "OPTIONS",
+    "apply_after_bind",
+    "apply_before_bind",
+    "apply_to_client",
+    "parse_option",
+]
 
 DEFAULT_UNIX_MODE = 0o600
 
@@ -43,6 +51,8 @@ _TCP_ONLY = ("keepalive", "nodelay", "keepalive_idle", "keepalive_interval", "ke
 _UNIX_ONLY = ("mode", "owner")
 #: Every socket option an endpoint URL may carry.
 OPTIONS = (*_FLAGS, *_COUNTS, "interface", "mode", "owner")
+#: The options that mean something only where a socket listens (a client refuses them).
+LISTENER_ONLY = ("reuseport", "v6only", "mode", "owner")
 
 
 def parse_option(url: str, key: str, value: str, scheme: str) -> tuple[str, Any]:
@@ -104,6 +114,13 @@ def apply_before_bind(sock: socket.socket, options: dict[str, Any], stream: bool
         ):
             if key in options:
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), options[key])
+
+
+def apply_to_client(sock: socket.socket, options: dict[str, Any]) -> None:
+    """A client socket's options, before its connect: the listener's, less what only a
+    listener has (:data:`LISTENER_ONLY`, refused when the URL is connected to); TCP_NODELAY
+    is on unless ``nodelay=0``, as request/reply traffic wants."""
+    apply_before_bind(sock, options, sock.type == socket.SOCK_STREAM)
 
 
 def apply_after_bind(path: str, options: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from .. import netinfo
 from ..client import DatagramClient, start_tls
 from ..client import connect as connect_client
 from ..codecs import CODECS, HttpRequest, HttpResponse, Json, Lines, Msgpack, Request, codec_by_name
-from ..endpoints import Endpoint, bind, connect_socket, format_url, parse
+from ..endpoints import Endpoint, bind, check_client_options, connect_socket, format_url, parse
 from ..errors import ProtocolError
 from ..probe import parse_ports
 from ..probe import probe as probe_ports
@@ -92,6 +92,7 @@ def connect(
     """Like nc: stdin to the socket, the socket to stdout, until either side closes."""
     with usage_errors():
         endpoint = parse(target_url(url, udp))
+        check_client_options(endpoint)  # (a listener's option here: say so now)
         if send_only and recv_only:
             raise ValueError("--send-only and --recv-only exclude each other")
         context = _client_tls(endpoint, use_tls, tls_ca, insecure)
@@ -219,6 +220,7 @@ def send(
     """Send one MESSAGE (- reads it from stdin) and print the reply."""
     with usage_errors():
         endpoint = parse(target_url(url, udp))
+        check_client_options(endpoint)  # (a listener's option here: say so now)
         context = _client_tls(endpoint, use_tls, tls_ca, insecure)
         chosen = codec_by_name(codec)
         raw = sys.stdin.buffer.read() if message == "-" else message.encode()
