@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from .access import OPEN, AccessList
 from .closing import log
 from .codecs import Codec
 from .endpoints import Endpoint, Listener
@@ -48,6 +49,8 @@ class ServingPlan:
     worker_timeout: float = 30.0
     #: run in each worker before it serves (a broker connects to its backend there)
     worker_init: Callable[[], object] | None = None
+    #: who may connect (``allow``/``deny``), checked as connections are accepted
+    access: AccessList = OPEN
 
     @classmethod
     def make(
@@ -60,6 +63,7 @@ class ServingPlan:
         workers: int | str | None = None,
         worker_timeout: float = 30.0,
         worker_init: Callable[[], object] | None = None,
+        access: AccessList = OPEN,
     ) -> ServingPlan:
         """The plan, checked.
 
@@ -92,6 +96,7 @@ class ServingPlan:
             count,
             worker_timeout,
             worker_init,
+            access,
         )
         plan.check()
         return plan
@@ -147,7 +152,9 @@ class ServingPlan:
 
     def engine(self, listeners: list[Listener], stats: StatsRecorder) -> Engine:
         """The engine that serves ``listeners`` in this process (in a worker, with workers)."""
-        return self.engine_class(listeners, self.handler, self.codec, self.limits, stats)
+        engine = self.engine_class(listeners, self.handler, self.codec, self.limits, stats)
+        engine.gate.access = self.access
+        return engine
 
 
 def usable_cores() -> int:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 from typing import Any
 
+from .access import AccessList
 from .closing import peer_list
 from .codecs import Codec, HttpRequest, Raw
 from .endpoints import Address, Endpoint, Listener, adopt, bind, describe_socket, is_address, parse
@@ -76,6 +77,11 @@ class Server:
             :func:`socketkit.tls.server_context`); raised to TLS 1.2 at least.
         trusted_proxies: who may send the PROXY header on ``?proxy=`` endpoints
             (CIDRs; default loopback only).
+        allow: if given, only peers in these addresses or networks (``10.0.0.0/8``,
+            ``::1``) may connect, as ncat's ``--allow``; behind a PROXY header, the
+            real peer's address is checked. Others are closed at once, counted as
+            rejected and logged.
+        deny: peers in these addresses or networks may not connect (over ``allow``).
         metrics: where to serve Prometheus metrics (``GET /metrics``), e.g.
             ``tcp://127.0.0.1:9100``; needs ``pip install 'socketkit[metrics]'``.
         workers: serve with a master process and this many worker processes, each
@@ -109,6 +115,8 @@ class Server:
         layers: Iterable[LayerFactory] = (),
         tls: ssl.SSLContext | None = None,
         trusted_proxies: Iterable[str] = DEFAULT_TRUSTED,
+        allow: Iterable[str] | None = None,
+        deny: Iterable[str] = (),
         metrics: Address | None = None,
         workers: int | str | None = None,
         worker_timeout: float = 30.0,
@@ -145,7 +153,15 @@ class Server:
         self.trusted_proxies = trusted_networks(trusted_proxies)
         #: what this server serves and how, checked (the engine and each worker are made from it)
         self.plan = ServingPlan.make(
-            self.endpoints, adapted, codec, limits, engine, workers, worker_timeout, worker_init
+            self.endpoints,
+            adapted,
+            codec,
+            limits,
+            engine,
+            workers,
+            worker_timeout,
+            worker_init,
+            AccessList.make(allow, deny),
         )
         if self.workers is not None and self._handler_spec is not None:
             self.reloaders.append(self._reload_handler)

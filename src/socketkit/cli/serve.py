@@ -143,6 +143,18 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
     help="Who may send the PROXY header; repeat for several.  [default: 127.0.0.0/8, ::1/128]",
 )
 @click.option(
+    "--allow",
+    multiple=True,
+    metavar="CIDR",
+    help="Only peers in this address or network may connect (as ncat --allow); repeat for several.",
+)
+@click.option(
+    "--deny",
+    multiple=True,
+    metavar="CIDR",
+    help="Peers in this address or network may not connect (over --allow); repeat for several.",
+)
+@click.option(
     "--tls-cert", metavar="FILE", help="The certificate (PEM, chain first) tls:// endpoints present."
 )
 @click.option("--tls-key", metavar="FILE", help="Its private key, if not in the certificate file.")
@@ -187,6 +199,8 @@ def serve(
     metrics: str | None,
     proxy_protocol: str | None,
     trusted_proxies: tuple[str, ...],
+    allow: tuple[str, ...],
+    deny: tuple[str, ...],
     tls_cert: str | None,
     tls_key: str | None,
     tls_ca: str | None,
@@ -254,6 +268,8 @@ def serve(
             limits=limits,
             tls=tls,
             trusted_proxies=trusted_proxies or DEFAULT_TRUSTED,
+            allow=allow or None,
+            deny=deny,
             metrics=metrics,
             workers=workers,
             worker_timeout=worker_timeout,

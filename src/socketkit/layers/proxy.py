@@ -25,6 +25,7 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
+from ..access import parse_networks
 from ..errors import RemoteProtocolError
 from . import Layer
 
@@ -53,13 +54,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def trusted_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
     """Parse CIDRs (``10.0.0.0/8``, ``::1``); ValueError names a bad one."""
-    networks = []
-    for cidr in cidrs:
-        try:
-            networks.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError:
-            raise ValueError(f"{cidr!r} is not an address or network: write e.g. 10.0.0.0/8 or ::1") from None
-    return tuple(networks)
+    return parse_networks(cidrs)
 
 
 class ProxyProtocolLayer(Layer):

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from ...access import OPEN, AccessList
 from ...closing import log, log_sampled
 from ...endpoints import Listener
 from ...errors import LimitExceeded
@@ -42,6 +43,8 @@ class AcceptGate:
         self._count_per_ip = limits.max_connections_per_ip < limits.max_connections
         self._lock = threading.Lock()
         self._resume = 0.0
+        #: who may connect (``Server(allow=..., deny=...)``); the plan sets it
+        self.access: AccessList = OPEN
 
     def accept(self, listener: Listener) -> tuple[socket.socket, Any] | None:
         """Accept one connection, or None.
@@ -72,8 +75,8 @@ class AcceptGate:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
-            if not self._count_per_ip or not listener.counts_per_ip:
-                return sock, addr  # behind a PROXY header the peer is counted once it is known
+            if not listener.counts_per_ip or not (self._count_per_ip or self.access.limited):
+                return sock, addr  # behind a PROXY header the peer is checked once it is known
             refusal = self.admit(addr, listener.url)
             if refusal is None:
                 return sock, addr
@@ -82,11 +85,19 @@ class AcceptGate:
         return sock, addr
 
     def admit(self, addr: Any, listener: str) -> LimitExceeded | None:
-        """Count ``addr`` against max_connections_per_ip; the refusal (logged and counted as
-        rejected, at ``listener``) if it is over."""
-        if not self._count_per_ip or not isinstance(addr, tuple):
+        """Check ``addr`` against the access list and count it against max_connections_per_ip;
+        the refusal (logged and counted as rejected, at ``listener``) if it may not connect."""
+        if not isinstance(addr, tuple):
             return None
         ip = addr[0]
+        if self.access.limited:
+            why = self.access.refusal(ip)
+            if why is not None:
+                self.stats.rejected(listener)
+                log_sampled(self.stats, "rejected", logging.WARNING, "rejected %s: %s", ip, why)
+                return LimitExceeded(f"refused: {why}")
+        if not self._count_per_ip:
+            return None
         with self._lock:
             count = self._per_ip.get(ip, 0)
             if count < self.limits.max_connections_per_ip:
