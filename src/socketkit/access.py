@@ -37,6 +37,12 @@ class AccessList:
 
     allow: tuple[Network, ...] | None = None
     deny: tuple[Network, ...] = ()
+    #: whether any peer can be refused (an attribute, not a property: read per accept, and an
+    #: open list costs no check)
+    limited: bool = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limited", self.allow is not None or bool(self.deny))
 
     @classmethod
     def make(cls, allow: Iterable[str] | None = None, deny: Iterable[str] = ()) -> AccessList:
@@ -45,11 +51,6 @@ class AccessList:
         if allowed == ():
             raise ValueError("allow=[] would refuse everyone: give the networks to let in, or None")
         return cls(allowed, parse_networks(deny))
-
-    @property
-    def limited(self) -> bool:
-        """Whether any peer can be refused (an open list costs no check)."""
-        return self.allow is not None or bool(self.deny)
 
     def refusal(self, host: str) -> str | None:
         """Why the peer at ``host`` (an IP address) is refused, or None if it may connect."""
