@@ -1504,3 +1504,52 @@ def test_a_handler_that_holds_the_loop_a_little_is_named_at_the_default(
                 assert client.request(b"who") == b"who"
     held = [r.getMessage() for r in caplog.records if "has held the" in r.getMessage()]
     assert len(held) == 1 and "lookup" in held[0], held
+
+
+@pytest.mark.waits
+def test_a_connection_keeps_the_timeouts_its_handler_gives_it(engine: str, stream_url: str) -> None:
+    """``conn.set_limits``: a handler gives one connection its own idle_timeout (a login that
+    waits briefly), where the server's is long; the others keep the server's."""
+
+    class Brief(sk.Protocol):
+        def on_connect(self, conn: sk.Connection) -> None:
+            conn.set_limits(idle_timeout=0.4)
+
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            if message == b"stay":
+                conn.set_limits(idle_timeout=60)  # (logged in: the server's patience again)
+            conn.send(message)
+
+    limits = sk.Limits(idle_timeout=60)
+    with sk.Server(stream_url, Brief(), codec=sk.Lines(), engine=engine, limits=limits).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as brief:
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as staying:
+                assert staying.request(b"stay") == b"stay"
+                started = time.monotonic()
+                with pytest.raises(sk.ClosedError):
+                    brief.recv()  # closed for idling 0.4 s, not 60
+                assert time.monotonic() - started < WAIT / 2
+                assert staying.request(b"still here") == b"still here"
+        wait_until(lambda: server.stats.errors.get("idle_timeout") == 1, what="the idle close to be counted")
+
+
+def test_set_limits_refuses_what_limits_refuse_and_datagrams() -> None:
+    said: list[str] = []
+
+    def handler(message: bytes, conn: sk.Connection) -> bytes:
+        for bad in (0, -1, float("inf")):
+            try:
+                conn.set_limits(read_timeout=bad)
+            except (ValueError, TypeError) as exc:
+                said.append(f"{type(exc).__name__}: {exc}")
+        return message
+
+    with sk.Server("tcp://127.0.0.1:0", handler, codec=sk.Lines()).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"x") == b"x"
+    assert len(said) == 3 and all(s.startswith("ValueError: Limits.read_timeout") for s in said), said
+    said.clear()
+    with sk.Server("udp://127.0.0.1:0", handler, codec=sk.Lines()).start() as server:
+        with sk.DatagramClient(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"x") == b"x"
+    assert said and all("a datagram has no connection to time out" in s for s in said), said

@@ -97,6 +97,17 @@ class Connection(Counters):
         """Close after flushing what was already sent. Safe to call twice."""
         raise NotImplementedError
 
+    def set_limits(self, *, idle_timeout: float | None = None, read_timeout: float | None = None) -> None:
+        """This connection's own timeouts, in place of the server's (``Limits``) from now on:
+        a login prompt that waits 10 s, a subscriber that may stay silent an hour. Safe from
+        any thread; a deadline that moves earlier is re-armed.
+
+        Raises:
+            ValueError: a timeout that is not a positive finite number of seconds.
+            TypeError: a datagram's sender (a datagram has no connection to time out).
+        """
+        raise TypeError("a datagram has no connection to time out: set_limits is for streams")
+
     def recv(self) -> Any:
         """The next message (``@blocking`` ``fn(conn)`` handlers only: threads, iterative, pool).
 

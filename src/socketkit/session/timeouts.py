@@ -7,7 +7,10 @@ engines only keep the timer (``engines/common/deadlines``) and ask here.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import IdleTimeout, ReadTimeout, Timeout, WriteTimeout
+from ..limits import Limits
 from .phases import FIRST_REQUEST_WAIT, OPEN
 from .state import SessionState
 
@@ -18,6 +21,20 @@ class Timeouts(SessionState):
     """Deadlines and idleness, derived from what the connection is doing."""
 
     __slots__ = ()
+
+    @property
+    def limits(self) -> Limits:
+        """The limits this connection is held to: the server's, or its own (:meth:`set_limits`)."""
+        return self._limits
+
+    def set_limits(self, *, idle_timeout: float | None = None, read_timeout: float | None = None) -> None:
+        limits = self._limits
+        self._limits = dataclasses.replace(  # checked as Limits() checks them
+            limits,
+            idle_timeout=limits.idle_timeout if idle_timeout is None else idle_timeout,
+            read_timeout=limits.read_timeout if read_timeout is None else read_timeout,
+        )
+        self.transport.deadline_moved()
 
     def quiet(self, now: float) -> None:
         """The engine found no more bytes waiting. While stopping, an idle connection ends here,
@@ -75,7 +92,7 @@ class Timeouts(SessionState):
             return self.write_timeout()
         if self.in_message and self.message_started + limits.read_timeout <= now:
             return ReadTimeout(f"message not finished within {limits.read_timeout:g}s")
-        if not self._heard:
+        if not self._heard and self._last_active + limits.read_timeout <= now:
             return ReadTimeout(f"no request within {limits.read_timeout:g}s")
         return IdleTimeout(f"idle for {limits.idle_timeout:g}s")
 

@@ -66,6 +66,11 @@ class Transport:
     def release(self) -> None:
         """Release the socket: the close sequence calls it once."""
 
+    def deadline_moved(self) -> None:
+        """The connection's own limits changed (``conn.set_limits``, from any thread): re-arm its
+        timer if its deadline is earlier now. (An engine that asks the session for its deadline
+        before every wait needs nothing here.)"""
+
     # -- a @blocking fn(conn) handler ---------------------------------------------------------
 
     def new_inbox(self) -> Inbox:

@@ -227,6 +227,14 @@ class AsyncioTransport(Transport, asyncio.BufferedProtocol):
     def send_from_elsewhere(self, data: bytes) -> None:
         self._engine.call_soon_threadsafe(functools.partial(self.session.queue, data))
 
+    def deadline_moved(self) -> None:
+        self._engine.call_soon_threadsafe(self._rearm)  # (from a handler, or any thread)
+
+    def _rearm(self) -> None:
+        session = self.session
+        if session.phase is not CLOSED:
+            self._engine.schedule(session, session.deadline())
+
     def close_from_elsewhere(self) -> None:
         self._engine.call_soon_threadsafe(self.session.close)
 

@@ -320,9 +320,9 @@ class ThreadedTransport(Transport):
         None when stopping found nothing more waiting (the session then ends the input).
         """
         engine = self._engine
-        limits = engine.limits
         session = self.session
         while True:
+            limits = session.limits  # (the server's, or the connection's own: set_limits)
             now = time.monotonic()
             fresh = session.fresh_until() if engine.stopping else None
             if fresh is not None and fresh <= now:
@@ -448,7 +448,7 @@ class ThreadedTransport(Transport):
         if not self._sndtimeo:
             try:
                 self._sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self._engine.limits.idle_timeout)
+                    socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.session.limits.idle_timeout)
                 )
             except OSError as exc:
                 raise translate_oserror(exc, self.peer_url) from exc
