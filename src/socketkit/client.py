@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from .codecs import Codec, Raw
-from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse
+from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse, sends_to_many
 from .errors import ClosedError, ConnectError, Timeout, translate_oserror
 from .eyeballs import DEFAULT_DELAY
 from .tls import TlsStream, client_context
@@ -266,6 +266,9 @@ class DatagramClient(_ClientBase):
         if retries < 0:
             raise ValueError("retries must not be negative")
         self.retries = retries
+        #: where each datagram goes when the socket is not connected (to a multicast group, or
+        #: a broadcast address): None when it is connected to one peer
+        self._to: tuple[str, int] | None = (endpoint.host, endpoint.port) if sends_to_many(endpoint) else None
         super().__init__(
             connect_socket(endpoint, timeout), endpoint, codec if codec is not None else Raw(), timeout
         )
@@ -278,9 +281,15 @@ class DatagramClient(_ClientBase):
         data = self.codec.encode(message)
         self._check_open()
         try:
-            self.sock.send(data)
+            self._send_datagram(data)
         except OSError as exc:
             raise self._io_error(exc) from exc
+
+    def _send_datagram(self, data: bytes) -> None:
+        if self._to is None:
+            self.sock.send(data)
+        else:
+            self.sock.sendto(data, self._to)
 
     def recv(self) -> Any:
         """The message in the next datagram received.
@@ -304,7 +313,7 @@ class DatagramClient(_ClientBase):
         self._discard_stale()
         for attempt in range(self.retries + 1):
             try:
-                self.sock.send(data)
+                self._send_datagram(data)
             except OSError as exc:
                 raise self._io_error(exc) from exc
             try:

@@ -33,6 +33,7 @@ only when nothing listens on it; a path that is not a socket is never removed.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import stat
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .errors import BindError, translate_oserror
+from .errors import BindError, ConnectError, translate_oserror
 from .eyeballs import DEFAULT_DELAY, connect_first
 from .sockopts import (
     LISTENER_ONLY,
@@ -50,6 +51,7 @@ from .sockopts import (
     apply_after_bind,
     apply_before_bind,
     apply_to_client,
+    join_group,
     parse_option,
 )
 
@@ -67,7 +69,9 @@ __all__ = [
     "describe_socket",
     "format_url",
     "is_address",
+    "is_group",
     "parse",
+    "sends_to_many",
 ]
 
 DEFAULT_BACKLOG = 1024
@@ -505,9 +509,10 @@ def _bind_inet(endpoint: Endpoint) -> socket.socket:
         family = socket.AF_INET6 if socket.has_dualstack_ipv6() else socket.AF_INET
         address = ("::" if family == socket.AF_INET6 else "0.0.0.0", endpoint.port)
     options = endpoint.options
+    group = is_group(endpoint)
     sock = socket.socket(family, endpoint.type)
     try:
-        if endpoint.is_stream:
+        if endpoint.is_stream or group:  # (a group's port is shared by its members here)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
             v6only = options.get("v6only", bool(host))  # "*" is dual-stack unless told otherwise
@@ -516,12 +521,29 @@ def _bind_inet(endpoint: Endpoint) -> socket.socket:
         # Linux passes these options on to accepted connections: no call per accept.
         apply_before_bind(sock, options, endpoint.is_stream)
         sock.bind(address)
+        if group:
+            join_group(sock, address[0], options)
         if endpoint.is_stream:
             sock.listen(endpoint.backlog)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def is_group(endpoint: Endpoint) -> bool:
+    """Whether ``endpoint`` is an IPv4 multicast group (``udp://239.1.2.3:5000``)."""
+    try:
+        return endpoint.scheme == "udp" and ipaddress.IPv4Address(endpoint.host).is_multicast
+    except ValueError:
+        return False
+
+
+def sends_to_many(endpoint: Endpoint) -> bool:
+    """Whether a datagram client of ``endpoint`` sends to many (a multicast group, or a
+    broadcast address with ``?broadcast=1``): its socket is not connected, so replies are
+    taken from whoever answers."""
+    return is_group(endpoint) or (endpoint.scheme == "udp" and bool(endpoint.options.get("broadcast")))
 
 
 def _resolve(host: str, port: int, kind: socket.SocketKind) -> tuple[socket.AddressFamily, tuple[str, int]]:
@@ -660,10 +682,17 @@ def connect_socket(
             apply_to_client(sock, options)
             if source_address is not None:
                 sock.bind(source_address)
-            sock.connect(sockaddr)
+            if not sends_to_many(endpoint):  # (to many: replies come from whoever answers)
+                sock.connect(sockaddr)
         except BaseException:
             sock.close()
             raise
         return sock
+    except PermissionError as exc:
+        if endpoint.scheme == "udp" and not options.get("broadcast"):  # (the kernel's EACCES)
+            raise ConnectError(
+                f"cannot send to {endpoint.url}: a broadcast address needs ?broadcast=1 on the URL"
+            ) from exc
+        raise translate_oserror(exc, endpoint.url, "connect") from exc
     except OSError as exc:
         raise translate_oserror(exc, endpoint.url, "connect") from exc

@@ -13,12 +13,19 @@ that network interface, e.g. ``eth0``; needs CAP_NET_RAW), ``v6only`` (0/1,
 for ``*`` and ``[::]``). TCP: ``keepalive`` (0/1) with ``keepalive_idle``,
 ``keepalive_interval`` (seconds) and ``keepalive_count``, ``nodelay`` (default
 1). Unix paths: ``mode`` (octal, default 0600: only the owner may connect) and
-``owner`` (``user`` or ``user:group``).
+``owner`` (``user`` or ``user:group``). UDP to many: ``broadcast`` (0/1,
+SO_BROADCAST: a client may send to a broadcast address), and for an IPv4
+multicast group (``udp://239.1.2.3:5000``) ``multicast_interface`` (the local
+address whose interface joins and sends, default any), ``ttl`` (hops a sent
+datagram may take, default 1: this network only) and ``loop`` (0/1: whether
+this host's own members get what it sends, default 1). A listener on a group
+address joins the group (and shares the port: SO_REUSEADDR).
 """
 
 from __future__ import annotations
 
 import grp
+import ipaddress
 import os
 import pwd
 import socket
@@ -31,13 +38,14 @@ __all__ = [
     "apply_after_bind",
     "apply_before_bind",
     "apply_to_client",
+    "join_group",
     "parse_option",
 ]
 
 DEFAULT_UNIX_MODE = 0o600
 
-_FLAGS = ("keepalive", "nodelay", "reuseport", "v6only")
-_COUNTS = ("rcvbuf", "sndbuf", "keepalive_idle", "keepalive_interval", "keepalive_count")
+_FLAGS = ("keepalive", "nodelay", "reuseport", "v6only", "broadcast", "loop")
+_COUNTS = ("rcvbuf", "sndbuf", "keepalive_idle", "keepalive_interval", "keepalive_count", "ttl")
 _INET_ONLY = (
     *_FLAGS,
     "rcvbuf",
@@ -46,11 +54,13 @@ _INET_ONLY = (
     "keepalive_interval",
     "keepalive_count",
     "interface",
+    "multicast_interface",
 )
 _TCP_ONLY = ("keepalive", "nodelay", "keepalive_idle", "keepalive_interval", "keepalive_count")
+_UDP_ONLY = ("broadcast", "multicast_interface", "ttl", "loop")
 _UNIX_ONLY = ("mode", "owner")
 #: Every socket option an endpoint URL may carry.
-OPTIONS = (*_FLAGS, *_COUNTS, "interface", "mode", "owner")
+OPTIONS = (*_FLAGS, *_COUNTS, "interface", "mode", "owner", "multicast_interface")
 #: The options that mean something only where a socket listens (a client refuses them).
 LISTENER_ONLY = ("reuseport", "v6only", "mode", "owner")
 
@@ -60,10 +70,22 @@ def parse_option(url: str, key: str, value: str, scheme: str) -> tuple[str, Any]
     unix = scheme in ("unix", "unixgram")
     if key in _UNIX_ONLY and not unix:
         raise ValueError(f"?{key}= is for unix:// endpoints, not {url!r}")
+    if key in _UDP_ONLY and scheme != "udp":
+        raise ValueError(f"?{key}= is for udp:// endpoints, not {url!r}")
     if key in _INET_ONLY and unix:
         raise ValueError(f"?{key}= is for tcp://, tls:// and udp:// endpoints, not {url!r}")
     if key in _TCP_ONLY and scheme == "udp":
         raise ValueError(f"?{key}= is for TCP (tcp://, tls://), not {url!r}")
+    if key == "ttl" and not (value.isdigit() and 1 <= int(value) <= 255):
+        raise ValueError(f"ttl must be a number of hops from 1 to 255 in {url!r}, not {value!r}")
+    if key == "multicast_interface":
+        try:
+            return key, str(ipaddress.IPv4Address(value))
+        except ValueError:
+            raise ValueError(
+                f"multicast_interface must be a local IPv4 address such as 192.168.1.10 in {url!r}, "
+                f"not {value!r}"
+            ) from None
     if key in _FLAGS:
         if value not in ("0", "1"):
             raise ValueError(f"{key} must be 0 or 1 in {url!r}, not {value!r}")
@@ -103,6 +125,16 @@ def apply_before_bind(sock: socket.socket, options: dict[str, Any], stream: bool
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, options["rcvbuf"])
     if "sndbuf" in options:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, options["sndbuf"])
+    if options.get("broadcast"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    if sock.family == socket.AF_INET and not stream:  # (what a sent multicast datagram does)
+        if "multicast_interface" in options:
+            interface = socket.inet_aton(options["multicast_interface"])
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, interface)
+        if "ttl" in options:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, options["ttl"])
+        if "loop" in options:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1 if options["loop"] else 0)
     if stream and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0 if options.get("nodelay") is False else 1)
         if options.get("keepalive"):
@@ -121,6 +153,13 @@ def apply_to_client(sock: socket.socket, options: dict[str, Any]) -> None:
     listener has (:data:`LISTENER_ONLY`, refused when the URL is connected to); TCP_NODELAY
     is on unless ``nodelay=0``, as request/reply traffic wants."""
     apply_before_bind(sock, options, sock.type == socket.SOCK_STREAM)
+
+
+def join_group(sock: socket.socket, group: str, options: dict[str, Any]) -> None:
+    """A datagram listener bound to an IPv4 multicast ``group`` joins it, on the interface of
+    ``multicast_interface`` (default: the one the kernel picks)."""
+    interface = socket.inet_aton(options.get("multicast_interface", "0.0.0.0"))
+    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton(group) + interface)
 
 
 def apply_after_bind(path: str, options: dict[str, Any]) -> None:
