@@ -563,3 +563,32 @@ def test_udp_chargen_and_discard_with_socat() -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=WAIT)
     assert "1 message(s) in, 0 out" in err
+
+
+def test_connect_logs_the_session_raw_or_as_hex(tmp_path: Path) -> None:
+    """ncat's -o (the bytes as they passed) and -x (hex; here each chunk says its direction)."""
+    with cli_server("echo", "--codec", "lines", "-l", "tcp://127.0.0.1:0") as (_, urls):
+        raw, hexed = tmp_path / "session.bin", tmp_path / "session.hex"
+        said = run([*SK, "connect", urls[0], "-o", str(raw)], "ping\n")
+        assert said.returncode == 0 and said.stdout == b"ping\n", said
+        assert raw.read_bytes() == b"ping\nping\n"  # sent, then received
+        said = run([*SK, "connect", urls[0], "-x", str(hexed)], "hello, hex dump!\n")
+        assert said.returncode == 0, said
+    lines = hexed.read_text().splitlines()
+    assert lines[0].startswith("> ") and lines[0].endswith(" sent 17 byte(s), from 0 to 16")
+    assert lines[1] == "[0000]   68 65 6C 6C 6F 2C 20 68   65 78 20 64 75 6D 70 21   hello, hex dump!"
+    assert lines[2] == "[0010]   0A" + " " * 47 + "   ."
+    assert lines[3].startswith("< ") and lines[3].endswith(" received 17 byte(s), from 0 to 16")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["connect", "127.0.0.1:9", "-o", "a", "-x", "b"],
+        ["listen", "127.0.0.1:0", "--broker", "-o", "a"],
+    ],
+)
+def test_session_log_options_that_cannot_apply_are_usage_errors(args: list[str], tmp_path: Path) -> None:
+    result = subprocess.run([*SK, *args], capture_output=True, timeout=WAIT, check=False, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr

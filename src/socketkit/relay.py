@@ -19,6 +19,7 @@ import socket
 from typing import Any
 
 from .errors import Timeout, translate_oserror
+from .sessionlog import SessionLog
 from .tls import TlsStream
 
 __all__ = ["relay_datagrams", "relay_stream"]
@@ -53,8 +54,10 @@ def relay_stream(
     send_only: bool = False,
     recv_only: bool = False,
     idle_timeout: float | None = None,
+    log: SessionLog | None = None,
 ) -> None:
-    """Relay until the peer closes (or, with ``send_only``, until stdin ends).
+    """Relay until the peer closes (or, with ``send_only``, until stdin ends); ``log`` is
+    told what went each way.
 
     Raises:
         Timeout: nothing moved for ``idle_timeout`` seconds.
@@ -75,27 +78,37 @@ def relay_stream(
                 if fd == stdin:
                     data = os.read(stdin, _CHUNK)
                     if data:
-                        sock.sendall(_to_crlf(data) if crlf else data)
+                        data = _to_crlf(data) if crlf else data
+                        sock.sendall(data)
+                        if log is not None:
+                            log.sent(data)
                         continue
                     poller.unregister(stdin)
                     reading_stdin = False
                     _end_sending(sock)
                     while isinstance(sock, TlsStream) and sock.pending():  # read ahead of the close
-                        _write_all(stdout, sock.recv(_CHUNK))
+                        _deliver(stdout, sock.recv(_CHUNK), log)
                 else:
                     data = sock.recv(_CHUNK)
                     if not data:
                         return
-                    _write_all(stdout, data)
+                    _deliver(stdout, data, log)
                     while isinstance(sock, TlsStream) and sock.pending():  # decrypted, so never polled
                         data = sock.recv(_CHUNK)
                         if not data:
                             return
-                        _write_all(stdout, data)
+                        _deliver(stdout, data, log)
     except _OutputClosed:
         return
     except OSError as exc:
         raise translate_oserror(exc, name) from exc
+
+
+def _deliver(stdout: int, data: bytes, log: SessionLog | None) -> None:
+    """What arrived from the peer, to stdout (and the log)."""
+    if log is not None:
+        log.received(data)
+    _write_all(stdout, data)
 
 
 def _end_sending(sock: socket.socket | TlsStream) -> None:
@@ -117,6 +130,7 @@ def relay_datagrams(
     send_only: bool = False,
     recv_only: bool = False,
     linger: float = 2.0,
+    log: SessionLog | None = None,
 ) -> None:
     """Relay datagrams. ``peer`` None: send to the socket's connected peer, or, for a
     listening socket, to whoever sent the last datagram.
@@ -152,13 +166,17 @@ def relay_datagrams(
                         sock.send(data)
                     elif peer is not None:
                         sock.sendto(data, peer)
+                    else:
+                        continue  # a listener that has heard no one yet: nowhere to send it
+                    if log is not None:
+                        log.sent(data)
                     sent += 1
                 else:
                     data, sender = sock.recvfrom(_CHUNK)
                     received += 1
                     if not connected:
                         peer = sender
-                    _write_all(stdout, data)
+                    _deliver(stdout, data, log)
     except _OutputClosed:
         return
     except OSError as exc:

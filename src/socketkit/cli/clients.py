@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..probe import probe as probe_ports
 from ..relay import relay_datagrams, relay_stream
 from ..server import Server
 from ..services.broker import Broker
+from ..sessionlog import SessionLog
 from ..tls import client_context
 from .common import Command, Failure, configure_logging, runtime_errors, target_url, tls_options, usage_errors
 
@@ -57,6 +59,37 @@ _SEND_ONLY = click.option("--send-only", is_flag=True, help="Only send stdin; ig
 _RECV_ONLY = click.option("--recv-only", is_flag=True, help="Only print what comes; do not read stdin.")
 
 
+def _session_log_options(command: Command) -> Command:
+    """-o/--output FILE and -x/--hexdump FILE, as ncat's."""
+    command = click.option(
+        "-x",
+        "--hexdump",
+        type=click.Path(dir_okay=False, writable=True),
+        metavar="FILE",
+        help="Write the session to FILE as hex, each chunk headed by its direction (> sent, < received).",
+    )(command)
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, writable=True),
+        metavar="FILE",
+        help="Write the session's bytes to FILE as they pass, both directions (as ncat -o).",
+    )(command)
+
+
+@contextlib.contextmanager
+def _session_log(output: str | None, hexdump: str | None) -> Iterator[SessionLog | None]:
+    """The log the options ask for (None: none), its file closed at the end."""
+    if output and hexdump:
+        raise click.UsageError("-o/--output and -x/--hexdump exclude each other: pick one")
+    path = output or hexdump
+    if path is None:
+        yield None
+        return
+    with open(path, "wb") as file:
+        yield SessionLog(file, hex_dump=hexdump is not None)
+
+
 def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: bool) -> ssl.SSLContext | None:
     """The client TLS context the options ask for, or None for plaintext."""
     if not (use_tls or endpoint.is_tls):
@@ -77,6 +110,7 @@ def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: boo
 @_SEND_ONLY
 @_RECV_ONLY
 @_WAIT
+@_session_log_options
 @tls_options
 def connect(
     url: str,
@@ -85,6 +119,8 @@ def connect(
     send_only: bool,
     recv_only: bool,
     timeout: float | None,
+    output: str | None,
+    hexdump: str | None,
     use_tls: bool,
     tls_ca: str | None,
     insecure: bool,
@@ -96,7 +132,7 @@ def connect(
         if send_only and recv_only:
             raise ValueError("--send-only and --recv-only exclude each other")
         context = _client_tls(endpoint, use_tls, tls_ca, insecure)
-    with runtime_errors():
+    with runtime_errors(), _session_log(output, hexdump) as log:
         sock = connect_socket(endpoint, timeout)
         with sock:
             if endpoint.is_stream:
@@ -108,6 +144,7 @@ def connect(
                     send_only=send_only,
                     recv_only=recv_only,
                     idle_timeout=timeout,
+                    log=log,
                 )
             else:
                 relay_datagrams(
@@ -117,6 +154,7 @@ def connect(
                     send_only=send_only,
                     recv_only=recv_only,
                     linger=timeout or 2.0,
+                    log=log,
                 )
 
 
@@ -136,6 +174,7 @@ def connect(
 @_SEND_ONLY
 @_RECV_ONLY
 @_LISTEN_WAIT
+@_session_log_options
 def listen(
     url: str,
     keep_open: bool,
@@ -146,6 +185,8 @@ def listen(
     send_only: bool,
     recv_only: bool,
     timeout: float | None,
+    output: str | None,
+    hexdump: str | None,
 ) -> None:
     """Like nc -l: accept a connection and relay it to stdin and stdout."""
     with usage_errors():
@@ -155,6 +196,8 @@ def listen(
             raise ValueError("--exec needs a command")
         if broker and (command or not endpoint.is_stream):
             raise ValueError("--broker relays lines between stream clients; it takes no --exec or -u")
+        if (output or hexdump) and (broker or command):
+            raise ValueError("-o and -x log what the relay moves: they take no --broker or --exec")
     if broker:
         configure_logging("info", "text")
         with runtime_errors():
@@ -162,7 +205,7 @@ def listen(
         return
     with runtime_errors():
         listener = bind(endpoint)
-    with runtime_errors(), listener.sock:
+    with runtime_errors(), listener.sock, _session_log(output, hexdump) as log:
         click.echo(f"socketkit: listening on {listener.url}", err=True)
         if not endpoint.is_stream:
             relay_datagrams(
@@ -172,6 +215,7 @@ def listen(
                 send_only=send_only,
                 recv_only=recv_only,
                 linger=timeout or 2.0,
+                log=log,
             )
             return
         children: list[subprocess.Popen[bytes]] = []
@@ -184,7 +228,13 @@ def listen(
                     children.append(subprocess.Popen(argv, stdin=conn.fileno(), stdout=conn.fileno()))
                 else:
                     relay_stream(
-                        conn, name, crlf=crlf, send_only=send_only, recv_only=recv_only, idle_timeout=timeout
+                        conn,
+                        name,
+                        crlf=crlf,
+                        send_only=send_only,
+                        recv_only=recv_only,
+                        idle_timeout=timeout,
+                        log=log,
                     )
             children = [child for child in children if child.poll() is None]
             if not keep_open:
