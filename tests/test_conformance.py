@@ -1553,3 +1553,18 @@ def test_set_limits_refuses_what_limits_refuse_and_datagrams() -> None:
         with sk.DatagramClient(server.url, codec=sk.Lines(), timeout=WAIT) as client:
             assert client.request(b"x") == b"x"
     assert said and all("a datagram has no connection to time out" in s for s in said), said
+
+
+@pytest.mark.parametrize("codec", [sk.Lines(), sk.Json()], ids=["lines", "json"])
+def test_a_client_still_sending_an_oversize_message_hears_why_it_was_refused(
+    engine: str, codec: sk.codecs.Codec
+) -> None:
+    """The server answers the oversize message with its error reply and closes, lingering; the
+    client, cut off mid-send, reports that reply's reason instead of a bare broken pipe."""
+    big: Any = b"x" * (32 << 20) if isinstance(codec, sk.Lines) else {"blob": "x" * (32 << 20)}
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=codec, engine=engine).start() as server:
+        with sk.connect(server.url, codec=codec, timeout=WAIT) as client:
+            with pytest.raises(
+                sk.BrokenError, match=r"refused the message and closed: line longer than 65536"
+            ):
+                client.send(big)  # (32 MiB: more than the kernel's buffers and the linger take)

@@ -24,7 +24,7 @@ from typing import Any
 
 from .codecs import Codec, Raw
 from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse, sends_to_many
-from .errors import ClosedError, ConnectError, Timeout, translate_oserror
+from .errors import BrokenError, ClosedError, ConnectError, ProtocolError, Timeout, translate_oserror
 from .eyeballs import DEFAULT_DELAY
 from .tls import TlsStream, client_context
 
@@ -117,7 +117,29 @@ class Client(_ClientBase):
         try:
             self.sock.sendall(data)
         except OSError as exc:
+            reason = self._refusal() if isinstance(exc, (BrokenPipeError, ConnectionResetError)) else None
+            if reason is not None:
+                raise BrokenError(f"{self.url} refused the message and closed: {reason}") from exc
             raise self._io_error(exc) from exc
+
+    def _refusal(self) -> str | None:
+        """The server closed while we were still sending: what it said last, if that was the
+        codec's error reply (a server that refuses a message answers, then closes). What was
+        read stays for recv()."""
+        if not isinstance(self.sock, socket.socket):  # (over TLS the alert says it)
+            return None
+        received = b""
+        try:
+            while len(received) < _RECV_SIZE and (data := self.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)):
+                received += data
+        except OSError:
+            pass  # the reset ends what can be read
+        try:
+            self._pending.extend(self._decoder.feed(received))
+        except ProtocolError:
+            return None
+        reasons = [reason for message in self._pending if (reason := self.codec.refusal(message)) is not None]
+        return reasons[-1] if reasons else None
 
     def recv(self) -> Any:
         """The next message from the server.

@@ -116,6 +116,11 @@ class Codec(ABC):
         None if the format has no standard way to say it. It never carries the exception."""
         return None
 
+    def refusal(self, message: Any) -> str | None:
+        """The reason ``message`` gives, if it is this format's error reply (what a client
+        reports when the server refused it and closed); None for any other message."""
+        return None
+
     def _limit(self, max_length: int | None) -> int:
         if max_length is None:
             return self.max_length

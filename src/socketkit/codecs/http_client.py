@@ -187,6 +187,11 @@ class HttpClient(Codec):
             raise TypeError(f"HttpClient sends Request or bytes, not {type(message).__name__}")
         return render_request(message)
 
+    def refusal(self, message: Any) -> str | None:
+        if isinstance(message, HttpResponse) and message.status >= 400:
+            return f"{message.status} {message.body.decode(errors='replace').strip()}"
+        return None
+
     def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
         raise RemoteProtocolError("HTTP is not carried by datagrams")
 

@@ -114,6 +114,11 @@ class Lines(Codec):
         """``error: <what was wrong>`` as one line, so a line peer reads why it is cut off."""
         return f"error: {error}".encode().replace(self.delimiter, b" ") + self.delimiter
 
+    def refusal(self, message: Any) -> str | None:
+        if isinstance(message, bytes) and message.startswith(b"error: "):
+            return message[7:].decode(errors="replace")
+        return None
+
     def failure_reply(self) -> bytes:
         """``error: internal error`` as one line: the handler failed (what it raised stays in
         the server's log)."""

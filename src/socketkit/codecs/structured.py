@@ -157,6 +157,11 @@ class StructuredCodec(Codec):
         except Exception:
             return None
 
+    def refusal(self, message: Any) -> str | None:
+        if isinstance(message, dict) and len(message) == 1 and "error" in message:
+            return str(message["error"])
+        return None
+
     def failure_reply(self) -> bytes | None:
         """``{"error": "internal error"}`` in this codec's format: the handler failed (what it
         raised stays in the server's log)."""
