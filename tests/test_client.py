@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 
@@ -175,3 +176,24 @@ def test_json_client_and_server() -> None:
     with sk.Server("tcp://127.0.0.1:0", add, codec=sk.Json()).start() as server:
         with sk.connect(server.url, codec=sk.Json(), timeout=5) as client:
             assert client.request({"a": 2, "b": 3}) == {"sum": 5}
+
+
+def test_a_send_that_breaks_with_nothing_said_is_a_plain_broken_error() -> None:
+    """Cut off by a peer that said nothing: the broken pipe as it is (no reason invented, and
+    the client's decoder is not told the stream ended)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    with (
+        listener,
+        sk.connect(f"tcp://127.0.0.1:{listener.getsockname()[1]}", codec=sk.Lines(), timeout=10) as client,
+    ):
+        accepted, _ = listener.accept()
+        accepted.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )  # close with a reset
+        accepted.close()
+        with pytest.raises(sk.BrokenError) as raised:
+            for _ in range(100):  # the first send may still be taken before the reset arrives
+                client.send(b"x" * 65536)
+        assert "refused" not in str(raised.value)

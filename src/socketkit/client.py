@@ -134,6 +134,8 @@ class Client(_ClientBase):
                 received += data
         except OSError:
             pass  # the reset ends what can be read
+        if not received:
+            return None  # (and b"" is not fed: to a decoder it means the end of the stream)
         try:
             self._pending.extend(self._decoder.feed(received))
         except ProtocolError:
