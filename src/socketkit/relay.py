@@ -71,6 +71,8 @@ def relay_stream(
         while True:
             if not reading_stdin and send_only:
                 return
+            if isinstance(sock, TlsStream) and _drain(sock, stdout, log):
+                return  # what TLS already held ended with the peer's close_notify
             events = poller.poll(None if idle_timeout is None else idle_timeout * 1000)
             if not events:
                 raise Timeout(f"nothing from {name} or stdin for {idle_timeout:g}s")
@@ -86,22 +88,32 @@ def relay_stream(
                     poller.unregister(stdin)
                     reading_stdin = False
                     _end_sending(sock)
-                    while isinstance(sock, TlsStream) and sock.pending():  # read ahead of the close
-                        _deliver(stdout, sock.recv(_CHUNK), log)
+                elif isinstance(sock, TlsStream):
+                    received = sock.read_available(_CHUNK)  # (the poll said one read will not block)
+                    if received == b"":
+                        return
+                    if received is not None:  # (None: only TLS's own records, session tickets)
+                        _deliver(stdout, received, log)
                 else:
                     data = sock.recv(_CHUNK)
                     if not data:
                         return
                     _deliver(stdout, data, log)
-                    while isinstance(sock, TlsStream) and sock.pending():  # decrypted, so never polled
-                        data = sock.recv(_CHUNK)
-                        if not data:
-                            return
-                        _deliver(stdout, data, log)
     except _OutputClosed:
         return
     except OSError as exc:
         raise translate_oserror(exc, name) from exc
+
+
+def _drain(sock: TlsStream, stdout: int, log: SessionLog | None) -> bool:
+    """Deliver the plaintext TLS holds already (it would never make the socket poll readable:
+    records that came with the handshake's last message, or with the one before); True if
+    the peer's close_notify was among it."""
+    while (data := sock.take_buffered(_CHUNK)) is not None:
+        if not data:
+            return True
+        _deliver(stdout, data, log)
+    return False
 
 
 def _deliver(stdout: int, data: bytes, log: SessionLog | None) -> None:

@@ -11,6 +11,7 @@ less.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 from typing import Any
@@ -34,8 +35,9 @@ def server_context(
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(certfile, keyfile)
-    except FileNotFoundError as exc:
-        raise ValueError(f"TLS certificate or key not found: {exc.filename}") from None
+    except FileNotFoundError as exc:  # (load_cert_chain does not say which file it missed)
+        missing = exc.filename or (certfile if not os.path.exists(certfile) else keyfile)
+        raise ValueError(f"TLS certificate or key not found: {missing}") from None
     except ssl.SSLError as exc:
         raise ValueError(
             f"cannot use {certfile} (key {keyfile or 'in the same file'}): {exc.reason or exc}"
@@ -74,7 +76,8 @@ def _load_ca(context: ssl.SSLContext, ca: str) -> None:
 
 
 class TlsStream:
-    """The client side of TLS over a connected blocking socket, with a half-close.
+    """TLS over a connected blocking socket, with a half-close: the client side, or with
+    ``server_side`` the server's (``socketkit listen`` over tls://).
 
     Why not ``ssl.SSLSocket``: its ``unwrap()`` sends close_notify and then insists on
     reading the peer's, failing (and losing it) when an answer comes first, which is
@@ -92,11 +95,23 @@ class TlsStream:
         {"recv_into", "recvfrom", "recvfrom_into", "recvmsg", "sendto", "sendmsg", "makefile", "sendfile"}
     )
 
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        server_hostname: str | None,
+        *,
+        server_side: bool = False,
+    ) -> None:
         self.sock = sock
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
+        self._tls = context.wrap_bio(
+            self._incoming,
+            self._outgoing,
+            server_side=server_side,
+            server_hostname=None if server_side else server_hostname,
+        )
         self._early = bytearray()  # plaintext read ahead of a half-close (see end_sending)
         while True:
             try:
@@ -106,7 +121,8 @@ class TlsStream:
                 self._flush()
                 if not self._fill():
                     raise ssl.SSLEOFError(
-                        "the server closed the connection during the TLS handshake"
+                        f"the {'client' if server_side else 'server'} closed the connection "
+                        "during the TLS handshake"
                     ) from None
         self._flush()
 
@@ -122,7 +138,9 @@ class TlsStream:
         return self._tls.getpeercert()
 
     def pending(self) -> int:
-        """Bytes received and not yet returned: read them without waiting for the socket."""
+        """Bytes received and not yet returned: read them without waiting for the socket.
+        (Records OpenSSL holds whole, a close_notify among them, are not counted: a caller that
+        polls the socket drains :meth:`take_buffered` instead.)"""
         return len(self._early) + self._tls.pending() + self._incoming.pending
 
     def send(self, data: bytes) -> int:
@@ -134,19 +152,40 @@ class TlsStream:
         self._flush()
 
     def recv(self, size: int) -> bytes:
-        """Plaintext; b"" once the server ended the session (close_notify) or closed."""
+        """Plaintext; b"" once the peer ended the session (close_notify) or closed."""
+        while True:
+            data = self.take_buffered(size)
+            if data is not None:
+                return data
+            if not self._fill():
+                return b""
+
+    def take_buffered(self, size: int) -> bytes | None:
+        """Plaintext already received (b"" if the peer's close_notify is what came), without
+        reading the socket; None when nothing is. What OpenSSL took from the socket and has
+        not returned yet is here, though the socket polls empty: a caller that polls drains
+        this first."""
         if self._early:
             data = bytes(self._early[:size])
             del self._early[:size]
             return data
-        while True:
-            try:
-                return self._tls.read(size)
-            except ssl.SSLWantReadError:
-                if not self._fill():
-                    return b""
-            except ssl.SSLZeroReturnError:
-                return b""
+        try:
+            return self._tls.read(size)
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLZeroReturnError:
+            return b""
+
+    def read_available(self, size: int) -> bytes | None:
+        """For a caller that polled the socket readable: what is buffered, or else one read
+        of the socket's worth (b"" at the peer's end; None when only TLS's own records came,
+        such as a TLS 1.3 server's session tickets). Never blocks for more."""
+        data = self.take_buffered(size)
+        if data is not None:
+            return data
+        if not self._fill():
+            return b""
+        return self.take_buffered(size)
 
     def shutdown(self, how: int) -> None:
         """``SHUT_WR``: close_notify, and the answer can still be read; otherwise as the socket."""
