@@ -435,9 +435,9 @@ def test_connect_recv_only_reads_until_the_server_closes() -> None:
 
 
 @contextmanager
-def cli_listener(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def cli_listener(*args: str, url: str = "tcp://127.0.0.1:0") -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     proc = subprocess.Popen(
-        [*SK, "listen", "tcp://127.0.0.1:0", *args],
+        [*SK, "listen", url, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -592,3 +592,54 @@ def test_session_log_options_that_cannot_apply_are_usage_errors(args: list[str],
     result = subprocess.run([*SK, *args], capture_output=True, timeout=WAIT, check=False, cwd=tmp_path)
     assert result.returncode == 2, result
     assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr
+
+
+def test_listen_over_tls_relays_a_verified_client(test_pki: tuple[str, str]) -> None:
+    """As ``ncat --ssl -l``: the listener presents its certificate; socketkit's client, which
+    verifies it against the CA, and then ncat --ssl, talk to it."""
+    ca, cert = test_pki
+    with cli_listener("--tls-cert", cert, url="tls://127.0.0.1:0") as (proc, url):
+        assert url.startswith("tls://") and proc.stdin is not None and proc.stdout is not None
+        said = run([*SK, "connect", "--tls-ca", ca, url], "over tls\n")
+        assert said.returncode == 0, said
+        assert proc.stdout.readline() == b"over tls\n"
+        assert proc.wait(WAIT) == 0
+    ncat = tool("ncat")
+    with cli_listener("--tls-cert", cert, url="tls://127.0.0.1:0") as (proc, url):
+        assert proc.stdout is not None
+        port = url.rsplit(":", 1)[1]
+        # (by name: ncat checks the certificate's DNS names, not its IP addresses)
+        said = run([ncat, "--ssl", "--ssl-trustfile", ca, "--ssl-verify", "localhost", port], "from ncat\n")
+        assert said.returncode == 0, said
+        assert proc.stdout.readline() == b"from ncat\n"
+
+
+def test_listen_over_tls_names_a_failed_handshake(test_pki: tuple[str, str]) -> None:
+    _, cert = test_pki
+    with cli_listener("--tls-cert", cert, url="tls://127.0.0.1:0") as (proc, url):
+        refused = run([*SK, "connect", url], "hi\n")  # verifies against the system's CAs: fails
+        assert refused.returncode == 1, refused
+        proc.wait(WAIT)
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+    assert proc.returncode == 1
+    assert "TLS handshake with tls://127.0.0.1:" in err and "failed" in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["tls://127.0.0.1:0"], "needs a certificate: add --tls-cert FILE"),
+        (["tcp://127.0.0.1:0", "--tls-key", "k.pem"], "--tls-key needs --tls-cert"),
+        (["tcp://127.0.0.1:0", "--tls-cert", "missing.pem"], "not found: missing.pem"),
+        (["-u", "127.0.0.1:0", "--tls-cert", "c.pem"], "TLS over datagrams is not available"),
+        (["127.0.0.1:0", "--tls-cert", "c.pem", "--exec", "cat"], "cannot speak TLS"),
+    ],
+)
+def test_listen_tls_mistakes_are_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*SK, "listen", *args], capture_output=True, timeout=WAIT, check=False, cwd=tmp_path
+    )
+    assert result.returncode == 2, result
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], lines

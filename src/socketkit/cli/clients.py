@@ -29,7 +29,7 @@ from ..relay import relay_datagrams, relay_stream
 from ..server import Server
 from ..services.broker import Broker
 from ..sessionlog import SessionLog
-from ..tls import client_context
+from ..tls import TlsStream, client_context, server_context
 from .common import Command, Failure, configure_logging, runtime_errors, target_url, tls_options, usage_errors
 
 
@@ -88,6 +88,23 @@ def _session_log(output: str | None, hexdump: str | None) -> Iterator[SessionLog
         return
     with open(path, "wb") as file:
         yield SessionLog(file, hex_dump=hexdump is not None)
+
+
+def _listener_tls(
+    endpoint: Endpoint, cert: str | None, key: str | None, command: str | None
+) -> ssl.SSLContext | None:
+    """The server TLS context ``listen`` presents (tls:// or --tls-cert), or None."""
+    if cert is None:
+        if key:
+            raise ValueError("--tls-key needs --tls-cert")
+        if endpoint.is_tls:
+            raise ValueError(f"listening on {endpoint.url} needs a certificate: add --tls-cert FILE")
+        return None
+    if not endpoint.is_stream:
+        raise ValueError("TLS over datagrams is not available (the standard library has no DTLS)")
+    if command:
+        raise ValueError("--exec gives the command the raw socket, which cannot speak TLS")
+    return server_context(cert, key)
 
 
 def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: bool) -> ssl.SSLContext | None:
@@ -175,6 +192,12 @@ def connect(
 @_RECV_ONLY
 @_LISTEN_WAIT
 @_session_log_options
+@click.option(
+    "--tls-cert",
+    metavar="FILE",
+    help="Speak TLS, presenting this certificate (PEM, chain first), as ncat --ssl -l.",
+)
+@click.option("--tls-key", metavar="FILE", help="Its private key, if not in the certificate file.")
 def listen(
     url: str,
     keep_open: bool,
@@ -187,6 +210,8 @@ def listen(
     timeout: float | None,
     output: str | None,
     hexdump: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
     """Like nc -l: accept a connection and relay it to stdin and stdout."""
     with usage_errors():
@@ -198,10 +223,11 @@ def listen(
             raise ValueError("--broker relays lines between stream clients; it takes no --exec or -u")
         if (output or hexdump) and (broker or command):
             raise ValueError("-o and -x log what the relay moves: they take no --broker or --exec")
+        context = _listener_tls(endpoint, tls_cert, tls_key, command)
     if broker:
         configure_logging("info", "text")
         with runtime_errors():
-            Server(endpoint.url, Broker(), codec=Lines()).serve_forever()
+            Server(endpoint.url, Broker(), codec=Lines(), tls=context).serve_forever()
         return
     with runtime_errors():
         listener = bind(endpoint)
@@ -224,11 +250,21 @@ def listen(
             name = format_url(endpoint.scheme, peer) if isinstance(peer, tuple) else listener.url
             click.echo(f"socketkit: connection from {name}", err=True)
             with conn:
+                stream: socket.socket | TlsStream = conn
+                if context is not None:
+                    try:
+                        stream = TlsStream(conn, context, None, server_side=True)
+                    except (ssl.SSLError, OSError) as exc:
+                        reason = getattr(exc, "reason", None) or exc
+                        if not keep_open:
+                            raise Failure(f"TLS handshake with {name} failed: {reason}") from exc
+                        click.echo(f"socketkit: TLS handshake with {name} failed: {reason}", err=True)
+                        continue
                 if argv:
                     children.append(subprocess.Popen(argv, stdin=conn.fileno(), stdout=conn.fileno()))
                 else:
                     relay_stream(
-                        conn,
+                        stream,
                         name,
                         crlf=crlf,
                         send_only=send_only,
