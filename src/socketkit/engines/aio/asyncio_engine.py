@@ -48,7 +48,7 @@ from ...session import CLOSED, CLOSING, OPEN, Session, Transport
 from ..base import BURST, Engine, log
 from ..common import linger
 from ..common.datagrams import RECV_SIZE, WaitingDatagrams
-from ..common.deadlines import Deadlines
+from ..common.deadlines import Deadlines, rearm_soon
 from ..common.stall import StallWatch
 
 __all__ = ["AsyncioEngine"]
@@ -228,12 +228,7 @@ class AsyncioTransport(Transport, asyncio.BufferedProtocol):
         self._engine.call_soon_threadsafe(functools.partial(self.session.queue, data))
 
     def deadline_moved(self) -> None:
-        self._engine.call_soon_threadsafe(self._rearm)  # (from a handler, or any thread)
-
-    def _rearm(self) -> None:
-        session = self.session
-        if session.phase is not CLOSED:
-            self._engine.schedule(session, session.deadline())
+        rearm_soon(self._engine, self.session)
 
     def close_from_elsewhere(self) -> None:
         self._engine.call_soon_threadsafe(self.session.close)

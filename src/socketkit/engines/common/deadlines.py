@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ...errors import Timeout
-from ...session import CLOSED, Phase
+from ...session import CLOSED, Phase, Session
 
-__all__ = ["Deadlines", "Timed"]
+__all__ = ["Deadlines", "Timed", "TimerLoop", "rearm_soon"]
 
 
 class Timed(Protocol):
@@ -73,3 +73,21 @@ class Deadlines:
         if len(heap) > 2 * open_count + 64:
             heap[:] = [(conn.timer_at, conn) for conn in self.live()]
             heapq.heapify(heap)
+
+
+class TimerLoop(Protocol):
+    """An engine that keeps its connections' timers on one loop thread."""
+
+    def call_soon_threadsafe(self, fn: Callable[[], None], /) -> None: ...
+    def schedule(self, conn: Session, when: float, /) -> None: ...
+
+
+def rearm_soon(loop: TimerLoop, session: Session) -> None:
+    """``session``'s own limits changed (``conn.set_limits``, from any thread): its timer is
+    re-armed on the loop's thread, for its deadline now (``Transport.deadline_moved``)."""
+
+    def rearm() -> None:
+        if session.phase is not CLOSED:
+            loop.schedule(session, session.deadline())
+
+    loop.call_soon_threadsafe(rearm)
