@@ -200,8 +200,14 @@ def test_systemd_accept_yes_serves_each_connection_in_a_process_of_its_own() -> 
                 client.shutdown_write()
                 with pytest.raises(sk.ClosedError):  # served, and that process ended the connection
                     client.recv()
+        # The client sees the close before the process that served it says its last line:
+        # read until both have said it, before the stop could cut the second one short.
+        said = ""
+        while said.count("stopped; served 1 connection(s)") < 2 and (line := proc.stderr.readline()):
+            said += line
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=WAIT)
+        _, rest = proc.communicate(timeout=WAIT)
+    err = said + rest
     assert err.count("(one connection, from tcp://127.0.0.1:") == 2, listening + err
     assert err.count("stopped; served 1 connection(s)") == 2, err  # each process ended by itself
