@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -32,6 +32,12 @@ __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect", "start_tls"
 
 DEFAULT_TIMEOUT = 30.0
 _RECV_SIZE = 65536
+
+
+def last_refusal(codec: Codec, messages: Iterable[Any]) -> str | None:
+    """The reason in the last of ``messages`` that is the codec's error reply, if any."""
+    reasons = [reason for message in messages if (reason := codec.refusal(message)) is not None]
+    return reasons[-1] if reasons else None
 
 
 class _ClientBase:
@@ -140,8 +146,7 @@ class Client(_ClientBase):
             self._pending.extend(self._decoder.feed(received))
         except ProtocolError:
             return None
-        reasons = [reason for message in self._pending if (reason := self.codec.refusal(message)) is not None]
-        return reasons[-1] if reasons else None
+        return last_refusal(self.codec, self._pending)
 
     def recv(self) -> Any:
         """The next message from the server.

@@ -8,7 +8,8 @@ family (the first family getaddrinfo gives first, then the other, and so on),
 an attempt starts every ``delay`` seconds (250 ms, as RFC 8305 advises) or at
 once when the one before fails, and the first to connect wins; the others are
 closed. One thread, non-blocking sockets and a selector: no thread per
-attempt.
+attempt. :func:`connect_first_async` is the same race on an asyncio loop (a task
+per attempt), for :mod:`socketkit.aio`.
 
 The caller translates what this raises (the last attempt's error, or
 ``TimeoutError`` at the deadline) once, at the socket boundary.
@@ -16,6 +17,7 @@ The caller translates what this raises (the last attempt's error, or
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import selectors
@@ -24,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["DEFAULT_DELAY", "connect_first", "interleave"]
+__all__ = ["DEFAULT_DELAY", "connect_first", "connect_first_async", "interleave"]
 
 #: seconds before the next address is tried while earlier attempts are still pending
 DEFAULT_DELAY = 0.25
@@ -147,3 +149,60 @@ def _start(
         sock.close()
         raise OSError(code, os.strerror(code))
     return sock
+
+
+async def connect_first_async(
+    infos: Sequence[AddrInfo],
+    delay: float = DEFAULT_DELAY,
+    prepare: Callable[[socket.socket], None] | None = None,
+) -> socket.socket:
+    """:func:`connect_first` on the running loop: a non-blocking socket connected to the
+    first of ``infos`` (interleaved) that connects. The caller bounds it (``wait_for``);
+    cancelled, it closes every socket it opened.
+
+    Raises:
+        OSError: every attempt failed: the last one's error.
+    """
+    if not infos:
+        raise OSError(errno.EHOSTUNREACH, "no address to connect to")
+    loop = asyncio.get_running_loop()
+    waiting = interleave(infos)
+    attempts: set[asyncio.Task[socket.socket]] = set()
+    failure: BaseException | None = None
+
+    async def attempt(info: AddrInfo) -> socket.socket:
+        family, kind, proto, _, address = info
+        sock = socket.socket(family, kind, proto)
+        try:
+            if prepare is not None:
+                prepare(sock)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    try:
+        while waiting or attempts:
+            if waiting:
+                attempts.add(asyncio.ensure_future(attempt(waiting.pop(0))))
+            done, _ = await asyncio.wait(
+                attempts, timeout=delay if waiting else None, return_when=asyncio.FIRST_COMPLETED
+            )
+            attempts -= done
+            connected = [task.result() for task in done if task.exception() is None]
+            if connected:
+                for extra in connected[1:]:  # (two at once: one is kept)
+                    extra.close()
+                return connected[0]  # (finally closes the others)
+            if done:  # a failure starts the next attempt at once
+                failure = next(iter(done)).exception()
+        assert failure is not None
+        raise failure
+    finally:
+        for task in attempts:
+            task.cancel()
+        for result in await asyncio.gather(*attempts, return_exceptions=True):
+            if isinstance(result, socket.socket):  # connected just as another won
+                result.close()

@@ -52,7 +52,9 @@ def _remember_sni(tls: ssl.SSLObject | ssl.SSLSocket, name: str | None, context:
 
 
 class TlsLayer(Layer):
-    """The server side of TLS for one connection. ``TlsLayer(context)``."""
+    """The server side of TLS for one connection. ``TlsLayer(context)``; with
+    ``server_side=False`` the client's (:mod:`socketkit.aio`), which sends its hello once
+    :meth:`opened`."""
 
     __slots__ = (
         "_closing",
@@ -83,6 +85,14 @@ class TlsLayer(Layer):
     @property
     def in_progress(self) -> bool:
         return not self.handshake_done
+
+    def opened(self, peer: object) -> None:
+        """A client's side speaks first: its hello is ready for :meth:`take_output` now."""
+        if not self._tls.server_side:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
 
     @property
     def ended(self) -> bool:
@@ -168,4 +178,7 @@ class TlsLayer(Layer):
 
 
 def _reason(exc: ssl.SSLError) -> str:
-    return (exc.reason or exc.strerror or str(exc)).lower().replace("_", " ")
+    reason = (exc.reason or exc.strerror or str(exc)).lower().replace("_", " ")
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        reason += f": {exc.verify_message}"  # (which check failed: the name, the issuer...)
+    return reason
