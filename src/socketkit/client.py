@@ -24,7 +24,15 @@ from typing import Any
 
 from .codecs import Codec, Raw
 from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse, sends_to_many
-from .errors import BrokenError, ClosedError, ConnectError, ProtocolError, Timeout, translate_oserror
+from .errors import (
+    BrokenError,
+    ClosedError,
+    ConnectError,
+    ProtocolError,
+    RemoteProtocolError,
+    Timeout,
+    translate_oserror,
+)
 from .eyeballs import DEFAULT_DELAY
 from .tls import TlsStream, client_context
 
@@ -183,12 +191,50 @@ class Client(_ClientBase):
             except ClosedError:
                 return
 
+    def start_tls(self, context: ssl.SSLContext | None = None, *, server_hostname: str | None = None) -> None:
+        """Upgrade this plain connection to TLS (STARTTLS), once the server agreed to it.
+
+        ``context`` defaults to one that verifies against the system's CAs; the name
+        checked is ``server_hostname``, or the URL's host.
+
+        Raises:
+            RemoteProtocolError: the server sent more after its go-ahead, before TLS began
+                (bytes that could be injected: refused, and the connection closed).
+            ConnectError: the handshake failed (a certificate that does not verify...).
+        """
+        self._check_open()
+        sock = self.sock
+        if isinstance(sock, TlsStream):
+            raise ValueError(f"{self.url}: TLS is on already")  # noqa: TRY004 - a state, not a type
+        if self._pending or self._decoder.buffered or _has_input(sock):
+            self.close()
+            raise RemoteProtocolError(
+                f"{self.url} sent data after its go-ahead and before TLS began: refused (it could "
+                "have been injected by someone on the path)"
+            )
+        self.sock = start_tls(sock, self.endpoint, context or True, server_hostname)
+        self.sock.settimeout(self._timeout)
+
     def shutdown_write(self) -> None:
         """Half-close: tell the server we are done sending (it still may reply)."""
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
             raise self._io_error(exc) from exc
+
+
+def _has_input(sock: socket.socket) -> bool:
+    """Whether bytes wait unread, without waiting (a socket with a timeout would poll first)."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True  # (a reset: the handshake would fail; refused here, saying why)
+    finally:
+        sock.settimeout(timeout)
 
 
 def connect(

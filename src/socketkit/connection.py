@@ -10,6 +10,7 @@ data); the engines supply the transport.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
@@ -107,6 +108,24 @@ class Connection(Counters):
             TypeError: a datagram's sender (a datagram has no connection to time out).
         """
         raise TypeError("a datagram has no connection to time out: set_limits is for streams")
+
+    def start_tls(self, context: ssl.SSLContext) -> None:
+        """STARTTLS: upgrade this plain connection to TLS (``context``: a server's, from
+        :func:`socketkit.tls.server_context`), in answer to the peer's request.
+
+        What this handler call sends (or returns) goes in the clear, the go-ahead ("220
+        Ready to start TLS"); the peer's next bytes are its handshake, and everything sent
+        after it is encrypted. Anything the peer sent after its request and before the
+        handshake is refused as bad input (it could have been injected on the path). On
+        every engine; from a ``@blocking`` ``fn(conn)`` handler on threads or iterative.
+
+        Raises:
+            ClosedError: the connection is closed.
+            ValueError: TLS is on already.
+            RuntimeError: not called by the handler (or from a pool thread's ``fn(conn)``).
+            TypeError: a datagram's sender (a datagram has no connection to secure).
+        """
+        raise TypeError("a datagram has no connection to start TLS on: start_tls is for streams")
 
     def recv(self) -> Any:
         """The next message (``@blocking`` ``fn(conn)`` handlers only: threads, iterative, pool).

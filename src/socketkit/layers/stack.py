@@ -112,6 +112,13 @@ class LayerStack:
                 return False, None
         return True, peer
 
+    def push(self, layer: Layer) -> None:
+        """A layer on top, nearest the codec (STARTTLS); it is told the connection opened."""
+        with self._lock:
+            layer.opened(None)
+            self._layers.append(layer)
+            self.readdresses = self.readdresses or layer.readdresses
+
     def find(self, kind: type[LayerT]) -> LayerT | None:
         """The layer of class ``kind``, if the stack has one."""
         for layer in self._layers:

@@ -71,6 +71,8 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
             except Exception as exc:
                 self._close(exc)
             self._in_event = False
+            if self._upgrade is not None:  # TLS from the first byte the peer sends
+                self._begin_tls(False)
         if self.layers is not None:
             self.layers.write_own()
         if self.out:
@@ -124,7 +126,7 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
                 answered = 0  # messages_out before the message being handled
                 try:
                     if self.latency is not None:
-                        self._timed_dispatch(dispatch.message, messages)
+                        message = self._timed_dispatch(dispatch.message, messages)
                     elif reply is not None and self.layers is None:
                         # A request/reply function: called here and its reply appended, as
                         # send() would in an event (one call a message, not three).
@@ -138,18 +140,22 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
                                 if not self._closed:  # (closed: nowhere to go, as send() says)
                                     out += data
                                     self.messages_out += 1
-                            if self._closed:  # the handler closed: later pipelined messages are not answered
+                            # the handler closed (or started TLS): later pipelined messages are
+                            # not answered
+                            if self._closed or self._upgrade is not None:
                                 break
                     else:
                         handle = dispatch.message
                         for message in messages:
                             answered = self.messages_out
                             handle(message)
-                            if self._closed:
+                            if self._closed or self._upgrade is not None:
                                 break
                 except Exception as exc:
                     self._handler_failed(exc, self.messages_out != answered)
                 self._in_event = False
+                if self._upgrade is not None:  # STARTTLS: what came after its request is refused
+                    self._begin_tls(message is not messages[-1])
                 if self._release is not None:
                     self._release()
         if bad is not None:
@@ -202,8 +208,9 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
             self._reported = True
         self.finish(error)
 
-    def _timed_dispatch(self, handle: Any, messages: list[Any]) -> None:
-        """The dispatch loop, timing each handler call for the latency histogram."""
+    def _timed_dispatch(self, handle: Any, messages: list[Any]) -> Any:
+        """The dispatch loop, timing each handler call for the latency histogram; the last
+        message handled."""
         latency = self.latency
         assert latency is not None
         for message in messages:
@@ -213,11 +220,12 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
                 handle(message)
             except Exception as exc:
                 self._handler_failed(exc, self.messages_out != answered)
-                return
+                return message
             finally:
                 latency.observe(_perf_counter() - started)
-            if self._closed:
+            if self._closed or self._upgrade is not None:
                 break
+        return message
 
     def sent(self, count: int, now: float) -> None:
         """The kernel took the first ``count`` bytes of :attr:`out`."""

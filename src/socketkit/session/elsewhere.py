@@ -81,6 +81,8 @@ class OneAtATime(SessionState):
         if self.phase is CLOSED:  # it ended while the handler ran: now the handler hears it
             self._tell_closed()
             return
+        if self._upgrade is not None:  # STARTTLS: its go-ahead is written; TLS from now on
+            self._begin_tls(False)
         if self._deferred and self.phase is not CLOSING:
             self._start_deferred()  # (or sent() starts it once the peer has read)
         elif self._deferred:

@@ -9,11 +9,13 @@ the events the engine feeds.
 
 from __future__ import annotations
 
+import ssl
 import threading
 from typing import Any
 
 from ..connection import Connection
 from ..errors import ClosedError
+from ..layers.tls import TlsLayer, require_modern
 from .phases import INPUT_ENDED, OPEN
 from .state import SessionState
 
@@ -83,6 +85,26 @@ class HandlerCalls(SessionState):
             return False
         self._closed = True
         return True
+
+    def start_tls(self, context: ssl.SSLContext) -> None:
+        if self._closed:
+            raise ClosedError(f"{self.peer_url}: start_tls on a closed connection")
+        if self._upgrade is not None or (self.layers is not None and self.layers.find(TlsLayer) is not None):
+            raise ValueError(f"{self.peer_url}: TLS is on already")
+        own_thread = _get_ident() == self.owner
+        self._upgrade = require_modern(context)
+        if self._inbox is not None:  # a blocking fn(conn): its sends so far were written
+            if not own_thread:
+                self._upgrade = None
+                raise RuntimeError(
+                    "start_tls() from a @blocking fn(conn) handler needs engine threads or "
+                    "iterative (where it runs on the connection's own thread); on the pool, use "
+                    "a Protocol or a request/reply function"
+                )
+            self._begin_tls(bool(self._inbox.messages))
+        elif not (own_thread and self._in_event) and not self._handling:
+            self._upgrade = None
+            raise RuntimeError("start_tls() is for the handler, in answer to the peer's request to start TLS")
 
     def recv(self) -> Any:
         inbox = self._inbox

@@ -1,4 +1,4 @@
-"""The byte layers under the codec (TLS, PROXY) as a session meets them.
+"""The byte layers under the codec (TLS, PROXY) as a session meets them, and STARTTLS.
 
 Why a part of its own: the layers themselves are a stack
 (:class:`~socketkit.layers.stack.LayerStack`); what the session adds is what
@@ -9,8 +9,9 @@ counts it against max_connections_per_ip.
 
 from __future__ import annotations
 
-from ..errors import ProtocolError
+from ..errors import ProtocolError, RemoteProtocolError
 from ..layers.stack import LayerStack, LayerT
+from ..layers.tls import TlsLayer
 from .state import SessionState
 
 __all__ = ["Layered"]
@@ -49,6 +50,21 @@ class Layered(SessionState):
             if stack.ended:
                 self._end_of_stream()
         return data
+
+    def _begin_tls(self, more_came: bool) -> None:
+        """STARTTLS: the TLS layer goes on top of the stack, once the output of the event that
+        asked for it was written in the clear (the go-ahead), and the peer's next bytes are
+        its handshake. Anything the peer sent after its request and before TLS is refused:
+        it is what someone on the path would inject (CVE-2011-0411's kind)."""
+        context, self._upgrade = self._upgrade, None
+        if context is None or self._closed:
+            return
+        if more_came or self._decoder.buffered or self._deferred:
+            self.bad_input(RemoteProtocolError("data after the request to start TLS, before the handshake"))
+            return
+        if self.layers is None:
+            self.layers = self._new_stack((), self.peer)
+        self.layers.push(TlsLayer(context))
 
     def _readdress(self, stack: LayerStack) -> bool:
         """Take the real peer a layer learned (a PROXY header) and count it against the

@@ -13,8 +13,6 @@ declared here for the type checker, once.
 from __future__ import annotations
 
 import threading
-import typing
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..codecs.base import Decoder
@@ -26,6 +24,8 @@ from .phases import OPEN
 from .transport import Transport
 
 if TYPE_CHECKING:
+    import ssl
+
     from ..errors import ProtocolError
     from ..layers import LayerFactory
     from ..stats import LatencyHistogram
@@ -54,6 +54,7 @@ class SessionState(Connection):
         "_pending_error",
         "_release",
         "_reported",
+        "_upgrade",
         "dispatch",
         "error",
         "in_message",
@@ -79,13 +80,7 @@ class SessionState(Connection):
         now: float,
         layer_factories: tuple[LayerFactory, ...] = (),
         listener: str = "",
-        *,
-        layer_write: Callable[[bytes], object] | None = None,
-        layer_lock: typing.ContextManager[object] | None = None,
     ) -> None:
-        """``layer_write`` and ``layer_lock``: where the layer stack writes and what keeps it to
-        one thread (:class:`~socketkit.layers.stack.LayerStack`); by default the session's
-        output, and nothing (every send made on the connection's own thread)."""
         super().__init__(host.codec, peer, local, scheme, listener)
         self._host = host
         self.transport = transport
@@ -106,13 +101,10 @@ class SessionState(Connection):
         #: yet, behind a PROXY header: its real peer is not known before the header).
         self.per_ip_counted = True
         if layer_factories:
-            self.layers = stack = LayerStack(
-                layer_factories,
-                peer,
-                self.out.extend if layer_write is None else layer_write,
-                layer_lock,
-            )
+            self.layers = stack = self._new_stack(layer_factories, peer)
             self.per_ip_counted = not stack.readdresses
+        #: TLS the handler asked for (start_tls), to begin once its event's output is written
+        self._upgrade: ssl.SSLContext | None = None
         self._inbox: Inbox | None = None  # a blocking handler's messages not taken yet
         # bad input behind messages handled elsewhere: answered once they have their replies
         self._pending_error: ProtocolError | None = None
@@ -131,6 +123,12 @@ class SessionState(Connection):
         self.phase = OPEN
         self.error: BaseException | None = None  # why it is closing (None: a clean close)
         self.reading = True  # whether the engine should read (False: closing, or backpressure)
+
+    def _new_stack(self, factories: tuple[LayerFactory, ...], peer: Any) -> LayerStack:
+        """The connection's layer stack, writing where its transport says
+        (:meth:`~.transport.Transport.layer_output`)."""
+        write, lock = self.transport.layer_output()
+        return LayerStack(factories, peer, self.out.extend if write is None else write, lock)
 
     def __lt__(self, other: object) -> bool:
         return False  # deadline heap entries with equal times: any order will do
@@ -152,6 +150,7 @@ class SessionState(Connection):
         def _handler_failed(self, error: Exception, answered: bool) -> None: ...
         def _tell_closed(self) -> None: ...
         def _drop_deferred(self) -> None: ...
+        def _begin_tls(self, more_came: bool) -> None: ...
         def _start_deferred(self) -> None: ...
 
 

@@ -17,6 +17,8 @@ overrides what it does differently, in its own transport class.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 from .inbox import Inbox
@@ -42,6 +44,12 @@ class Transport:
     held: bool = False
 
     # -- I/O -------------------------------------------------------------------------------
+
+    def layer_output(self) -> tuple[Callable[[bytes], object] | None, AbstractContextManager[object] | None]:
+        """Where the connection's byte layers (TLS) write, and what keeps them to one thread
+        (:class:`~socketkit.layers.stack.LayerStack`): by default the session's output, and
+        nothing (every send is made on the connection's own thread)."""
+        return None, None
 
     def local_address(self) -> Any:
         """Our address for this connection, when it was not known at accept time."""

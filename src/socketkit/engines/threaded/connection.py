@@ -27,6 +27,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...endpoints import Listener
@@ -112,15 +113,16 @@ class ThreadedTransport(Transport):
             time.monotonic(),
             listener.layer_factories,
             listener.url,
-            # With layers (TLS) every record goes through the outbox, in the order made, so a
-            # record made on another thread can never overtake one made here, or the reverse.
-            layer_write=self._outbox.extend,
-            layer_lock=self._lock,
         )
 
     @property
     def peer_url(self) -> str:
         return self.session.peer_url
+
+    def layer_output(self) -> tuple[Callable[[bytes], object], threading.RLock]:
+        # With layers (TLS) every record goes through the outbox, in the order made, so a
+        # record made on another thread can never overtake one made here, or the reverse.
+        return self._outbox.extend, self._lock
 
     def local_address(self) -> Any:
         try:
