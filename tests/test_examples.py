@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import socketkit as sk
+from conftest import peer_tool
+from socketkit.tls import client_context
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -26,10 +28,10 @@ def run_example(name: str, *args: str) -> str:
 
 
 @contextmanager
-def serving(name: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def serving(name: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start a long-running example on a free port; yields (process, its URL)."""
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / name), "tcp://127.0.0.1:0"],
+        [sys.executable, str(EXAMPLES / name), "tcp://127.0.0.1:0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -93,3 +95,42 @@ def test_the_echo_pair_is_short(name: str) -> None:
         if line.strip() and not line.startswith('"""')
     ]
     assert len(code) < 15
+
+
+def test_starttls_smtp_with_openssl_and_socketkits_client(test_pki: tuple[str, str]) -> None:
+    """OpenSSL's own SMTP STARTTLS client upgrades, verifies the certificate and is answered
+    over TLS; socketkit's client does the same by hand."""
+    ca, cert = test_pki
+    openssl = peer_tool("openssl")
+    with serving("starttls_smtp.py", cert) as (_, url):
+        port = url.rsplit(":", 1)[1]
+        verify = ["-CAfile", ca, "-verify_hostname", "localhost", "-verify_return_error"]
+        result = subprocess.run(
+            [
+                openssl,
+                "s_client",
+                "-starttls",
+                "smtp",
+                "-connect",
+                f"127.0.0.1:{port}",
+                *verify,
+                "-crlf",
+                "-quiet",
+            ],
+            input="NOOP\nQUIT\n",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "250 2.0.0 OK (TLSv1." in result.stdout, result.stdout
+        assert "221 2.0.0 Bye" in result.stdout
+        with sk.connect(url, codec=sk.Lines(b"\r\n"), timeout=10) as client:
+            assert client.recv().startswith(b"220 ")
+            client.send(b"EHLO me")
+            assert [client.recv(), client.recv()] == [b"250-socketkit greets you", b"250 STARTTLS"]
+            assert client.request(b"STARTTLS") == b"220 2.0.0 Ready to start TLS"
+            client.start_tls(client_context(ca), server_hostname="localhost")
+            assert client.request(b"NOOP").startswith(b"250 2.0.0 OK (TLSv1.")
+            assert client.request(b"QUIT") == b"221 2.0.0 Bye"
