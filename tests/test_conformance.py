@@ -163,6 +163,61 @@ def test_half_closed_client_still_gets_replies(engine: str, stream_url: str) -> 
             assert list(client) == [b"one", b"two"]
 
 
+class Tally(sk.Protocol):
+    """Counts lines; at the peer's half-close it answers the count at once and, kept open,
+    a second line later from another thread (as a relay's far side would), then closes."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+
+    def on_message(self, conn: sk.Connection, message: bytes) -> None:
+        conn.state["lines"] = conn.state.get("lines", 0) + 1
+
+    def on_input_end(self, conn: sk.Connection) -> bool:
+        conn.send(b"count %d" % conn.state.get("lines", 0))
+        if self.keep:
+
+            def later() -> None:
+                conn.send(b"and later")
+                conn.close()
+
+            threading.Thread(target=later).start()
+        return self.keep
+
+
+@pytest.mark.parametrize("engine", [name for name in ENGINES if engine_class(name).keeps_half_open])
+def test_on_input_end_keeps_a_half_closed_connection_open_for_what_follows(
+    engine: str, stream_url: str
+) -> None:
+    with sk.Server(stream_url, Tally(), codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"one\ntwo\nthree\n")
+            client.shutdown_write()
+            assert list(client) == [b"count 3", b"and later"]
+        wait_until(lambda: server.stats.connections_open == 0, what="the connection to close")
+        assert server.stats.errors == {}
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:  # nothing sent first
+            client.shutdown_write()
+            assert list(client) == [b"count 0", b"and later"]
+
+
+@pytest.mark.parametrize("engine", [name for name in ENGINES if not engine_class(name).keeps_half_open])
+def test_on_input_end_is_refused_where_a_thread_serves_the_connection(engine: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"Tally.on_input_end may keep half-closed connections open.*loop engine"
+    ):
+        sk.Server("tcp://127.0.0.1:0", Tally(), codec=sk.Lines(), engine=engine)
+
+
+@pytest.mark.parametrize("engine", [name for name in ENGINES if engine_class(name).keeps_half_open])
+def test_on_input_end_returning_false_closes_once_answered(engine: str) -> None:
+    with sk.Server("tcp://127.0.0.1:0", Tally(keep=False), codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"one\n")
+            client.shutdown_write()
+            assert list(client) == [b"count 1"]
+
+
 def test_handler_exception_closes_only_that_connection(
     engine: str, stream_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

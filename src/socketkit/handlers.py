@@ -21,7 +21,8 @@ several threads serializes them (``engines/threaded/serial``).
 
 On engine="asyncio" (and "uvloop") the reply function, and a Protocol's
 ``on_connect``, ``on_message`` and ``on_close``, may be ``async def``: they are
-awaited (:attr:`Handler.awaited` says which); ``on_drain`` stays a plain def.
+awaited (:attr:`Handler.awaited` says which); ``on_drain`` and ``on_input_end`` stay
+plain defs.
 
 Why an adapter: engines should not branch on handler style in their hot loop.
 :func:`adapt` validates the handler once, at ``Server(...)``, with a message
@@ -66,6 +67,17 @@ class Protocol:
 
     def on_message(self, conn: Connection, message: Any) -> None:
         """Called for every decoded message, in order."""
+
+    def on_input_end(self, conn: Connection) -> bool:
+        """Called when the peer ends its sending side while the connection is open (a
+        half-close: ``shutdown(SHUT_WR)``, ``echo hi | nc``, TLS close_notify). Return
+        True to keep the connection open for what the handler still sends (it calls
+        ``conn.close()`` when done; ``idle_timeout`` still applies); the default closes it
+        once every message has its reply, as asyncio's ``eof_received`` returning False
+        does. A plain def; loop engines only (not threads or iterative: their thread
+        would have nothing left to wait on).
+        """
+        return False
 
     def on_close(self, conn: Connection, error: BaseException | None) -> None:
         """Called once when the connection ends; ``error`` is None on a clean close."""
@@ -126,6 +138,8 @@ class Dispatch:
     #: session skips the calls otherwise, two per connection.
     hears_connect = False
     hears_close = False
+    #: Whether on_input_end is the handler's own (else the connection closes at the peer's end).
+    hears_input_end = False
 
     #: A request/reply function ``fn(message, conn) -> reply`` that the session may call
     #: itself and send what it returns (one call a message, not three); None: the session
@@ -156,6 +170,10 @@ class Dispatch:
     def drained(self) -> None:
         """The connection can take more output."""
 
+    def input_ended(self) -> bool:
+        """The peer half-closed: whether the handler keeps the connection open."""
+        return False
+
 
 class _ReplyDispatch(Dispatch):
     __slots__ = ("_conn", "_fn", "reply")
@@ -177,7 +195,15 @@ class _ReplyDispatch(Dispatch):
 
 
 class _ProtocolDispatch(Dispatch):
-    __slots__ = ("_conn", "_protocol", "hears_close", "hears_connect", "message", "wants_drain")
+    __slots__ = (
+        "_conn",
+        "_protocol",
+        "hears_close",
+        "hears_connect",
+        "hears_input_end",
+        "message",
+        "wants_drain",
+    )
 
     def __init__(self, protocol: Protocol, conn: Connection, handler: Handler) -> None:
         self._protocol = protocol
@@ -185,6 +211,7 @@ class _ProtocolDispatch(Dispatch):
         self.wants_drain = handler.wants_drain
         self.hears_connect = handler.hears_connect
         self.hears_close = handler.hears_close
+        self.hears_input_end = handler.hears_input_end
         # on_message with the connection bound: the per-message call is the handler's own
         self.message = functools.partial(protocol.on_message, conn)  # type: ignore[method-assign]
 
@@ -193,6 +220,9 @@ class _ProtocolDispatch(Dispatch):
 
     def connected(self) -> None:
         self._protocol.on_connect(self._conn)
+
+    def input_ended(self) -> bool:
+        return bool(self._protocol.on_input_end(self._conn))
 
     # (each of these is an async def here: Handler.awaited names it)
     def awaited(self, message: Any) -> Awaitable[None]:
@@ -242,6 +272,8 @@ class Handler:
         #: on_connect and on_close: they are called (else skipped, see Dispatch)
         self.hears_connect = protocol and protocol_class.on_connect is not Protocol.on_connect
         self.hears_close = protocol and protocol_class.on_close is not Protocol.on_close
+        #: on_input_end: it may keep a half-closed connection open
+        self.hears_input_end = protocol and protocol_class.on_input_end is not Protocol.on_input_end
 
     def dispatch(self, conn: Connection) -> Dispatch:
         """The per-connection dispatcher (reply and protocol styles)."""
@@ -318,8 +350,9 @@ def adapt(handler: object) -> Handler:
     )
 
 
-_PROTOCOL_EVENTS = ("on_connect", "on_message", "on_drain", "on_close")
-#: the Protocol events that may be an ``async def`` (on_drain produces between writes: plain)
+_PROTOCOL_EVENTS = ("on_connect", "on_message", "on_drain", "on_input_end", "on_close")
+#: the Protocol events that may be an ``async def`` (on_drain produces between writes, and
+#: on_input_end answers at once: plain)
 _AWAITABLE_EVENTS = frozenset({"on_connect", "on_message", "on_close"})
 
 

@@ -118,6 +118,12 @@ class ServingPlan:
                 "workers each would have clients the others never see: serve it with one worker"
                 + (f", {fix}" if fix else "")
             )
+        if handler.hears_input_end and not self.engine_class.keeps_half_open:
+            raise ValueError(
+                f"{handler.name}.on_input_end may keep half-closed connections open, which engine "
+                f"{self.engine_name!r} cannot (a connection's thread ends at the peer's end): use a "
+                "loop engine (epoll, pool, asyncio...)"
+            )
         if handler.is_async:
             if not self.engine_class.awaits_handlers:
                 raise TypeError(

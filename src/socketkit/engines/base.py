@@ -63,6 +63,9 @@ class Engine(Runner):
     loop_runs_handlers: ClassVar[bool] = False
     #: whether ``async def`` handlers are awaited here (the asyncio family)
     awaits_handlers: ClassVar[bool] = False
+    #: whether a Protocol's on_input_end may keep a half-closed connection open (a loop
+    #: engine: the connection waits on the loop for the handler's close)
+    keeps_half_open: ClassVar[bool] = True
 
     @classmethod
     def check_available(cls) -> None:

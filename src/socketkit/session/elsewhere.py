@@ -90,7 +90,7 @@ class OneAtATime(SessionState):
         elif self._pending_error is not None:
             error, self._pending_error = self._pending_error, None
             self.bad_input(error)  # every message before it has its reply: now the error
-        elif self.phase is INPUT_ENDED:
+        elif self.phase is INPUT_ENDED and not self._holds_open:
             self._close(None)  # the peer ended its input and every message has its reply
         if not self._handling and self._release is not None:
             self._release()  # every message decoded was handled: their values leave the budget

@@ -44,6 +44,7 @@ class SessionState(Connection):
         "_deferred",
         "_handling",
         "_heard",
+        "_holds_open",
         "_host",
         "_in_event",
         "_inbox",
@@ -116,6 +117,7 @@ class SessionState(Connection):
         self.in_message = False  # a message is half received (or a layer's handshake runs)
         self.message_started = 0.0  # when it began: read_timeout runs from then
         self._peer_ended = False  # the peer's end of stream was read
+        self._holds_open = False  # the handler keeps it open after the peer's end (on_input_end)
         self._heard = False  # a byte went either way (before that, read_timeout applies)
         self._last_active = now  # until a byte goes either way: when the connection opened
         self._opened = now

@@ -91,7 +91,26 @@ class Transitions(SessionState):
         except ProtocolError as exc:
             self.bad_input(exc)
             return
+        if self.dispatch.hears_input_end and self.phase is OPEN and self._kept_open():
+            return
         self._end_input()
+
+    def _kept_open(self) -> bool:
+        """The peer half-closed: whether the handler's on_input_end keeps the connection open
+        (it closes it itself later); no more input is read either way."""
+        self._in_event = True
+        try:
+            keep = self.dispatch.input_ended()
+        except Exception as exc:
+            self._in_event = False
+            self._close(exc)
+            return True  # (closing, for what it raised)
+        self._in_event = False
+        if keep:
+            self.phase = INPUT_ENDED
+            self.reading = False
+            self._holds_open = True
+        return keep
 
     def bad_input(self, error: ProtocolError) -> None:
         """Answer bad input with the codec's error reply (where it has one), then close; after

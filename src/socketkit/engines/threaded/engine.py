@@ -28,6 +28,8 @@ class ThreadEngine(Engine):
     """An engine whose connections are each served by one thread."""
 
     supports_blocking = True
+    # (a connection's thread reads until the peer's end; after it there is nothing to wait on)
+    keeps_half_open = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
