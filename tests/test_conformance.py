@@ -218,6 +218,68 @@ def test_on_input_end_returning_false_closes_once_answered(engine: str) -> None:
             assert list(client) == [b"count 1"]
 
 
+@pytest.mark.parametrize("engine", ["asyncio", "uvloop"])
+def test_on_input_end_comes_after_the_messages_before_it_were_handled(engine: str) -> None:
+    """Awaited messages still in hand when the peer half-closes are handled first."""
+    import asyncio
+
+    class Slow(sk.Protocol):
+        async def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            await asyncio.sleep(0.01)
+            conn.send(b"handled " + message)
+
+        def on_input_end(self, conn: sk.Connection) -> bool:
+            conn.send(b"end")
+            conn.close()
+            return True
+
+    with sk.Server("tcp://127.0.0.1:0", Slow(), codec=sk.Lines(), engine=engine).start() as server:
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            client.sock.sendall(b"a\nb\nc\n")
+            client.shutdown_write()
+            assert list(client) == [b"handled a", b"handled b", b"handled c", b"end"]
+
+
+@pytest.mark.parametrize("engine", [name for name in ENGINES if engine_class(name).keeps_half_open])
+def test_a_stopping_server_tells_on_input_end_and_waits_for_its_close(engine: str) -> None:
+    """stop() ends input for a connection between messages: on_input_end hears it and may
+    finish what it has in flight (a relay's far side) within the grace period."""
+    told = threading.Event()
+    finish = threading.Event()
+    heard = threading.Event()
+
+    class Finisher(sk.Protocol):
+        def on_message(self, conn: sk.Connection, message: bytes) -> None:
+            heard.set()
+
+        def on_input_end(self, conn: sk.Connection) -> bool:
+            told.set()
+
+            def later() -> None:
+                finish.wait(WAIT)
+                conn.send(b"last words")
+                conn.close()
+
+            threading.Thread(target=later).start()
+            return True
+
+    limits = sk.Limits(grace=WAIT)
+    server = sk.Server(
+        "tcp://127.0.0.1:0", Finisher(), codec=sk.Lines(), engine=engine, limits=limits
+    ).start()
+    with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+        client.send(b"hello")  # then between messages
+        assert heard.wait(WAIT)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        assert told.wait(WAIT)
+        assert stopper.is_alive()  # waiting for the connection the handler keeps
+        finish.set()
+        assert list(client) == [b"last words"]
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+
+
 def test_handler_exception_closes_only_that_connection(
     engine: str, stream_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -69,13 +69,14 @@ class Protocol:
         """Called for every decoded message, in order."""
 
     def on_input_end(self, conn: Connection) -> bool:
-        """Called when the peer ends its sending side while the connection is open (a
-        half-close: ``shutdown(SHUT_WR)``, ``echo hi | nc``, TLS close_notify). Return
-        True to keep the connection open for what the handler still sends (it calls
-        ``conn.close()`` when done; ``idle_timeout`` still applies); the default closes it
-        once every message has its reply, as asyncio's ``eof_received`` returning False
-        does. A plain def; loop engines only (not threads or iterative: their thread
-        would have nothing left to wait on).
+        """Called once no more input will be read, after every message before it: the peer
+        ended its sending side (a half-close: ``shutdown(SHUT_WR)``, ``echo hi | nc``, TLS
+        close_notify), or the server is stopping and the connection is between messages.
+        Return True to keep the connection open for what the handler still sends (it calls
+        ``conn.close()`` when done; ``idle_timeout``, and when stopping the grace period,
+        still apply); the default closes it, as asyncio's ``eof_received`` returning False
+        does. A plain def; loop engines only (not threads or iterative: their thread would
+        have nothing left to wait on).
         """
         return False
 

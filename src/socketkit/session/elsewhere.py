@@ -91,7 +91,9 @@ class OneAtATime(SessionState):
             error, self._pending_error = self._pending_error, None
             self.bad_input(error)  # every message before it has its reply: now the error
         elif self.phase is INPUT_ENDED and not self._holds_open:
-            self._close(None)  # the peer ended its input and every message has its reply
+            # the input ended and every message has its reply: on_input_end may keep it open
+            if not (self.dispatch.hears_input_end and self._kept_open()):
+                self._close(None)
         if not self._handling and self._release is not None:
             self._release()  # every message decoded was handled: their values leave the budget
         if not self.reading:

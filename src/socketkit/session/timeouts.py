@@ -45,7 +45,7 @@ class Timeouts(SessionState):
             fresh = self.fresh_until()
             if fresh is not None and now < fresh:
                 return
-            self._end_input()
+            self._input_over()
 
     def fresh_until(self) -> float | None:
         """Until when stop() waits for this connection's first request: a client that

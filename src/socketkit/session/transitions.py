@@ -91,13 +91,24 @@ class Transitions(SessionState):
         except ProtocolError as exc:
             self.bad_input(exc)
             return
-        if self.dispatch.hears_input_end and self.phase is OPEN and self._kept_open():
-            return
+        self._input_over()
+
+    def _input_over(self) -> None:
+        """No more input will be read (the peer's end, or the server is stopping): a handler
+        with on_input_end is told, after the messages before the end were handled, and may
+        keep the connection open; any other ends its input (:meth:`_end_input`)."""
+        if self.dispatch.hears_input_end and self.phase is OPEN:
+            if self._handling or self._deferred:  # told in handled(), once they have replies
+                self.phase = INPUT_ENDED
+                self.reading = False
+                return
+            if self._kept_open():
+                return
         self._end_input()
 
     def _kept_open(self) -> bool:
-        """The peer half-closed: whether the handler's on_input_end keeps the connection open
-        (it closes it itself later); no more input is read either way."""
+        """Whether the handler's on_input_end keeps the connection open (it closes it itself
+        later); no more input is read either way."""
         self._in_event = True
         try:
             keep = self.dispatch.input_ended()
@@ -106,7 +117,7 @@ class Transitions(SessionState):
             self._close(exc)
             return True  # (closing, for what it raised)
         self._in_event = False
-        if keep:
+        if keep and not self._closed:  # (a handler that closed in it is closing already)
             self.phase = INPUT_ENDED
             self.reading = False
             self._holds_open = True
