@@ -57,9 +57,8 @@ TRY_BLOCKS = [block for block in SH_BLOCKS if "socketkit " in block and "make ru
 ENDPOINT = re.compile(r"\b(tcp|udp|tls)://127\.0\.0\.1:(\d+)")
 
 
-def bound_ports(server_line: str, started: str) -> dict[tuple[str, str], str]:
+def bound_ports(documented: list[tuple[str, str]], started: str) -> dict[tuple[str, str], str]:
     """(scheme, port in the README) -> the port the server bound, from its "serving"/"listening" line."""
-    documented = ENDPOINT.findall(server_line)
     bound = ENDPOINT.findall(started)
     assert [scheme for scheme, _ in bound] == [scheme for scheme, _ in documented], started
     return {(scheme, old): new for (scheme, old), (_, new) in zip(documented, bound, strict=True)}
@@ -76,15 +75,16 @@ def remap(line: str, ports: dict[tuple[str, str], str]) -> str:
     return line
 
 
-def split_block(block: str) -> tuple[list[str], str | None, list[str]]:
-    """(the set-up lines before terminal 1, the terminal-1 server line or None, the client lines)."""
+def split_block(block: str) -> tuple[list[str], list[str], list[str]]:
+    """(the set-up lines before terminal 1, the server lines, one a terminal but the last, in
+    order, and the client lines of the last terminal)."""
     lines = [line.strip() for line in block.splitlines() if line.strip()]
     if "# terminal 1" not in lines:
-        return [], None, lines
+        return [], [], lines
     setup = lines[: lines.index("# terminal 1")]
-    server = lines[lines.index("# terminal 1") + 1]
-    clients = lines[lines.index("# terminal 2") + 1 :]
-    return setup, server, clients
+    starts = [index for index, line in enumerate(lines) if re.fullmatch(r"# terminal \d+", line)]
+    servers = [lines[index + 1] for index in starts[:-1]]
+    return setup, servers, lines[starts[-1] + 1 :]
 
 
 #: what each client line in "Try it" prints (a substring of its stdout); None: it prints nothing.
@@ -107,6 +107,7 @@ EXPECTED: dict[str, str | None] = {
     "info localhost": "http",
     "openssl req": None,  # writes the key and certificate files
     "curl --cacert": "Hello, world!",
+    "GET / HTTP/1.0": "Hello, world!",
 }
 
 
@@ -147,44 +148,55 @@ def run_line(line: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.Com
 
 @pytest.mark.parametrize("block", TRY_BLOCKS, ids=lambda b: b.split("\n")[1][:40])
 def test_try_it_block_runs(block: str, tmp_path: Path) -> None:
-    setup, server_line, client_lines = split_block(block)
-    need_peers([*setup, *([server_line] if server_line else []), *client_lines])
+    setup, server_lines, client_lines = split_block(block)
+    need_peers([*setup, *server_lines, *client_lines])
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cwd = tmp_path if setup else ROOT  # files a block makes go to a directory of its own
     for line in setup:
         check_client(line, run_line(line, env, cwd))
-    if server_line is None:
-        for line in client_lines:
-            check_client(line, run_line(line, env, cwd))
-        return
-    if server_line.startswith("socketkit serve") and " -l " not in server_line:
-        server_line += " -l tcp://127.0.0.1:8888"  # the documented default, made explicit to remap it
-    any_port = re.sub(r"(?<=127\.0\.0\.1:)\d+", "0", server_line)  # port 0: the kernel picks free ones
-    server = subprocess.Popen(
-        ["bash", "-c", f"exec {any_port}"],
-        env=dict(env, COLUMNS="1000"),  # one log line per record, even from rich (--stats)
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    ports: dict[tuple[str, str], str] = {}
+    servers: list[tuple[str, subprocess.Popen[str]]] = []
     try:
-        assert server.stderr is not None
-        started = server.stderr.readline()
-        assert "serving" in started or "listening on" in started, started
-        ports = bound_ports(server_line, started)
+        for written in server_lines:  # each on free ports; a later one uses the earlier's
+            server_line = written
+            if server_line.startswith("socketkit serve") and " -l " not in server_line:
+                server_line += " -l tcp://127.0.0.1:8888"  # the documented default, made explicit to remap it
+            for (_, old), new in ports.items():
+                server_line = re.sub(rf"(?<=127\.0\.0\.1:){old}\b", new, server_line)
+            documented = [
+                (scheme, port) for scheme, port in ENDPOINT.findall(server_line) if port not in ports.values()
+            ]
+            any_port = server_line
+            for _, old in documented:  # port 0: the kernel picks free ones
+                any_port = re.sub(rf"(?<=127\.0\.0\.1:){old}\b", "0", any_port)
+            server = subprocess.Popen(
+                ["bash", "-c", f"exec {any_port}"],
+                env=dict(env, COLUMNS="1000"),  # one log line per record, even from rich (--stats)
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            servers.append((server_line, server))
+            assert server.stderr is not None
+            started = server.stderr.readline()
+            assert "serving" in started or "listening on" in started, started
+            ports.update(bound_ports(documented, started))
         for line in client_lines:
             check_client(line, run_line(remap(line, ports), env, cwd))
     finally:
-        # `listen` ends by itself once its client leaves; a server is stopped with Ctrl-C.
-        if server.poll() is None and not server_line.startswith("socketkit listen"):
-            server.send_signal(signal.SIGINT)
-        try:
-            server_out, _ = server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.communicate()
-            raise
-    assert server.returncode == 0
-    if server_line.startswith("socketkit listen"):
-        assert "hi, listener" in server_out
+        outputs: dict[str, str] = {}
+        for server_line, server in reversed(servers):
+            # `listen` ends by itself once its client leaves; a server is stopped with Ctrl-C.
+            if server.poll() is None and not server_line.startswith("socketkit listen"):
+                server.send_signal(signal.SIGINT)
+            try:
+                outputs[server_line], _ = server.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.communicate()
+                raise
+    for server_line, server in servers:
+        assert server.returncode == 0, server_line
+        if server_line.startswith("socketkit listen"):
+            assert "hi, listener" in outputs[server_line]

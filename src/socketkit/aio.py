@@ -60,13 +60,20 @@ from .tls import client_context
 __all__ = ["AsyncClient", "AsyncDatagramClient", "connect", "open_datagram"]
 
 
+_READ_SIZE = 65536  # bytes one read hands up at most (a Raw message's largest)
+_READ_AHEAD = 4 * _READ_SIZE  # bytes received and not read above which the transport pauses
+
+
 class _Wire(asyncio.Protocol):
     """What the transport delivered (bytes, the end, an error), kept apart so that bytes
-    that came before a reset are still read; and whether writing must wait (drain)."""
+    that came before a reset are still read; and whether writing must wait (drain). A
+    peer that sends faster than the client reads is paused (``pause_reading``) past
+    ``_READ_AHEAD`` bytes, so what the client holds is bounded."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.received = bytearray()
+        self._paused = False
         self.ended = False
         self.error: BaseException | None = None
         self._readable: asyncio.Future[None] | None = None
@@ -77,7 +84,19 @@ class _Wire(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.received += data
+        if len(self.received) > _READ_AHEAD and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
         self._wake_reader()
+
+    def take(self, size: int = _READ_SIZE) -> bytes:
+        """Up to ``size`` of the bytes received, resuming a paused transport once few are left."""
+        data = bytes(self.received[:size])
+        del self.received[:size]
+        if self._paused and len(self.received) < _READ_SIZE and not self.ended and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
 
     def eof_received(self) -> bool:
         self.ended = True
@@ -249,8 +268,7 @@ class AsyncClient:
         wire = self._wire
         while True:
             if wire.received:
-                data = bytes(wire.received)
-                wire.received.clear()
+                data = wire.take()
                 tls = self._tls
                 if tls is None:
                     return data
@@ -309,8 +327,7 @@ class AsyncClient:
         codec's error reply (a server that refuses a message answers, then closes)."""
         reset = isinstance(error, (BrokenPipeError, ConnectionResetError))
         if reset and self._wire.received and self._tls is None:  # (over TLS the alert says it)
-            received = bytes(self._wire.received)
-            self._wire.received.clear()
+            received = self._wire.take(len(self._wire.received))
             try:
                 self._pending.extend(self._decoder.feed(received))
             except ProtocolError:
@@ -385,8 +402,7 @@ async def _shake(client: AsyncClient, tls: TlsLayer) -> None:
             except asyncio.TimeoutError:
                 raise ConnectTimeout(f"TLS handshake with {client.url} timed out") from None
             continue
-        data = bytes(wire.received)
-        wire.received.clear()
+        data = wire.take()
         try:
             plaintext = tls.feed(data)
         except RemoteProtocolError as exc:

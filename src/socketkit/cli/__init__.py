@@ -15,6 +15,7 @@ import click
 from .. import __version__
 from .bench import bench
 from .clients import connect, info, listen, probe, send
+from .relay import relay
 from .serve import serve
 
 __all__ = ["cli", "main"]
@@ -27,7 +28,7 @@ def cli(debug: bool) -> None:
     """socketkit: TCP, UDP and unix-socket servers and a netcat-class client."""
 
 
-for command in (serve, connect, listen, send, probe, info, bench):
+for command in (serve, connect, listen, relay, send, probe, info, bench):
     cli.add_command(command)
 
 

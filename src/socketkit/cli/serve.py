@@ -31,7 +31,7 @@ _SERVICES_HELP = "\n".join(f"  {name:8} {summary}" for name, (_, summary) in SER
 _DEFAULTS = Limits()
 
 
-def _limit(flag: str, meaning: str) -> Callable[[Command], Command]:
+def limit_option(flag: str, meaning: str) -> Callable[[Command], Command]:
     """An option for one field of Limits, its type and default taken from there."""
     field = flag.lstrip("-").replace("-", "_")
     default = getattr(_DEFAULTS, field)
@@ -114,17 +114,17 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
     default=None,
     help="Message framing (default: the service's own; raw for MODULE:ATTR).",
 )
-@_limit("--max-connections", "Connections served at once; more wait in the listen backlog.")
-@_limit("--max-connections-per-ip", "Connections at once from one IP address; more are closed.")
-@_limit("--idle-timeout", "Seconds a connection may stay silent between messages.")
-@_limit("--read-timeout", "Seconds a peer has to finish a message it started.")
-@_limit("--max-message-size", "Largest message in bytes (raises or lowers the codec's own limit).")
-@_limit("--write-buffer-high", "Unsent bytes to one peer above which its input is not read.")
-@_limit("--pool-threads", "Handler threads of the pool engine.")
-@_limit("--pool-queue", "Messages the pool engine holds for its threads; at it, reading pauses.")
-@_limit("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
-@_limit("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
-@_limit("--stall-warning", "Seconds one handler call may hold a loop engine before the log says so.")
+@limit_option("--max-connections", "Connections served at once; more wait in the listen backlog.")
+@limit_option("--max-connections-per-ip", "Connections at once from one IP address; more are closed.")
+@limit_option("--idle-timeout", "Seconds a connection may stay silent between messages.")
+@limit_option("--read-timeout", "Seconds a peer has to finish a message it started.")
+@limit_option("--max-message-size", "Largest message in bytes (raises or lowers the codec's own limit).")
+@limit_option("--write-buffer-high", "Unsent bytes to one peer above which its input is not read.")
+@limit_option("--pool-threads", "Handler threads of the pool engine.")
+@limit_option("--pool-queue", "Messages the pool engine holds for its threads; at it, reading pauses.")
+@limit_option("--write-buffer-low", "Unsent bytes the output must drain to before reading resumes.")
+@limit_option("--grace", "Seconds Ctrl-C/SIGTERM lets open requests finish.")
+@limit_option("--stall-warning", "Seconds one handler call may hold a loop engine before the log says so.")
 @click.option(
     "--metrics",
     metavar="URL|HOST:PORT",

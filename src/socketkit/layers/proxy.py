@@ -4,7 +4,8 @@ Why a layer: a load balancer (HAProxy ``send-proxy-v2``, AWS NLB, GCP) opens
 the connection, so the socket's peer is the balancer; the header it sends
 first names the real client. Parsed here, before TLS and the codec, it works
 the same on every engine. Written from haproxy's specification
-(doc/proxy-protocol.txt).
+(doc/proxy-protocol.txt). :func:`proxy_header` writes one, for a relay that passes its
+client's address on.
 
 Rules kept: the header is required and comes first (anything else closes the
 connection: a client that talks to a PROXY port directly could otherwise claim
@@ -36,6 +37,7 @@ __all__ = [
     "PP2_TYPE_SSL",
     "PP2_TYPE_UNIQUE_ID",
     "ProxyProtocolLayer",
+    "proxy_header",
     "trusted_networks",
 ]
 
@@ -213,3 +215,48 @@ def _tlvs(data: bytes) -> dict[int, bytes]:
         tlvs[kind] = data[pos + 3 : pos + 3 + length]
         pos += 3 + length
     return tlvs
+
+
+def proxy_header(version: str, source: Any, destination: Any) -> bytes:
+    """The PROXY header (``version`` "v1" or "v2") saying a TCP connection came from
+    ``source`` to ``destination`` (socket addresses: ``(host, port)``, or IPv6's 4-tuple).
+    Where either is not an IP address (a unix socket's peer) it says nothing of them: v1
+    ``UNKNOWN``, v2 ``LOCAL``, as the specification asks. An IPv4 address facing an IPv6 one
+    is written as IPv4-mapped IPv6, so both are of one family."""
+    ends = _ip_ends(source, destination)
+    if version == "v1":
+        if ends is None:
+            return b"PROXY UNKNOWN\r\n"
+        (src, src_port), (dst, dst_port) = ends
+        protocol = "TCP4" if src.version == 4 else "TCP6"
+        return f"PROXY {protocol} {src} {dst} {src_port} {dst_port}\r\n".encode("ascii")
+    if version != "v2":
+        raise ValueError(f"PROXY protocol version must be v1 or v2, not {version!r}")
+    if ends is None:
+        return V2_SIGNATURE + bytes([0x20, 0x00]) + (0).to_bytes(2, "big")
+    (src, src_port), (dst, dst_port) = ends
+    family = 0x11 if src.version == 4 else 0x21  # TCP over IPv4, TCP over IPv6
+    body = src.packed + dst.packed + src_port.to_bytes(2, "big") + dst_port.to_bytes(2, "big")
+    return V2_SIGNATURE + bytes([0x21, family]) + len(body).to_bytes(2, "big") + body
+
+
+_Ip = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _ip_ends(source: Any, destination: Any) -> tuple[tuple[_Ip, int], tuple[_Ip, int]] | None:
+    try:
+        src = ipaddress.ip_address(str(source[0]).split("%", 1)[0])
+        dst = ipaddress.ip_address(str(destination[0]).split("%", 1)[0])
+        ports = int(source[1]), int(destination[1])
+    except (TypeError, ValueError, IndexError):
+        return None  # (a unix socket's address: a path, or nothing)
+    if isinstance(src, ipaddress.IPv6Address) and isinstance(dst, ipaddress.IPv6Address):
+        if src.ipv4_mapped is not None and dst.ipv4_mapped is not None:
+            src, dst = src.ipv4_mapped, dst.ipv4_mapped  # (a dual-stack listener's IPv4 peer)
+    elif src.version != dst.version:  # one of each: both as IPv6
+        src, dst = (_as_v6(src), _as_v6(dst))
+    return (src, ports[0]), (dst, ports[1])
+
+
+def _as_v6(ip: _Ip) -> ipaddress.IPv6Address:
+    return ip if isinstance(ip, ipaddress.IPv6Address) else ipaddress.IPv6Address(f"::ffff:{ip}")

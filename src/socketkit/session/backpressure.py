@@ -11,7 +11,7 @@ for good).
 from __future__ import annotations
 
 from ..errors import LimitExceeded
-from .phases import FOREIGN_OUTPUT_FACTOR, OPEN
+from .phases import FOREIGN_OUTPUT_FACTOR, INPUT_ENDED, OPEN
 from .state import SessionState
 
 __all__ = ["Backpressure"]
@@ -38,7 +38,7 @@ class Backpressure(SessionState):
         """Whether the engine should offer on_drain (it is wanted, and output is low)."""
         return (
             self.dispatch.wants_drain
-            and self.phase is OPEN
+            and (self.phase is OPEN or (self._holds_open and self.phase is INPUT_ENDED))
             and len(self.out) <= self._limits.write_buffer_low
         )
 

@@ -91,13 +91,16 @@ class OneAtATime(SessionState):
             error, self._pending_error = self._pending_error, None
             self.bad_input(error)  # every message before it has its reply: now the error
         elif self.phase is INPUT_ENDED and not self._holds_open:
-            # the input ended and every message has its reply: on_input_end may keep it open
-            if not (self.dispatch.hears_input_end and self._kept_open()):
-                self._close(None)
+            self._input_ended_answered()
         if not self._handling and self._release is not None:
             self._release()  # every message decoded was handled: their values leave the budget
         if not self.reading:
             self._settle()
+
+    def _input_ended_answered(self) -> None:
+        """The input ended and every message has its reply: closed, unless on_input_end keeps it."""
+        if not (self.dispatch.hears_input_end and self._kept_open()):
+            self._close(None)
 
     def _drop_deferred(self) -> None:
         """The connection is closing: messages still waiting are not handled."""
