@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
+import time
 
 import pytest
 
 import socketkit as sk
 from conftest import ENGINES, echo, wait_until
 from socketkit.access import AccessList
+from socketkit.ratelimit import RatePerAddress
 from test_cli import SK, WAIT, cli_server
 
 V1_FROM_DOCUMENTATION_NET = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n"
@@ -94,3 +97,48 @@ def test_serve_allow_and_deny_from_the_command_line() -> None:
     ):
         sent = subprocess.run([*SK, "send", urls[0], "hi"], capture_output=True, timeout=WAIT, check=False)
         assert sent.stdout == b"hi\n", sent
+
+
+def test_the_rate_per_address_lets_a_seconds_burst_through_then_refills() -> None:
+    rate = RatePerAddress(3)
+    assert [rate.allow("192.0.2.1", 100.0) for _ in range(4)] == [True, True, True, False]
+    assert rate.allow("192.0.2.2", 100.0)  # every address its own bucket
+    assert not rate.allow("192.0.2.1", 100.2)  # 0.6 of a token back: not yet
+    assert rate.allow("192.0.2.1", 100.5)  # one token back (and taken)
+    assert [rate.allow("192.0.2.1", 200.0) for _ in range(4)] == [True, True, True, False]  # full, no more
+
+
+def test_a_client_over_the_connection_rate_is_closed_counted_and_logged(
+    engine: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """max_connection_rate=1: the first connection is served; a client reconnecting at once is
+    closed unanswered, counted as rejected and logged; the server goes on."""
+    with (
+        caplog.at_level(logging.WARNING, logger="socketkit"),
+        sk.Server(
+            "tcp://127.0.0.1:0",
+            echo,
+            codec=sk.Lines(),
+            engine=engine,
+            limits=sk.Limits(max_connection_rate=1),
+        ).start() as server,
+    ):
+        with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+            assert client.request(b"first") == b"first"
+        refused = False
+        deadline = time.monotonic() + WAIT
+        while not refused and time.monotonic() < deadline:  # (each try spends the token a second brings)
+            with sk.connect(server.url, codec=sk.Lines(), timeout=WAIT) as client:
+                try:
+                    client.request(b"again")
+                except (sk.ClosedError, sk.BrokenError):
+                    refused = True
+        assert refused
+        wait_until(lambda: server.stats.connections_rejected >= 1, what="the refusal to be counted")
+    assert any("(max_connection_rate)" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_the_rate_must_be_a_finite_number_of_at_least_one() -> None:
+    for bad in (0, 0.5, float("inf"), True):
+        with pytest.raises(ValueError, match="max_connection_rate must be a finite number >= 1"):
+            sk.Limits(max_connection_rate=bad)

@@ -23,6 +23,9 @@ class Limits:
             backlog (they are not refused).
         max_connections_per_ip: connections from one IP address at once; more
             are accepted and closed at once, logged and counted as rejected.
+        max_connection_rate: new connections a second from one IP address (a
+            burst of one second's worth); more are closed at once, logged and
+            counted as rejected, as over ``max_connections_per_ip``.
         max_message_size: largest decoded message, in bytes (lowers the
             codec's own limit, never raises it).
         idle_timeout: seconds a connection may stay silent between messages, or
@@ -44,6 +47,7 @@ class Limits:
 
     max_connections: int = 1024
     max_connections_per_ip: int = 256
+    max_connection_rate: float = 10_000.0
     max_message_size: int = 1024 * 1024
     idle_timeout: float = 120.0
     read_timeout: float = 30.0
@@ -70,6 +74,11 @@ class Limits:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"Limits.{name} must be a positive finite number of seconds, not {value!r}")
+        rate = self.max_connection_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 1 <= rate < float("inf"):
+            raise ValueError(
+                f"Limits.max_connection_rate must be a finite number >= 1 a second, not {rate!r}"
+            )
         if not isinstance(self.grace, (int, float)) or not 0 <= self.grace < float("inf"):
             raise ValueError(f"Limits.grace must be a finite number of seconds >= 0, not {self.grace!r}")
         if (

@@ -51,6 +51,7 @@ __all__ = ["relay"]
 )
 @click.option("--tls-key", metavar="FILE", help="Its private key, if not in the certificate file.")
 @limit_option("--max-connections", "Connections relayed at once; more wait in the listen backlog.")
+@limit_option("--max-connection-rate", "New connections a second from one client address.")
 @limit_option("--idle-timeout", "Seconds a relayed connection may carry nothing either way.")
 @limit_option("--grace", "Seconds Ctrl-C/SIGTERM lets relayed connections finish.")
 @click.option("--allow", multiple=True, metavar="CIDR", help="Only clients in this network may connect.")
@@ -75,6 +76,7 @@ def relay(
     tls_cert: str | None,
     tls_key: str | None,
     max_connections: int | None,
+    max_connection_rate: float | None,
     idle_timeout: float | None,
     grace: float | None,
     allow: tuple[str, ...],
@@ -115,6 +117,7 @@ def relay(
         )
         overrides: dict[str, Any] = {
             "max_connections": max_connections,
+            "max_connection_rate": max_connection_rate,
             "idle_timeout": idle_timeout,
             "grace": grace,
         }

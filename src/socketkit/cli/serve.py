@@ -116,6 +116,7 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
 )
 @limit_option("--max-connections", "Connections served at once; more wait in the listen backlog.")
 @limit_option("--max-connections-per-ip", "Connections at once from one IP address; more are closed.")
+@limit_option("--max-connection-rate", "New connections a second from one IP address; more are closed.")
 @limit_option("--idle-timeout", "Seconds a connection may stay silent between messages.")
 @limit_option("--read-timeout", "Seconds a peer has to finish a message it started.")
 @limit_option("--max-message-size", "Largest message in bytes (raises or lowers the codec's own limit).")
@@ -187,6 +188,7 @@ def serve(
     codec: str | None,
     max_connections: int | None,
     max_connections_per_ip: int | None,
+    max_connection_rate: float | None,
     idle_timeout: float | None,
     read_timeout: float | None,
     max_message_size: int | None,
@@ -232,6 +234,7 @@ def serve(
         overrides: dict[str, Any] = {
             "max_connections": max_connections,
             "max_connections_per_ip": max_connections_per_ip,
+            "max_connection_rate": max_connection_rate,
             "idle_timeout": idle_timeout,
             "read_timeout": read_timeout,
             "max_message_size": max_message_size,

@@ -21,7 +21,10 @@ from ...closing import log, log_sampled
 from ...endpoints import Listener
 from ...errors import LimitExceeded
 from ...limits import Limits
+from ...ratelimit import RatePerAddress
 from ...stats import StatsRecorder
+
+_monotonic = time.monotonic  # (a global read, not an attribute, per accept)
 
 __all__ = ["ACCEPT_BACKOFF", "AcceptGate"]
 
@@ -41,6 +44,7 @@ class AcceptGate:
         self._per_ip: dict[str, int] = {}
         # One address cannot exceed the per-IP limit when the total limit is lower: skip the count.
         self._count_per_ip = limits.max_connections_per_ip < limits.max_connections
+        self._rate = RatePerAddress(limits.max_connection_rate)
         self._lock = threading.Lock()
         self._resume = 0.0
         #: who may connect (``Server(allow=..., deny=...)``); the plan sets it
@@ -75,18 +79,21 @@ class AcceptGate:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass
-            if not listener.counts_per_ip or not (self._count_per_ip or self.access.limited):
+            if not listener.counts_per_ip:
                 return sock, addr  # behind a PROXY header the peer is checked once it is known
-            refusal = self.admit(addr, listener.url)
+            if not (self._count_per_ip or self.access.limited) and self._rate.allow(addr[0], _monotonic()):
+                return sock, addr  # (only the rate to check, and it is within it: no more calls)
+            refusal = self.admit(addr, listener.url, rated=self._count_per_ip or self.access.limited)
             if refusal is None:
                 return sock, addr
             sock.close()
             return None
         return sock, addr
 
-    def admit(self, addr: Any, listener: str) -> LimitExceeded | None:
-        """Check ``addr`` against the access list and count it against max_connections_per_ip;
-        the refusal (logged and counted as rejected, at ``listener``) if it may not connect."""
+    def admit(self, addr: Any, listener: str, rated: bool = True) -> LimitExceeded | None:
+        """Check ``addr`` against the access list and max_connection_rate (unless ``rated`` is
+        False: refused for it already) and count it against max_connections_per_ip; the
+        refusal (logged and counted as rejected, at ``listener``) if it may not connect."""
         if not isinstance(addr, tuple):
             return None
         ip = addr[0]
@@ -96,6 +103,17 @@ class AcceptGate:
                 self.stats.rejected(listener)
                 log_sampled(self.stats, "rejected", logging.WARNING, "rejected %s: %s", ip, why)
                 return LimitExceeded(f"refused: {why}")
+        if not rated or not self._rate.allow(ip, _monotonic()):
+            self.stats.rejected(listener)
+            log_sampled(
+                self.stats,
+                "rejected",
+                logging.WARNING,
+                "rejected %s: more than %g new connections a second from this address (max_connection_rate)",
+                ip,
+                self._rate.rate,
+            )
+            return LimitExceeded(f"more than {self._rate.rate:g} new connections a second from {ip}")
         if not self._count_per_ip:
             return None
         with self._lock:
