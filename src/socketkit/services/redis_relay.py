@@ -123,9 +123,15 @@ class RedisRelay:
         pause, lost = _FIRST_PAUSE, False
         while not self._stop.is_set():
             try:
-                pubsub = self._client().pubsub(ignore_subscribe_messages=True)
+                pubsub = self._client().pubsub()
                 try:
                     pubsub.subscribe(self.channel)
+                    # Subscribed once Redis confirms it (before that, what others publish does
+                    # not reach this process): only then is it said, and relayed from.
+                    while not self._stop.is_set():
+                        confirmed = pubsub.get_message(timeout=_POLL)
+                        if confirmed is not None and confirmed.get("type") == "subscribe":
+                            break
                     log.info(
                         "redis broker: %s channel %r at %s",
                         "subscribed again to" if lost else "subscribed to",
