@@ -127,6 +127,22 @@ class Connection(Counters):
         """
         raise TypeError("a datagram has no connection to start TLS on: start_tls is for streams")
 
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> None:
+        """Send a file's bytes as they are (the codec frames nothing), after what was sent
+        before: ``file`` is a path or a binary file (left open); ``count`` bytes from
+        ``offset`` (None: to the end). The file is read a ``write_buffer_high`` at a time as
+        the peer takes it (backpressure, through TLS too); a ``@blocking`` ``fn(conn)`` on
+        threads or iterative sends it with the kernel's ``sendfile`` (no copy), returning
+        once it is sent.
+
+        Raises:
+            ClosedError: the connection is closed.
+            FileNotFoundError / OSError: the file cannot be opened.
+            RuntimeError: called from a pool thread (send the bytes with ``send`` there).
+            TypeError: a datagram's sender (a file is a stream).
+        """
+        raise TypeError("a datagram carries one message: sendfile is for streams")
+
     def recv(self) -> Any:
         """The next message (``@blocking`` ``fn(conn)`` handlers only: threads, iterative, pool).
 

@@ -20,7 +20,8 @@ idea each, all of them rules of this one object (see :mod:`.state`):
 - :mod:`.backpressure`: when to read, a producer's turn;
 - :mod:`.elsewhere`: messages for a handler run elsewhere (pool, asyncio), one at a time;
 - :mod:`.layering`: what the byte layers' progress means for the connection;
-- :mod:`.handler_calls`: what the handler calls (send, close, recv).
+- :mod:`.handler_calls`: what the handler calls (send, close, recv);
+- :mod:`.files`: files sent (sendfile), fed into the output as it drains.
 
 What has state of its own is an object the session composes: the byte layers
 (:class:`~socketkit.layers.stack.LayerStack`), a blocking handler's inbox
@@ -36,6 +37,7 @@ from ..closing import report_close, report_defect
 from ..errors import ProtocolError, SocketkitError
 from .backpressure import Backpressure
 from .elsewhere import OneAtATime
+from .files import FileOutput
 from .handler_calls import HandlerCalls
 from .layering import Layered
 from .phases import CLOSED, OPEN
@@ -47,7 +49,7 @@ __all__ = ["Session"]
 _perf_counter = time.perf_counter
 
 
-class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerCalls):
+class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerCalls, FileOutput):
     """One connection's state machine; also what its handler sees as ``conn``."""
 
     __slots__ = ()
@@ -137,9 +139,13 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
                             answer = reply(message, self)
                             if answer is not None:
                                 data = encode(answer)  # (a reply it cannot encode: as send())
-                                if not self._closed:  # (closed: nowhere to go, as send() says)
+                                if self._closed:  # (closed: nowhere to go, as send() says)
+                                    pass
+                                elif self._files is None:
                                     out += data
                                     self.messages_out += 1
+                                else:  # (behind a file being sent)
+                                    self._append(data)
                             # the handler closed (or started TLS): later pipelined messages are
                             # not answered
                             if self._closed or self._upgrade is not None:
@@ -192,6 +198,8 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
         if self._inbox is not None:
             self._inbox.changed()  # a blocking handler waiting in recv() or send() sees the end
         self.out.clear()
+        if self._files is not None:
+            self._drop_files()
         self._decoder.release()
         self._drop_deferred()
         if not self._handling:  # else on_close waits for the handler to return (handled)
@@ -234,6 +242,8 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
             del self.out[:count]
             self._last_active = now
             self._heard = True
+        if self._files is not None and len(self.out) <= self._limits.write_buffer_low:
+            self._feed_files()  # a file's next chunk (sendfile)
         if self._deferred is not None and len(self.out) <= self._limits.write_buffer_low:
             self._start_deferred()  # the peer read its replies: the next message may start
         if self._inbox is not None and len(self.out) <= self._limits.write_buffer_low:
@@ -251,8 +261,11 @@ class Session(Transitions, Timeouts, Backpressure, OneAtATime, Layered, HandlerC
             self._heard = True
 
     def _write(self, data: bytes) -> None:
-        """Bytes for the wire, through the layers if there are any."""
-        if self.layers is not None:
+        """Bytes for the wire, through the layers if there are any; behind the files being
+        sent, if any (:mod:`.files`)."""
+        if self._files is not None:
+            self._files.append(data)
+        elif self.layers is not None:
             self.layers.send(data)
         else:
             self.out += data

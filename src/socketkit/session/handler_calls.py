@@ -39,7 +39,9 @@ class HandlerCalls(SessionState):
             raise ClosedError(f"{self.peer_url}: send on a closed connection")
         if _get_ident() != self.owner:
             self.transport.send_from_elsewhere(data)
-        elif self._in_event and self.layers is None:  # a reply: written after the event
+        elif (
+            self._in_event and self.layers is None and self._files is None
+        ):  # a reply: written after the event
             self.messages_out += 1
             self.out += data
         else:

@@ -25,10 +25,12 @@ from .transport import Transport
 
 if TYPE_CHECKING:
     import ssl
+    from collections import deque
 
     from ..errors import ProtocolError
     from ..layers import LayerFactory
     from ..stats import LatencyHistogram
+    from .file_source import FileSource
     from .host import SessionHost
 
 __all__ = ["SessionState"]
@@ -42,6 +44,7 @@ class SessionState(Connection):
     __slots__ = (
         "_decoder",
         "_deferred",
+        "_files",
         "_handling",
         "_heard",
         "_holds_open",
@@ -110,6 +113,8 @@ class SessionState(Connection):
         # bad input behind messages handled elsewhere: answered once they have their replies
         self._pending_error: ProtocolError | None = None
         self._deferred: list[Any] | None = None  # messages waiting for a handler run elsewhere
+        #: sendfile's files not yet read into the output, and what was sent behind them
+        self._files: deque[FileSource | bytes] | None = None
         self._handling = False  # a handler run elsewhere has a message of this connection now
         #: the thread that runs this connection's events (made on it)
         self.owner = _get_ident()
@@ -155,6 +160,8 @@ class SessionState(Connection):
         def _tell_closed(self) -> None: ...
         def _drop_deferred(self) -> None: ...
         def _begin_tls(self, more_came: bool) -> None: ...
+        def _feed_files(self) -> None: ...
+        def _drop_files(self) -> None: ...
         def _start_deferred(self) -> None: ...
 
 

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .inbox import Inbox
+
+if TYPE_CHECKING:
+    from .file_source import FileSource
 
 __all__ = ["Transport"]
 
@@ -44,6 +47,12 @@ class Transport:
     held: bool = False
 
     # -- I/O -------------------------------------------------------------------------------
+
+    def send_file(self, source: FileSource) -> None:
+        """Send the file's bytes now, by the kernel, after the session's output (a blocking
+        handler's own thread on a plain socket: threads, iterative). Engines that cannot
+        have their sessions copy files into the output instead."""
+        raise NotImplementedError
 
     def layer_output(self) -> tuple[Callable[[bytes], object] | None, AbstractContextManager[object] | None]:
         """Where the connection's byte layers (TLS) write, and what keeps them to one thread

@@ -206,7 +206,7 @@ class AsyncioTransport(Transport, asyncio.BufferedProtocol):
     def _hand_over(self) -> None:
         """The session's output to the transport, unless its buffer is full."""
         out = self.session.out
-        if out and self._writable and self._stream is not None:
+        while out and self._writable and self._stream is not None:  # (sent() may refill it: sendfile)
             data = bytes(out)
             self._stream.write(data)
             self.session.sent(len(data), self._engine.loop.time())

@@ -23,6 +23,7 @@ wait for the peer to read for at most ``idle_timeout``.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -37,6 +38,7 @@ from ..common import linger
 from ..common.datagrams import RECV_SIZE
 
 if TYPE_CHECKING:
+    from ...session.file_source import FileSource
     from .flusher import OutboxFlusher
 
 __all__ = ["ThreadHost", "ThreadedTransport"]
@@ -45,6 +47,7 @@ _DONTWAIT = socket.MSG_DONTWAIT
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 _PEEK_WAIT = socket.MSG_PEEK  # wait for a byte, and leave it there
 _PARKED_RECV_SIZE = 1024  # bytes read at once between messages, until the peer sends more
+_SENDFILE_CHUNK = 1 << 20  # bytes one os.sendfile call is asked for
 _TIMEOUT_SLACK = 0.05  # seconds a kernel read timeout may be longer than the deadline it serves
 
 
@@ -442,11 +445,38 @@ class ThreadedTransport(Transport):
             except OSError as exc:
                 raise translate_oserror(exc, session.peer_url) from exc
             session.sent(done, time.monotonic())
-            if out:
+            while True:  # (sent() refills the output while a file is being sent: sendfile)
+                if self._outbox:  # (with layers, a file's chunks come through the outbox)
+                    out += self._outbox
+                    self._outbox.clear()
+                if not out:
+                    break
                 self._write_rest(out)
 
-    def _write_rest(self, out: bytearray) -> None:
-        """The peer is behind: send the rest of ``out``, waiting up to idle_timeout per send."""
+    def send_file(self, source: FileSource) -> None:
+        """The kernel sends the file (``os.sendfile``), after the session's output; a peer
+        that takes nothing for idle_timeout is a write timeout, as for any send."""
+        self._write_out()
+        fd = source.fd
+        assert fd is not None
+        session = self.session
+        with self._lock:
+            self._keep_send_timeout()
+            sock = self._sock.fileno()
+            while source.left:
+                try:
+                    sent = os.sendfile(sock, fd, source.offset, min(source.left, _SENDFILE_CHUNK))
+                except BlockingIOError:
+                    raise session.write_timeout() from None
+                except OSError as exc:
+                    raise translate_oserror(exc, session.peer_url) from exc
+                if not sent:
+                    break  # the file is shorter than said
+                source.advance(sent)
+                session.sent_aside(sent, time.monotonic())
+
+    def _keep_send_timeout(self) -> None:
+        """SO_SNDTIMEO at idle_timeout, set on first need: a send that waits longer fails."""
         if not self._sndtimeo:
             try:
                 self._sock.setsockopt(
@@ -455,6 +485,10 @@ class ThreadedTransport(Transport):
             except OSError as exc:
                 raise translate_oserror(exc, self.peer_url) from exc
             self._sndtimeo = True
+
+    def _write_rest(self, out: bytearray) -> None:
+        """The peer is behind: send the rest of ``out``, waiting up to idle_timeout per send."""
+        self._keep_send_timeout()
         view = memoryview(out)  # partial sends move a view, not the bytes
         done = 0
         try:
