@@ -4,10 +4,12 @@ its startup line."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -444,9 +446,11 @@ def cli_listener(*args: str, url: str = "tcp://127.0.0.1:0") -> Iterator[tuple[s
     )
     try:
         assert proc.stderr is not None
-        line = proc.stderr.readline().decode()
-        match = re.search(r"listening on (\S+)", line)
-        assert match, line
+        said = ""
+        while not (match := re.search(r"listening on (\S+)", said)):
+            line = proc.stderr.readline().decode()
+            assert line, said
+            said += line
         yield proc, match.group(1)
     finally:
         if proc.poll() is None:
@@ -626,10 +630,66 @@ def test_listen_over_tls_names_a_failed_handshake(test_pki: tuple[str, str]) -> 
     assert "TLS handshake with tls://127.0.0.1:" in err and "failed" in err, err
 
 
+@contextmanager
+def throwaway_listener(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str, str]]:
+    """``listen`` with TLS and no certificate: (process, URL, the fingerprint it printed)."""
+    proc = subprocess.Popen(
+        [*SK, "listen", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline().decode()
+        fingerprint = re.search(
+            r"throwaway self-signed certificate.*SHA-256 fingerprint: ([0-9A-F:]{95})$", first
+        )
+        assert fingerprint, first
+        second = proc.stderr.readline().decode()
+        listening = re.search(r"listening on (\S+)", second)
+        assert listening, second
+        yield proc, listening.group(1), fingerprint.group(1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=WAIT)
+
+
+@pytest.mark.parametrize("args", [["--tls", "127.0.0.1:0"], ["tls://127.0.0.1:0"]])
+def test_listen_tls_without_a_certificate_makes_a_throwaway_one(args: list[str]) -> None:
+    """As ``ncat --ssl -l``: a self-signed certificate made on the spot, whose printed
+    SHA-256 fingerprint is the one a client sees; the listener relays that client."""
+    with throwaway_listener(*args) as (proc, url, fingerprint):
+        assert proc.stdout is not None
+        port = int(url.rsplit(":", 1)[1])
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                der = tls.getpeercert(binary_form=True)
+                assert der is not None
+                seen = hashlib.sha256(der).hexdigest().upper()
+                assert ":".join(seen[i : i + 2] for i in range(0, 64, 2)) == fingerprint
+                tls.sendall(b"checked by fingerprint\n")
+                assert proc.stdout.readline() == b"checked by fingerprint\n"
+                assert proc.stdin is not None
+                proc.stdin.write(b"and back\n")
+                proc.stdin.flush()
+                assert tls.recv(100) == b"and back\n"
+        assert proc.wait(WAIT) == 0
+
+
+def test_ncat_ssl_talks_to_a_throwaway_listener() -> None:
+    ncat = tool("ncat")
+    with throwaway_listener("--tls", "127.0.0.1:0") as (proc, url, _):
+        assert proc.stdout is not None
+        said = run([ncat, "--ssl", "127.0.0.1", url.rsplit(":", 1)[1]], "from ncat\n")
+        assert said.returncode == 0, said
+        assert proc.stdout.readline() == b"from ncat\n"
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["tls://127.0.0.1:0"], "needs a certificate: add --tls-cert FILE"),
         (["tcp://127.0.0.1:0", "--tls-key", "k.pem"], "--tls-key needs --tls-cert"),
         (["tcp://127.0.0.1:0", "--tls-cert", "missing.pem"], "not found: missing.pem"),
         (["-u", "127.0.0.1:0", "--tls-cert", "c.pem"], "TLS over datagrams is not available"),

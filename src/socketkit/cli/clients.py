@@ -31,6 +31,7 @@ from ..services.broker import Broker
 from ..sessionlog import SessionLog
 from ..tls import TlsStream, client_context, server_context
 from .common import Command, Failure, configure_logging, runtime_errors, target_url, tls_options, usage_errors
+from .throwaway import throwaway_context
 
 
 def _wait_option(default: float | None, meaning: str) -> Callable[[Command], Command]:
@@ -91,20 +92,27 @@ def _session_log(output: str | None, hexdump: str | None) -> Iterator[SessionLog
 
 
 def _listener_tls(
-    endpoint: Endpoint, cert: str | None, key: str | None, command: str | None
+    endpoint: Endpoint, use_tls: bool, cert: str | None, key: str | None, command: str | None
 ) -> ssl.SSLContext | None:
-    """The server TLS context ``listen`` presents (tls:// or --tls-cert), or None."""
-    if cert is None:
-        if key:
-            raise ValueError("--tls-key needs --tls-cert")
-        if endpoint.is_tls:
-            raise ValueError(f"listening on {endpoint.url} needs a certificate: add --tls-cert FILE")
+    """The server TLS context ``listen`` presents (tls://, --tls or --tls-cert), or None.
+    Without a certificate it makes a throwaway one and says its fingerprint, as ncat does."""
+    if cert is None and key:
+        raise ValueError("--tls-key needs --tls-cert")
+    if cert is None and not (use_tls or endpoint.is_tls):
         return None
     if not endpoint.is_stream:
         raise ValueError("TLS over datagrams is not available (the standard library has no DTLS)")
     if command:
         raise ValueError("--exec gives the command the raw socket, which cannot speak TLS")
-    return server_context(cert, key)
+    if cert is not None:
+        return server_context(cert, key)
+    context, fingerprint = throwaway_context()
+    click.echo(
+        "socketkit: TLS with a throwaway self-signed certificate (for localhost, 127.0.0.1 and "
+        f"::1, valid a day); its SHA-256 fingerprint: {fingerprint}",
+        err=True,
+    )
+    return context
 
 
 def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: bool) -> ssl.SSLContext | None:
@@ -193,10 +201,13 @@ def connect(
 @_LISTEN_WAIT
 @_session_log_options
 @click.option(
-    "--tls-cert",
-    metavar="FILE",
-    help="Speak TLS, presenting this certificate (PEM, chain first), as ncat --ssl -l.",
+    "--tls",
+    "use_tls",
+    is_flag=True,
+    help="Speak TLS, as ncat --ssl -l (tls:// does too); without --tls-cert, with a throwaway "
+    "self-signed certificate whose fingerprint is printed.",
 )
+@click.option("--tls-cert", metavar="FILE", help="The certificate to present (PEM, chain first).")
 @click.option("--tls-key", metavar="FILE", help="Its private key, if not in the certificate file.")
 def listen(
     url: str,
@@ -210,6 +221,7 @@ def listen(
     timeout: float | None,
     output: str | None,
     hexdump: str | None,
+    use_tls: bool,
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
@@ -223,7 +235,7 @@ def listen(
             raise ValueError("--broker relays lines between stream clients; it takes no --exec or -u")
         if (output or hexdump) and (broker or command):
             raise ValueError("-o and -x log what the relay moves: they take no --broker or --exec")
-        context = _listener_tls(endpoint, tls_cert, tls_key, command)
+        context = _listener_tls(endpoint, use_tls, tls_cert, tls_key, command)
     if broker:
         configure_logging("info", "text")
         with runtime_errors():
