@@ -331,6 +331,9 @@ class Listener:
         self.sock = sock
         self.endpoint = endpoint
         address = sock.getsockname()
+        #: the bound address, as ``getsockname()`` gives it (port 0 resolved); kept, so it
+        #: can be read while a stopping server closes the socket
+        self.address: Any = address
         self.url = format_url(endpoint.scheme, address)
         #: the local address of every connection accepted here, when the bind
         #: address says it (not a wildcard): no getsockname() per connection.
@@ -388,11 +391,6 @@ class Listener:
                 host = hosts[addr[0]] = addr[0]
             addr = (host, *addr[1:])
         return sock, addr
-
-    @property
-    def address(self) -> object:
-        """The bound address, as ``getsockname()`` gives it (port 0 resolved)."""
-        return self.sock.getsockname()
 
     def fileno(self) -> int:
         return self.sock.fileno()
