@@ -19,7 +19,9 @@ import pytest
 
 import socketkit as sk
 from conftest import echo, wait_until
+from socketkit.datagram_forwarding import DatagramForwarder
 from socketkit.forwarding import Forwarder, relay_server
+from socketkit.sessionlog import SessionLog
 from socketkit.tls import client_context, server_context
 from test_cli import SK, WAIT, cli_server, tool
 from test_haproxy import free_port
@@ -190,7 +192,7 @@ def test_a_stop_lets_an_answer_in_flight_come_back() -> None:
 
 
 def test_bad_arguments_are_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="a relay's target is a stream"):
+    with pytest.raises(ValueError, match="a stream relay's target is tcp://, tls:// or unix://"):
         Forwarder("udp://127.0.0.1:53")
     with pytest.raises(ValueError, match="proxy_protocol must be v1 or v2"):
         Forwarder("tcp://127.0.0.1:80", proxy_protocol="v3")
@@ -214,7 +216,7 @@ def cli_relay(*args: str) -> Iterator[str]:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=WAIT)
         assert proc.returncode == 0, err
-        assert re.search(r"stopped; relayed \d+ connection\(s\)", err), err
+        assert re.search(r"stopped; relayed \d+ (connection|client)\(s\)", err), err
 
 
 def test_curl_and_socat_through_the_cli_relay() -> None:
@@ -279,8 +281,11 @@ def _answers(port: int) -> bool:
 def test_cli_usage_errors_are_one_line_exit_2() -> None:
     for args, said in [
         (["tls://127.0.0.1:0", "127.0.0.1:80"], "needs a certificate: add --tls-cert FILE"),
-        (["udp://127.0.0.1:0", "127.0.0.1:80"], "relay listens on a stream"),
-        (["127.0.0.1:0", "udp://127.0.0.1:53"], "a relay's target is a stream"),
+        (["udp://127.0.0.1:0", "127.0.0.1:80"], "takes datagrams, TARGET tcp://127.0.0.1:80 does not"),
+        (["127.0.0.1:0", "udp://127.0.0.1:53"], "takes streams, TARGET udp://127.0.0.1:53 does not"),
+        (["udp://127.0.0.1:0", "udp://127.0.0.1:53", "--proxy-protocol", "v1"], "for stream relays"),
+        (["udp://127.0.0.1:0", "udp://239.1.2.3:5000"], "one peer, not a group"),
+        (["127.0.0.1:0", "127.0.0.1:80", "-o", "a.log", "-x", "b.log"], "exclude each other"),
         (["127.0.0.1:0", "127.0.0.1:80", "--tls-ca", "x.pem"], "need --tls or a tls:// TARGET"),
     ]:
         result = subprocess.run(
@@ -288,3 +293,149 @@ def test_cli_usage_errors_are_one_line_exit_2() -> None:
         )
         assert result.returncode == 2, result.stderr
         assert said in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_the_session_log_heads_each_chunk_with_its_client(tmp_path: Any) -> None:
+    """relay -x: one file for every client, each chunk headed by the client it crossed for
+    and its direction (up to the target, down to the client), with offsets of its own."""
+    path = tmp_path / "relay.hex"
+    with open(path, "wb") as file, sk.Server("tcp://127.0.0.1:0", echo, codec=sk.Lines()).start() as target:
+        with relaying(target.url, log=SessionLog(file, hex_dump=True)) as relay:
+            with sk.connect(relay.url, codec=sk.Lines(), timeout=WAIT) as a:
+                with sk.connect(relay.url, codec=sk.Lines(), timeout=WAIT) as b:
+                    assert a.request(b"from a") == b"from a"
+                    assert b.request(b"from b, longer") == b"from b, longer"
+                    names = [f"tcp://127.0.0.1:{c.sock.getsockname()[1]}" for c in (a, b)]
+    text = path.read_text()
+    for name, line in zip(names, [b"from a\n", b"from b, longer\n"], strict=True):
+        for arrow, verb in [(">", "up"), ("<", "down")]:
+            header = f"{name} {verb} {len(line)} byte(s), from 0 to {len(line) - 1}"
+            assert re.search(f"^{arrow} \\S+ \\S+ {re.escape(header)}$", text, re.M), text
+    assert "66 72 6F 6D 20 61 0A" in text  # "from a\n", as hex
+
+
+def datagram_forwarder_of(server: sk.Server) -> DatagramForwarder:
+    handler = server.handler.target
+    assert isinstance(handler, DatagramForwarder)
+    return handler
+
+
+def whose(message: bytes, conn: sk.Connection) -> bytes:
+    """The target's answer names the address the datagram came from: the client's route."""
+    return message + b" via " + str(conn.peer).encode()
+
+
+@contextlib.contextmanager
+def datagram_relaying(target: str, listen: str = "udp://127.0.0.1:0", **options: Any) -> Iterator[sk.Server]:
+    with relaying(target, listen, **options) as relay:
+        try:
+            yield relay
+        finally:
+            relay.stop()
+            datagram_forwarder_of(relay).close()
+
+
+@ENGINES
+def test_datagrams_each_client_gets_its_own_answers_from_a_route_of_its_own(engine: str) -> None:
+    with sk.Server("udp://127.0.0.1:0", whose, codec=sk.Lines()).start() as target:
+        with datagram_relaying(target.url, engine=engine) as relay:
+            clients = [sk.DatagramClient(relay.url, codec=sk.Lines(), timeout=WAIT) for _ in range(3)]
+            answers = [
+                [client.request(b"%d.%d" % (n, k)) for k in range(3)] for n, client in enumerate(clients)
+            ]
+            routes = set()
+            for n, said in enumerate(answers):
+                assert [a.split(b" via ")[0] for a in said] == [b"%d.%d" % (n, k) for k in range(3)]
+                assert len({a.split(b" via ")[1] for a in said}) == 1  # one route per client...
+                routes.add(said[0].split(b" via ")[1])
+            assert len(routes) == 3  # ...its own
+            forwarder = datagram_forwarder_of(relay)
+            assert forwarder.relayed == forwarder.routes == 3 and forwarder.failed == 0
+            assert forwarder.bytes_up == sum(len(b"0.0\n") for _ in range(9))
+            for client in clients:
+                client.close()
+
+
+def test_unixgram_on_either_side(short_tmp: str) -> None:
+    with sk.Server(f"unixgram://{short_tmp}/target.sock", echo, codec=sk.Lines()).start() as target:
+        with datagram_relaying(target.url, f"unixgram://{short_tmp}/relay.sock") as relay:
+            with sk.DatagramClient(relay.url, codec=sk.Lines(), timeout=WAIT) as client:
+                assert client.request(b"over unixgram") == b"over unixgram"
+
+
+def test_an_idle_route_is_closed_and_the_next_datagram_opens_another() -> None:
+    with sk.Server("udp://127.0.0.1:0", whose, codec=sk.Lines()).start() as target:
+        with datagram_relaying(target.url, limits=sk.Limits(idle_timeout=0.2)) as relay:
+            forwarder = datagram_forwarder_of(relay)
+            with sk.DatagramClient(relay.url, codec=sk.Lines(), timeout=WAIT) as client:
+                first = client.request(b"one")
+                wait_until(lambda: forwarder.routes == 0, what="the idle route to close")
+                second = client.request(b"two")
+            assert first.split(b" via ")[1] != second.split(b" via ")[1]
+            assert forwarder.relayed == 2
+
+
+def test_clients_past_max_connections_are_dropped_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with sk.Server("udp://127.0.0.1:0", echo, codec=sk.Lines()).start() as target:
+        with caplog.at_level(logging.WARNING, logger="socketkit"):
+            with datagram_relaying(target.url, limits=sk.Limits(max_connections=1)) as relay:
+                forwarder = datagram_forwarder_of(relay)
+                with sk.DatagramClient(relay.url, codec=sk.Lines(), timeout=WAIT) as first:
+                    assert first.request(b"first") == b"first"
+                    with sk.DatagramClient(relay.url, codec=sk.Lines(), timeout=WAIT) as second:
+                        second.send(b"second")
+                        wait_until(lambda: forwarder.failed == 1, what="the drop to be counted")
+                    assert first.request(b"still served") == b"still served"
+    assert any("1 clients relayed at once (max_routes)" in r.getMessage() for r in caplog.records)
+
+
+def test_a_target_that_refuses_ends_the_route_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with caplog.at_level(logging.INFO, logger="socketkit"):
+        with datagram_relaying(f"udp://127.0.0.1:{free}") as relay:
+            forwarder = datagram_forwarder_of(relay)
+            with sk.DatagramClient(relay.url, codec=sk.Lines(), timeout=WAIT) as client:
+                client.send(b"anyone?")
+                wait_until(lambda: forwarder.failed == 1 and forwarder.routes == 0, what="the refusal")
+    said = [r.getMessage() for r in caplog.records if "relay to" in r.getMessage()]
+    assert said and f"relay to udp://127.0.0.1:{free} failed: Connection refused" in said[0], said
+
+
+def test_datagram_relays_refuse_what_they_cannot_keep() -> None:
+    for listen, target, options, said in [
+        ("udp://127.0.0.1:0", "tcp://127.0.0.1:80", {}, "a stream has no datagram boundaries"),
+        ("tcp://127.0.0.1:0", "udp://127.0.0.1:53", {}, "a stream has no datagram boundaries"),
+        (["tcp://127.0.0.1:0", "udp://127.0.0.1:0"], "udp://127.0.0.1:53", {}, "on streams or on datagrams"),
+        ("udp://127.0.0.1:0", "udp://127.0.0.1:53", {"proxy_protocol": "v1"}, "for a stream relay"),
+        (
+            "udp://127.0.0.1:0",
+            "udp://255.255.255.255:53?broadcast=1",
+            {},
+            "one peer, not a group or broadcast",
+        ),
+        ("udp://127.0.0.1:0", "udp://127.0.0.1:53", {"engine": "epoll"}, "use engine='asyncio' or 'uvloop'"),
+        ("udp://127.0.0.1:0", "udp://127.0.0.1:53", {"workers": 2}, "leave by different routes"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(said)):
+            relay_server(listen, target, **options)
+
+
+def test_socat_through_the_cli_datagram_relay_with_a_hexdump(tmp_path: Any) -> None:
+    path = tmp_path / "relay.hex"
+    with cli_server("echo", "-l", "udp://127.0.0.1:0") as (_, urls):
+        with cli_relay("udp://127.0.0.1:0", urls[0], "-x", str(path)) as relay:
+            out = subprocess.run(
+                [tool("socat"), "-t", "5", "-T", "5", "-", f"UDP:{relay.split('://', 1)[1]}"],
+                input=b"ping over udp\n",
+                capture_output=True,
+                timeout=WAIT,
+                check=True,
+            )
+            assert out.stdout == b"ping over udp\n"
+    text = path.read_text()
+    assert re.search(r"^> .* udp://127\.0\.0\.1:\d+ up 14 byte\(s\), from 0 to 13$", text, re.M), text
+    assert re.search(r"^< .* udp://127\.0\.0\.1:\d+ down 14 byte\(s\), from 0 to 13$", text, re.M), text

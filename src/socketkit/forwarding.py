@@ -22,7 +22,12 @@ graceful stop. What is the relay's own:
   (before TLS), for an HAProxy or nginx behind the relay.
 - **Counted.** :class:`Forwarder` counts connections relayed, those whose far side
   could not be reached (logged with the client and the reason), and bytes each
-  way.
+  way; with a :class:`~socketkit.sessionlog.SessionLog` it writes what crossed,
+  each chunk headed by its client (``socketkit relay -x``).
+
+A datagram listener relays through
+:class:`~socketkit.datagram_forwarding.DatagramForwarder` instead (a route per
+client, not a connection); :func:`relay_server` picks the one the listener needs.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from typing import Any
 
 from . import aio
 from .codecs import Raw
+from .datagram_forwarding import DatagramForwarder
 from .endpoints import Address, check_client_options, parse
 from .errors import ClosedError, SocketkitError
 from .eyeballs import DEFAULT_DELAY
 from .handlers import Protocol
 from .layers.proxy import proxy_header
+from .limits import Limits
 from .server import Server
+from .sessionlog import SessionLog
 from .tls import client_context
 
 if typing.TYPE_CHECKING:
@@ -54,6 +62,7 @@ _FAR = "socketkit.far"  # conn.state keys: the far side's client, its reader tas
 _BACK = "socketkit.back"
 _ROOM = "socketkit.room"
 _SHUT = "socketkit.shut"
+_LOG = "socketkit.log"
 
 
 class Forwarder(Protocol):
@@ -63,7 +72,7 @@ class Forwarder(Protocol):
     ``ssl.SSLContext``; on by default for a ``tls://`` target); ``server_hostname``: the
     name checked (default the target's host). ``proxy_protocol``: "v1" or "v2" to send a
     PROXY header naming the client first. ``connect_timeout`` bounds reaching the target
-    (and its TLS handshake).
+    (and its TLS handshake). ``log``: where to write what crossed, each way.
 
     Raises (at construction): ValueError for a datagram target, an option only a listener
     has, or a PROXY version other than v1 and v2.
@@ -80,10 +89,14 @@ class Forwarder(Protocol):
         proxy_protocol: str | None = None,
         connect_timeout: float = 10.0,
         happy_eyeballs_delay: float = DEFAULT_DELAY,
+        log: SessionLog | None = None,
     ) -> None:
         self.target = parse(target)
         if not self.target.is_stream:
-            raise ValueError(f"a relay's target is a stream (tcp://, tls://, unix://), not {self.target.url}")
+            raise ValueError(
+                f"a stream relay's target is tcp://, tls:// or unix://, not {self.target.url} "
+                "(a stream has no datagram boundaries to keep)"
+            )
         check_client_options(self.target)
         if proxy_protocol not in (None, "v1", "v2"):
             raise ValueError(f"proxy_protocol must be v1 or v2, not {proxy_protocol!r}")
@@ -95,6 +108,7 @@ class Forwarder(Protocol):
         self.proxy_protocol = proxy_protocol
         self.connect_timeout = connect_timeout
         self.happy_eyeballs_delay = happy_eyeballs_delay
+        self.log = log
         #: connections relayed (their far side reached), and those whose far side was not
         self.relayed = 0
         self.failed = 0
@@ -115,6 +129,8 @@ class Forwarder(Protocol):
         room.set()
         conn.state[_FAR] = far
         conn.state[_ROOM] = room
+        if self.log is not None:
+            conn.state[_LOG] = self.log.of(conn.peer_url)
         conn.state[_BACK] = asyncio.ensure_future(self._back(conn, far, room))
 
     async def _reach(self, conn: Connection) -> aio.AsyncClient:
@@ -147,13 +163,18 @@ class Forwarder(Protocol):
             conn.close()
             return
         self.bytes_up += len(message)
+        if self.log is not None:
+            conn.state[_LOG].sent(message)
 
     async def _back(self, conn: Connection, far: aio.AsyncClient, room: asyncio.Event) -> None:
         """What the far side sends, to the client, until the far side ends."""
         high = typing.cast(Any, conn).limits.write_buffer_high
+        session_log: SessionLog | None = conn.state.get(_LOG)
         try:
             while True:
                 data = await far.recv()
+                if session_log is not None:
+                    session_log.received(data)
                 for start in range(0, len(data), high):  # (sent a high-water mark at a time)
                     if conn.write_buffer_size > high:
                         room.clear()
@@ -200,11 +221,56 @@ def relay_server(listen: Address | list[Address], target: Address, **options: An
     """A :class:`~socketkit.Server` that relays every connection on ``listen`` to ``target``
     (not started: ``.serve_forever()`` or ``.start()``). ``options`` are
     :class:`Forwarder`'s (``tls``, ``server_hostname``, ``proxy_protocol``,
-    ``connect_timeout``) and :class:`~socketkit.Server`'s (``engine``, ``limits``,
+    ``connect_timeout``, ``log``) and :class:`~socketkit.Server`'s (``engine``, ``limits``,
     ``tls`` for a ``tls://`` listener as ``listen_tls``, ``allow``, ``deny``, ``metrics``,
-    ``workers``...). The server's handler is the :class:`Forwarder`, for its counts."""
-    forwarder_keys = ("tls", "server_hostname", "proxy_protocol", "connect_timeout", "happy_eyeballs_delay")
-    forwarder = Forwarder(target, **{key: options.pop(key) for key in forwarder_keys if key in options})
-    if "listen_tls" in options:
-        options["tls"] = options.pop("listen_tls")
-    return Server(listen, forwarder, codec=Raw(), **options)
+    ``workers``...). The server's handler is the :class:`Forwarder`, for its counts.
+
+    A ``udp://`` or ``unixgram://`` listener relays datagrams to a datagram target through
+    a :class:`~socketkit.datagram_forwarding.DatagramForwarder` (``log`` its only option of
+    the above; a route per client, at most ``limits.max_connections``, closed after
+    ``limits.idle_timeout``); call its ``close()`` once the server has stopped.
+
+    Raises:
+        ValueError: stream and datagram listeners together, or a target of the other kind.
+    """
+    endpoints = [parse(url) for url in (listen if isinstance(listen, list) else [listen])]
+    datagrams = [endpoint.url for endpoint in endpoints if not endpoint.is_stream]
+    if datagrams and len(datagrams) < len(endpoints):
+        raise ValueError(
+            f"a relay listens on streams or on datagrams, not both ({', '.join(datagrams)} "
+            "are datagram listeners): run one relay for each"
+        )
+    handler: Protocol
+    if datagrams:
+        if parse(target, "udp").is_stream:
+            raise ValueError(
+                f"a datagram relay's target is udp:// or unixgram://, not {parse(target).url} "
+                "(a stream has no datagram boundaries to keep)"
+            )
+        stream_only = [
+            key for key in ("tls", "server_hostname", "proxy_protocol", "listen_tls") if key in options
+        ]
+        if stream_only:
+            raise ValueError(f"{', '.join(stream_only)}: for a stream relay, not datagrams ({datagrams[0]})")
+        limits: Limits = options.get("limits") or Limits()
+        handler = DatagramForwarder(
+            target,
+            idle_timeout=limits.idle_timeout,
+            max_routes=limits.max_connections,
+            log=options.pop("log", None),
+        )
+        for key in ("connect_timeout", "happy_eyeballs_delay"):
+            options.pop(key, None)  # (nothing to connect: a datagram route is ready at once)
+    else:
+        forwarder_keys = (
+            "tls",
+            "server_hostname",
+            "proxy_protocol",
+            "connect_timeout",
+            "happy_eyeballs_delay",
+            "log",
+        )
+        handler = Forwarder(target, **{key: options.pop(key) for key in forwarder_keys if key in options})
+        if "listen_tls" in options:
+            options["tls"] = options.pop("listen_tls")
+    return Server(listen, handler, codec=Raw(), **options)

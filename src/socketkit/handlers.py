@@ -61,6 +61,10 @@ class Protocol:
     #: With ``one_process``: what else lets it run in several worker processes, said when a
     #: server refuses it (the broker: a backend that joins them).
     one_process_fix = ""
+    #: True for a handler that uses the serving asyncio loop itself (``add_reader``,
+    #: ``call_later`` from a plain def): served on engine asyncio or uvloop (``auto`` picks
+    #: one, as for an ``async def``), refused on the others.
+    needs_event_loop = False
 
     def on_connect(self, conn: Connection) -> None:
         """Called once the connection is accepted, before any message."""

@@ -118,6 +118,11 @@ class ServingPlan:
                 "workers each would have clients the others never see: serve it with one worker"
                 + (f", {fix}" if fix else "")
             )
+        if getattr(target, "needs_event_loop", False) and not self.engine_class.awaits_handlers:
+            raise ValueError(
+                f"{handler.name} works on the serving asyncio loop: use engine='asyncio' or "
+                f"'uvloop' (or 'auto'), not {self.engine_name!r}"
+            )
         if handler.hears_input_end and not self.engine_class.keeps_half_open:
             raise ValueError(
                 f"{handler.name}.on_input_end may keep half-closed connections open, which engine "

@@ -32,18 +32,32 @@ def hexdump(data: bytes, offset: int = 0) -> str:
 
 
 class SessionLog:
-    """Where a relay writes what it moved: ``sent`` and ``received`` per chunk."""
+    """Where a relay writes what it moved: ``sent`` and ``received`` per chunk.
 
-    def __init__(self, file: BinaryIO, hex_dump: bool) -> None:
+    A relay of many connections (``socketkit relay``) logs each through :meth:`of`: one
+    file, each hex chunk headed by its connection and its own offsets, ``up`` (from the
+    client, to the target) and ``down``; raw, their bytes interleave as they pass, as
+    ncat's ``-o`` with several clients.
+    """
+
+    def __init__(
+        self, file: BinaryIO, hex_dump: bool, *, who: str = "", verbs: tuple[str, str] = ("sent", "received")
+    ) -> None:
         self._file = file
         self._hex = hex_dump
+        self._who = f"{who} " if who else ""
+        self._verbs = verbs
         self._offsets = {">": 0, "<": 0}  # bytes so far each way (the hex lines' offsets)
 
+    def of(self, who: str) -> SessionLog:
+        """The log of one relayed connection, ``who`` (its client), on the same file."""
+        return SessionLog(self._file, self._hex, who=who, verbs=("up", "down"))
+
     def sent(self, data: bytes) -> None:
-        self._write(">", "sent", data)
+        self._write(">", self._verbs[0], data)
 
     def received(self, data: bytes) -> None:
-        self._write("<", "received", data)
+        self._write("<", self._verbs[1], data)
 
     def _write(self, arrow: str, verb: str, data: bytes) -> None:
         if not self._hex:
@@ -51,7 +65,7 @@ class SessionLog:
         else:
             now = time.strftime("%Y-%m-%d %H:%M:%S")
             offset = self._offsets[arrow]
-            header = f"{arrow} {now} {verb} {len(data)} byte(s), from {offset} to {offset + len(data) - 1}\n"
-            self._file.write((header + hexdump(data, offset)).encode())
+            header = f"{arrow} {now} {self._who}{verb} {len(data)} byte(s), from {offset} to {offset + len(data) - 1}\n"
+            self._file.write((header + hexdump(data, offset)).encode())  # (one write: whole in O_APPEND)
             self._offsets[arrow] = offset + len(data)
         self._file.flush()  # (a session may end with a kill: what was logged stays logged)

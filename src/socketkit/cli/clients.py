@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -28,9 +27,18 @@ from ..probe import probe as probe_ports
 from ..relay import relay_datagrams, relay_stream
 from ..server import Server
 from ..services.broker import Broker
-from ..sessionlog import SessionLog
 from ..tls import TlsStream, client_context, server_context
-from .common import Command, Failure, configure_logging, runtime_errors, target_url, tls_options, usage_errors
+from .common import (
+    Command,
+    Failure,
+    configure_logging,
+    runtime_errors,
+    session_log,
+    session_log_options,
+    target_url,
+    tls_options,
+    usage_errors,
+)
 from .throwaway import throwaway_context
 
 
@@ -58,37 +66,6 @@ _UDP = click.option("-u", "--udp", is_flag=True, help="Use UDP (host:port and tc
 _CRLF = click.option("-C", "--crlf", is_flag=True, help="Send CRLF line endings.")
 _SEND_ONLY = click.option("--send-only", is_flag=True, help="Only send stdin; ignore what comes back.")
 _RECV_ONLY = click.option("--recv-only", is_flag=True, help="Only print what comes; do not read stdin.")
-
-
-def _session_log_options(command: Command) -> Command:
-    """-o/--output FILE and -x/--hexdump FILE, as ncat's."""
-    command = click.option(
-        "-x",
-        "--hexdump",
-        type=click.Path(dir_okay=False, writable=True),
-        metavar="FILE",
-        help="Write the session to FILE as hex, each chunk headed by its direction (> sent, < received).",
-    )(command)
-    return click.option(
-        "-o",
-        "--output",
-        type=click.Path(dir_okay=False, writable=True),
-        metavar="FILE",
-        help="Write the session's bytes to FILE as they pass, both directions (as ncat -o).",
-    )(command)
-
-
-@contextlib.contextmanager
-def _session_log(output: str | None, hexdump: str | None) -> Iterator[SessionLog | None]:
-    """The log the options ask for (None: none), its file closed at the end."""
-    if output and hexdump:
-        raise click.UsageError("-o/--output and -x/--hexdump exclude each other: pick one")
-    path = output or hexdump
-    if path is None:
-        yield None
-        return
-    with open(path, "wb") as file:
-        yield SessionLog(file, hex_dump=hexdump is not None)
 
 
 def _listener_tls(
@@ -135,7 +112,7 @@ def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: boo
 @_SEND_ONLY
 @_RECV_ONLY
 @_WAIT
-@_session_log_options
+@session_log_options
 @tls_options
 def connect(
     url: str,
@@ -157,7 +134,7 @@ def connect(
         if send_only and recv_only:
             raise ValueError("--send-only and --recv-only exclude each other")
         context = _client_tls(endpoint, use_tls, tls_ca, insecure)
-    with runtime_errors(), _session_log(output, hexdump) as log:
+    with runtime_errors(), session_log(output, hexdump) as log:
         sock = connect_socket(endpoint, timeout)
         with sock:
             if endpoint.is_stream:
@@ -199,7 +176,7 @@ def connect(
 @_SEND_ONLY
 @_RECV_ONLY
 @_LISTEN_WAIT
-@_session_log_options
+@session_log_options
 @click.option(
     "--tls",
     "use_tls",
@@ -243,7 +220,7 @@ def listen(
         return
     with runtime_errors():
         listener = bind(endpoint)
-    with runtime_errors(), listener.sock, _session_log(output, hexdump) as log:
+    with runtime_errors(), listener.sock, session_log(output, hexdump) as log:
         click.echo(f"socketkit: listening on {listener.url}", err=True)
         if not endpoint.is_stream:
             relay_datagrams(

@@ -14,12 +14,15 @@ import click
 
 from ..endpoints import as_url
 from ..errors import SocketkitError
+from ..sessionlog import SessionLog
 
 __all__ = [
     "Failure",
     "JsonFormatter",
     "configure_logging",
     "runtime_errors",
+    "session_log",
+    "session_log_options",
     "target_url",
     "tls_options",
     "usage_errors",
@@ -47,6 +50,37 @@ def tls_options(command: Command) -> Command:
     return click.option("--tls", "use_tls", is_flag=True, help="Speak TLS (tls://HOST:PORT does too).")(
         command
     )
+
+
+def session_log_options(command: Command) -> Command:
+    """-o/--output FILE and -x/--hexdump FILE, as ncat's."""
+    command = click.option(
+        "-x",
+        "--hexdump",
+        type=click.Path(dir_okay=False, writable=True),
+        metavar="FILE",
+        help="Write the session to FILE as hex, each chunk headed by its direction (> sent, < received).",
+    )(command)
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, writable=True),
+        metavar="FILE",
+        help="Write the session's bytes to FILE as they pass, both directions (as ncat -o).",
+    )(command)
+
+
+@contextmanager
+def session_log(output: str | None, hexdump: str | None) -> Iterator[SessionLog | None]:
+    """The log the options ask for (None: none), its file closed at the end."""
+    if output and hexdump:
+        raise click.UsageError("-o/--output and -x/--hexdump exclude each other: pick one")
+    path = output or hexdump
+    if path is None:
+        yield None
+        return
+    with open(path, "wb") as file:
+        yield SessionLog(file, hex_dump=hexdump is not None)
 
 
 @contextmanager

@@ -55,7 +55,7 @@ def resolve_engine_name(name: str, handler: Handler) -> str:
     the best loop there is: ``uvloop`` when it is installed, else ``asyncio`` (as uvicorn's
     ``--loop auto``; naming ``asyncio`` keeps the standard loop)."""
     if name == "auto":
-        if handler.is_async:
+        if handler.is_async or getattr(handler.target, "needs_event_loop", False):
             return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
         if handler.is_blocking:
             return "threads"
