@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -17,6 +18,13 @@ import pytest
 import socketkit as sk
 from socketkit.engines import ENGINES as REGISTRY
 from socketkit.engines import engine_class
+
+# A shell that starts the tests in the background (`.ci/run &` from a script) leaves SIGINT
+# ignored, and every program they start inherits that: the pages' plain Python servers then
+# never see the Ctrl-C that stops them. Tests run as if from a terminal: a handler of our
+# own is reset to the default in the programs they start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Debian packages of the peer programs the tests drive, where the name differs
 _PACKAGES = {"systemd-socket-activate": "systemd"}
