@@ -18,6 +18,7 @@ from .codecs import (
     Msgpack,
     Raw,
     Request,
+    WebSocket,
 )
 from .connection import Connection
 from .errors import (
@@ -70,6 +71,7 @@ __all__ = [
     "SocketkitError",
     "Stats",
     "Timeout",
+    "WebSocket",
     "__version__",
     "blocking",
     "connect",

@@ -328,8 +328,9 @@ class Server:
 
     def _layers_for(self, endpoint: Endpoint) -> tuple[LayerFactory, ...]:
         """The layers of a listener's connections, nearest the socket first: the PROXY
-        header (it precedes everything), TLS, then the layers given (they see plaintext)."""
-        factories = list(self.layers)
+        header (it precedes everything), TLS, then the layers given (they see plaintext),
+        then the codec's own (WebSocket's)."""
+        factories = [*self.layers, *self.codec.layers()]
         if endpoint.is_tls:
             assert self.tls is not None
             factories.insert(0, functools.partial(TlsLayer, self.tls))

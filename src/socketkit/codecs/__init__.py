@@ -10,6 +10,7 @@ from .length import LengthPrefixed
 from .lines import Lines
 from .msgpack import Msgpack
 from .raw import Raw
+from .websocket import WebSocket
 
 __all__ = [
     "CODECS",
@@ -24,6 +25,7 @@ __all__ = [
     "Msgpack",
     "Raw",
     "Request",
+    "WebSocket",
     "codec_by_name",
 ]
 
@@ -35,6 +37,7 @@ CODECS: dict[str, type[Codec]] = {
     "json": Json,
     "msgpack": Msgpack,
     "http": HttpRequest,
+    "ws": WebSocket,
 }
 
 

@@ -24,8 +24,12 @@ Contract (DESIGN §5):
 from __future__ import annotations
 
 import copy
+import typing
 from abc import ABC, abstractmethod
 from typing import Any
+
+if typing.TYPE_CHECKING:
+    from ..layers import LayerFactory
 
 __all__ = ["Codec", "Decoder"]
 
@@ -100,6 +104,11 @@ class Codec(ABC):
         codec = copy.copy(self)
         codec.max_length = max_length
         return codec
+
+    def layers(self) -> tuple[LayerFactory, ...]:
+        """Byte layers the format needs under it on every connection, nearest the codec last
+        (WebSocket's: the upgrade, pings, the close handshake). None by default."""
+        return ()
 
     def client_side(self) -> Codec:
         """The codec a client uses to talk to a server framed by this one: the same

@@ -61,6 +61,10 @@ class Layer:
         """The connection is closing: queue the layer's goodbye, if it has one, for
         :meth:`take_output` (TLS close_notify). Nothing is wrapped after this."""
 
+    def going_away(self) -> None:
+        """Called before :meth:`close` when the server is stopping: a goodbye that can say so
+        does (WebSocket's 1001)."""
+
     def end(self) -> None:
         """The peer closed its side. Raises RemoteProtocolError if that was mid-record."""
 

@@ -80,10 +80,13 @@ class LayerStack:
                 if own:
                     self._write(self._wrap(own, index))
 
-    def close(self) -> None:
-        """The connection is closing: the layers' goodbyes (TLS close_notify) are written."""
+    def close(self, going_away: bool = False) -> None:
+        """The connection is closing: the layers' goodbyes (TLS close_notify) are written;
+        ``going_away``: because the server is stopping."""
         with self._lock:
             for layer in self._layers:
+                if going_away:
+                    layer.going_away()
                 layer.close()
             self.write_own()
 

@@ -90,4 +90,4 @@ class FileOutput(SessionState):
             if not isinstance(source, bytes):
                 source.close()
         if self.phase is CLOSING and self.layers is not None:
-            self.layers.close()
+            self.layers.close(self._host.stopping)

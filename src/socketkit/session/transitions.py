@@ -67,8 +67,9 @@ class Transitions(SessionState):
             if self.error is not None:  # counted as it begins: a TLS close_notify may reach the peer
                 report_close(self._host.stats, self, self.error)  # before finish() runs
                 self._reported = True
-            if self.layers is not None and self._files is None:  # their goodbyes (TLS
-                self.layers.close()  # close_notify) follow the output (and the files: .files)
+            if self.layers is not None and self._files is None:  # their goodbyes (TLS close_notify,
+                self.layers.close(self._host.stopping)  # WebSocket's close) follow the output
+                # (and the files: .files)
             if self._inbox is not None:
                 self._inbox.changed()  # a blocking handler waiting in recv() sees it close
 

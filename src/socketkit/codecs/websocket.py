@@ -1,0 +1,158 @@
+"""WebSocket: a server's messages over RFC 6455, ``str`` for text and ``bytes`` for binary.
+
+Why a codec with a layer under it: the handler sees messages, as with every codec,
+and sends them with ``conn.send``; what WebSocket says on its own (the upgrade's
+``101``, pongs, the close handshake, ``1001`` at a server's stop) is its
+:class:`~socketkit.layers.websocket.WebSocketLayer`'s, which every server puts under
+this codec (:meth:`WebSocket.layers`). The two speak a private framing
+(:mod:`.websocket_carry`); this codec's decoder reads it, so its messages are whole and
+its errors come after the messages before them, on every engine.
+
+What a handler may send: ``str`` (a text message), ``bytes`` (binary), or a
+:class:`~socketkit.codecs.websocket_frames.Close` to close with a code and reason
+(``conn.close()`` closes with 1000). A handler that raises closes with 1011; bad
+frames close with 1002, 1007 or 1009 and the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import LimitExceeded, RemoteProtocolError
+from ..layers import websocket as layer  # (the module: the layer's imports come back here)
+from .base import Codec, Decoder, check_positive
+from .websocket_carry import CARRY_HEAD, carry
+from .websocket_frames import (
+    INTERNAL_ERROR,
+    INVALID_DATA,
+    PROTOCOL_ERROR,
+    TOO_BIG,
+    Close,
+    WebSocketError,
+    WebSocketTooBig,
+)
+
+if typing.TYPE_CHECKING:
+    from ..layers import LayerFactory
+
+__all__ = ["Close", "WebSocket", "WebSocketError"]
+
+_HEAD = CARRY_HEAD.size
+_KINDS = frozenset((b"T", b"B", b"E"))
+_MAX_ERROR = 2 + 1024  # an error's code and reason
+
+
+class _CarryDecoder(Decoder):
+    """Reads the layer's private framing: whole messages, or the error the layer found."""
+
+    __slots__ = ("_buf", "_limit", "buffered")
+
+    buffered: int  # (an attribute, as the hot path's decoders keep it)
+
+    def __init__(self, limit: int) -> None:
+        self._buf = bytearray()
+        self._limit = limit
+        self.buffered = 0
+
+    def feed(self, data: bytes) -> list[Any]:
+        if not data:
+            return []  # (the layer said whether the stream ended inside a frame)
+        buf = self._buf
+        buf += data
+        out: list[Any] = []
+        at = 0
+        while len(buf) - at >= _HEAD:
+            kind, length = CARRY_HEAD.unpack_from(buf, at)
+            if kind not in _KINDS:  # (only the layer writes this framing)
+                self._fail(RemoteProtocolError("a WebSocket codec reads what its layer passes up"), out)
+            if length > (_MAX_ERROR if kind == b"E" else self._limit):
+                self._fail(WebSocketTooBig(f"a message over {self._limit} bytes"), out)
+            if len(buf) - at - _HEAD < length:
+                break
+            payload = bytes(buf[at + _HEAD : at + _HEAD + length])
+            at += _HEAD + length
+            if kind == b"B":
+                out.append(payload)
+            elif kind == b"T":
+                try:
+                    out.append(payload.decode())
+                except UnicodeDecodeError:
+                    self._fail(WebSocketError("text that is not UTF-8", INVALID_DATA), out)
+            else:  # E: the layer found a bad frame; raised after the messages before it
+                code = int.from_bytes(payload[:2], "big")
+                reason = payload[2:].decode(errors="replace")
+                self._fail(WebSocketTooBig(reason) if code == TOO_BIG else WebSocketError(reason, code), out)
+        del buf[:at]
+        self.buffered = len(buf)
+        return out
+
+    def _fail(self, error: RemoteProtocolError, before: list[Any]) -> typing.NoReturn:
+        del self._buf[:]
+        self.buffered = 0
+        error.messages = before
+        raise error
+
+
+class WebSocket(Codec):
+    """``WebSocket(max_length=1 MiB, subprotocols=(), max_head=8192)``: a server's side.
+
+    ``subprotocols``: those the server speaks, in its order of preference (the first that
+    the client offers is agreed; the layer's ``subprotocol`` says which). ``max_head``
+    bounds the upgrade request.
+    """
+
+    name = "ws"
+
+    def __init__(
+        self, max_length: int = 1024 * 1024, subprotocols: Sequence[str] = (), max_head: int = 8192
+    ) -> None:
+        self.max_length = check_positive("max_length", max_length)
+        self.max_head = check_positive("max_head", max_head)
+        self.subprotocols = tuple(subprotocols)
+
+    def decoder(self, max_length: int | None = None) -> Decoder:
+        return _CarryDecoder(self._limit(max_length))
+
+    def layers(self) -> tuple[LayerFactory, ...]:
+        return (functools.partial(layer.WebSocketLayer, self.max_length, self.subprotocols, self.max_head),)
+
+    def encode(self, message: Any) -> bytes:
+        if isinstance(message, str):
+            return carry(b"T", message.encode())
+        if isinstance(message, bytes):
+            return carry(b"B", message)
+        if isinstance(message, (bytearray, memoryview)):
+            return carry(b"B", bytes(message))
+        if isinstance(message, Close):
+            return _close(message.code, message.reason)
+        raise TypeError(
+            f"WebSocket sends str (text), bytes (binary) or a Close, not {type(message).__name__}"
+        )
+
+    def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
+        raise RemoteProtocolError("WebSocket is not served over datagrams")
+
+    def error_reply(self, error: Exception) -> bytes | None:
+        if isinstance(error, WebSocketError):
+            return _close(error.code, error.reason)
+        if isinstance(error, LimitExceeded):
+            return _close(TOO_BIG, str(error))
+        if isinstance(error, RemoteProtocolError):
+            return _close(PROTOCOL_ERROR, str(error))
+        return None
+
+    def failure_reply(self) -> bytes:
+        return _close(INTERNAL_ERROR, "internal error")
+
+    def __repr__(self) -> str:
+        return f"WebSocket(max_length={self.max_length}, subprotocols={self.subprotocols!r})"
+
+
+def _close(code: int, reason: str) -> bytes:
+    """A close for the layer to send; the reason cut to what a close frame holds."""
+    data = reason.encode()[:123].decode(errors="ignore")
+    return carry(b"C", struct.pack("!H", code) + data.encode())

@@ -1,0 +1,225 @@
+"""WebSocketLayer: a server connection's WebSocket (RFC 6455) under its codec, as a sans-IO layer.
+
+Why a layer, not only a codec: a WebSocket connection speaks on its own, apart from
+the handler's messages: the ``101`` that answers the upgrade, a pong for every
+ping, the close frame that answers the peer's, ``1001`` when the server stops.
+The layer seam already has what that needs on every engine (output of its own,
+the peer's end of stream, a goodbye at close, a handshake under ``read_timeout``),
+as TLS has. What it lacks is message boundaries: bytes go up and down. So the
+layer and the :class:`~socketkit.codecs.websocket.WebSocket` codec above it speak
+a private framing (:mod:`socketkit.codecs.websocket_carry`); a bad frame goes up
+in it as an error that the codec raises after the messages before it, so those
+are answered first, as on every codec.
+
+The handshake is read by the HTTP request codec (as strict as h11); a request
+that is not a valid upgrade gets its status (400, 426) and the connection closes.
+Bad frames get a close frame with the code :mod:`.websocket_frames` names (1002,
+1007, 1009) through the codec's error reply, and the session closes as for any
+bad input.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from ..codecs.http import HttpRequest
+from ..codecs.websocket_carry import CARRY_HEAD, carry
+from ..codecs.websocket_frames import (
+    BINARY,
+    CLOSE,
+    GOING_AWAY,
+    NO_STATUS,
+    NORMAL,
+    PONG,
+    TEXT,
+    Close,
+    FrameReader,
+    Ping,
+    Pong,
+    WebSocketError,
+    close_payload,
+    frame,
+)
+from ..codecs.websocket_handshake import HandshakeRefused, server_response
+from ..errors import ProtocolError, RemoteProtocolError
+from . import Layer
+
+__all__ = ["WebSocketLayer"]
+
+
+class WebSocketLayer(Layer):
+    """``WebSocketLayer(max_message, subprotocols=(), max_head=8192)``: the server side."""
+
+    __slots__ = (
+        "_close_sent",
+        "_failed",
+        "_going_away",
+        "_head",
+        "_http",
+        "_max",
+        "_max_head",
+        "_out",
+        "_pending",
+        "_reader",
+        "_subprotocols",
+        "ended_by_peer",
+        "peer_close",
+        "request",
+        "subprotocol",
+    )
+
+    def __init__(self, max_message: int, subprotocols: Sequence[str] = (), max_head: int = 8192) -> None:
+        self._max_head = max_head
+        self._http = HttpRequest(max_head=max_head, max_body=1)
+        self._head = bytearray()  # the upgrade request so far
+        self._reader: FrameReader | None = None  # made once the upgrade is accepted
+        self._subprotocols = tuple(subprotocols)
+        self._out = bytearray()  # what the layer sends of its own
+        self._pending = bytearray()  # private framing from the codec not yet whole
+        self._close_sent = False
+        self._failed = False
+        self._going_away = False
+        self._max = max_message
+        #: the upgrade request (path in ``request.target``, headers), once read
+        self.request: Any = None
+        #: the subprotocol agreed, if any
+        self.subprotocol: str | None = None
+        #: the peer's close frame, once it came
+        self.peer_close: Close | None = None
+        self.ended_by_peer = False
+
+    @property
+    def in_progress(self) -> bool:
+        """The handshake, or a frame or message begun: ``read_timeout`` is its deadline."""
+        return self._reader is None or self._reader.buffered > 0
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_by_peer
+
+    def feed(self, data: bytes) -> bytes:
+        if self._failed:
+            return b""
+        reader = self._reader
+        if reader is None:
+            data = self._handshake(data)
+            reader = self._reader
+            if reader is None or not data:
+                return b""
+        up = bytearray()
+        try:
+            events = reader.feed(data)
+        except WebSocketError as exc:  # the messages before the bad frame go up, then the error,
+            self._pass_on(exc.messages, up)  # which the codec raises after them (so they are
+            up += carry(b"E", struct.pack("!H", exc.code) + str(exc).encode())  # answered first)
+            self._failed = True
+            return bytes(up)
+        self._pass_on(events, up)
+        return bytes(up)
+
+    def _pass_on(self, events: list[Any], up: bytearray) -> None:
+        for event in events:
+            if isinstance(event, str):
+                up += carry(b"T", event.encode())
+            elif isinstance(event, bytes):
+                up += carry(b"B", event)
+            elif isinstance(event, Ping):
+                if not self._close_sent:
+                    self._out += frame(PONG, event.payload)
+            elif isinstance(event, Pong):
+                pass  # (an answer to nothing we asked, or a heartbeat: RFC 6455 §5.5.3)
+            elif isinstance(event, Close):  # the end of input: answered in close(), after the
+                self.peer_close = event  # replies to the messages before it
+                self.ended_by_peer = True
+
+    def _handshake(self, data: bytes) -> bytes:
+        """Read the upgrade request; answer it. The bytes after it, if any, are frames."""
+        self._head += data
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0:
+            end = self._head.find(b"\n\n")
+            size = end + 2
+        else:
+            size = end + 4
+        if end < 0:
+            if len(self._head) > self._max_head:
+                return self._refuse(self._http.decoder(), bytes(self._head))
+            return b""
+        head, rest = bytes(self._head[:size]), bytes(self._head[size:])
+        self._head = bytearray()
+        decoder = self._http.decoder()
+        try:
+            [request] = decoder.feed(head)
+        except ProtocolError as exc:
+            self._out += self._http.error_reply(exc) or b""
+            raise
+        except ValueError:  # (no request in a well-ended head cannot happen; kept safe)
+            raise RemoteProtocolError("an incomplete upgrade request") from None
+        try:
+            response, self.subprotocol = server_response(request, self._subprotocols)
+        except HandshakeRefused as exc:
+            self._out += exc.response
+            raise
+        self.request = request
+        self._out += response
+        self._reader = FrameReader(masked=True, max_message=self._max)
+        return rest
+
+    def _refuse(self, decoder: Any, head: bytes) -> bytes:
+        """A head over max_head: the HTTP codec's 431, then the error."""
+        try:
+            decoder.feed(head)
+        except ProtocolError as exc:
+            self._out += self._http.error_reply(exc) or b""
+            raise
+        raise RemoteProtocolError("an upgrade request over max_head")
+
+    def wrap(self, data: bytes) -> bytes:
+        """The codec's private framing -> WebSocket frames (unmasked: a server's)."""
+        if self._close_sent or self._reader is None:
+            return b""
+        pending = self._pending
+        pending += data
+        out = bytearray()
+        at = 0
+        size = CARRY_HEAD.size
+        while len(pending) - at >= size:
+            kind, length = CARRY_HEAD.unpack_from(pending, at)
+            if len(pending) - at - size < length:
+                break
+            payload = bytes(pending[at + size : at + size + length])
+            at += size + length
+            if kind == b"C":
+                (code,) = struct.unpack_from("!H", payload)
+                out += frame(CLOSE, close_payload(code, payload[2:].decode()))
+                self._close_sent = True
+                break
+            out += frame(TEXT if kind == b"T" else BINARY, payload)
+        del pending[:at]
+        return bytes(out)
+
+    def going_away(self) -> None:
+        """The server is stopping: the goodbye says 1001."""
+        self._going_away = True
+
+    def close(self) -> None:
+        """Our close frame: the peer's code back if it closed first (none if it gave none),
+        else 1000, or 1001 when the server is stopping."""
+        if self._reader is None or self._close_sent:
+            return
+        self._close_sent = True
+        peer = self.peer_close
+        if peer is not None:
+            code = None if peer.code == NO_STATUS else peer.code
+        else:
+            code = GOING_AWAY if self._going_away else NORMAL
+        self._out += frame(CLOSE, close_payload(code))
+
+    def take_output(self) -> bytes:
+        out = self._out
+        if not out:
+            return b""
+        self._out = bytearray()
+        return bytes(out)

@@ -1,0 +1,274 @@
+"""WebSocket servers (codec=sk.WebSocket()) on every engine, over ws:// and wss://: the
+websockets library's client as the peer no one here wrote, and a raw client for the frames
+a well-behaved one never sends (each answered with its close code, counted)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection
+from websockets.sync.client import connect as ws_connect
+
+import socketkit as sk
+from conftest import wait_until
+from socketkit.codecs.websocket_frames import (
+    BINARY,
+    CLOSE,
+    PING,
+    TEXT,
+    Close,
+    FrameReader,
+    close_payload,
+    frame,
+)
+from socketkit.codecs.websocket_handshake import client_request, new_key
+from socketkit.layers.websocket import WebSocketLayer
+from socketkit.tls import client_context, server_context
+
+WAIT = 10.0
+
+
+def echo(message: Any, conn: sk.Connection) -> Any:
+    return message
+
+
+def ws_url(server: sk.Server, scheme: str = "ws") -> str:
+    host, port = server.addresses[0][:2]
+    return f"{scheme}://{host}:{port}/chat"
+
+
+def client(server: sk.Server, **options: Any) -> ClientConnection:
+    return ws_connect(ws_url(server), open_timeout=WAIT, close_timeout=WAIT, **options)
+
+
+def test_text_binary_fragments_and_pings_on_every_engine(engine: str) -> None:
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=engine).start() as server:
+        with client(server) as ws:
+            ws.send("hello ✓")
+            assert ws.recv(timeout=WAIT) == "hello ✓"
+            ws.send(b"\x00\xffbinary")
+            assert ws.recv(timeout=WAIT) == b"\x00\xffbinary"
+            ws.send(["frag", "men", "ted"])  # three frames, one message
+            assert ws.recv(timeout=WAIT) == "fragmented"
+            big = bytes(range(256)) * 2000  # 512 KB: 64-bit lengths both ways
+            ws.send(big)
+            assert ws.recv(timeout=WAIT) == big
+            assert ws.ping(b"are you there").wait(WAIT)
+        assert ws.close_code == 1000  # our close answered
+        wait_until(lambda: server.stats.connections_open == 0, what="the connection to end")
+
+
+def test_wss_through_the_tls_layer(engine: str, test_pki: tuple[str, str]) -> None:
+    ca, cert = test_pki
+    with sk.Server(
+        "tls://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=engine, tls=server_context(cert)
+    ).start() as server:
+        with ws_connect(ws_url(server, "wss"), ssl=client_context(ca), open_timeout=WAIT) as ws:
+            ws.send("over TLS")
+            assert ws.recv(timeout=WAIT) == "over TLS"
+
+
+class Closer(sk.Protocol):
+    """Closes the way each message says."""
+
+    def __init__(self) -> None:
+        self.closed: list[BaseException | None] = []
+        self.done = threading.Event()
+
+    def on_message(self, conn: sk.Connection, message: Any) -> None:
+        if message == "code":
+            conn.send(Close(4000, "done here"))
+        elif message == "close":
+            conn.send("bye")
+            conn.close()
+        elif message == "raise":
+            raise RuntimeError("a bug in the handler")
+
+    def on_close(self, conn: sk.Connection, error: BaseException | None) -> None:
+        self.closed.append(error)
+        self.done.set()
+
+
+@pytest.mark.parametrize(
+    ("say", "code", "reason"),
+    [("code", 4000, "done here"), ("close", 1000, ""), ("raise", 1011, "internal error")],
+)
+def test_the_handler_closes_with_a_code(engine: str, say: str, code: int, reason: str) -> None:
+    handler = Closer()
+    with sk.Server("tcp://127.0.0.1:0", handler, codec=sk.WebSocket(), engine=engine).start() as server:
+        with client(server) as ws:
+            ws.send(say)
+            if say == "close":
+                assert ws.recv(timeout=WAIT) == "bye"
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=WAIT)
+        assert (ws.close_code, ws.close_reason) == (code, reason)
+        assert handler.done.wait(WAIT)
+
+
+def test_the_peers_close_is_answered_with_its_code(engine: str) -> None:
+    handler = Closer()
+    with sk.Server("tcp://127.0.0.1:0", handler, codec=sk.WebSocket(), engine=engine).start() as server:
+        with client(server) as ws:
+            ws.close(4321, "leaving")
+        assert ws.close_code == 4321  # the server's close frame echoed it
+        assert handler.done.wait(WAIT) and handler.closed == [None]
+
+
+def test_a_stop_says_going_away(engine: str) -> None:
+    server = sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=engine).start()
+    try:
+        with client(server) as ws:
+            ws.send("still here")
+            assert ws.recv(timeout=WAIT) == "still here"
+            server.stop(grace=WAIT)
+            with pytest.raises(ConnectionClosed):
+                ws.recv(timeout=WAIT)
+        assert ws.close_code == 1001
+    finally:
+        server.stop()
+
+
+# -- a raw client, for what websockets never sends --------------------------------------------
+
+
+class RawClient:
+    def __init__(self, server: sk.Server) -> None:
+        self.sock = socket.create_connection(server.addresses[0][:2], timeout=WAIT)
+        self.sock.sendall(client_request("127.0.0.1", "/", new_key()))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        self.reader = FrameReader(masked=False, max_message=1 << 24)
+
+    def send(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        self.sock.sendall(frame(opcode, payload, fin=fin, masked=True))
+
+    def events(self) -> list[Any]:
+        """Everything the server sends, until it closes the connection."""
+        got: list[Any] = []
+        while chunk := self.sock.recv(65536):
+            got += self.reader.feed(chunk)
+        return got
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "kind"),
+    [
+        ([(TEXT, b"\xff\xfe")], 1007, "protocol"),
+        ([(0x3, b"x")], 1002, "protocol"),
+        ([(BINARY, b"x" * 2000)], 1009, "limit"),
+        ([(PING, b"x" * 10), (BINARY, b"y" * 1500, False)], 1009, "limit"),
+    ],
+    ids=["bad-utf8", "bad-opcode", "too-big", "too-big-after-a-ping"],
+)
+def test_bad_frames_get_their_close_code_and_are_counted(
+    engine: str, frames: list[Any], code: int, kind: str
+) -> None:
+    with sk.Server(
+        "tcp://127.0.0.1:0", echo, codec=sk.WebSocket(max_length=1000), engine=engine
+    ).start() as server:
+        raw = RawClient(server)
+        raw.send(TEXT, b"good first")
+        for opcode, payload, *fin in frames:
+            raw.send(opcode, payload, *fin)
+        got = raw.events()
+        assert got[0] == "good first"  # the message before the bad frame is answered first
+        assert isinstance(got[-1], Close) and got[-1].code == code, got
+        raw.sock.close()
+        wait_until(lambda: server.stats.errors.get(kind, 0) == 1, what=f"a {kind} error to be counted")
+        with client(server) as ws:  # and everyone else is still served
+            ws.send("next")
+            assert ws.recv(timeout=WAIT) == "next"
+
+
+def test_a_ping_gets_its_pong_between_fragments(engine: str) -> None:
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=engine).start() as server:
+        raw = RawClient(server)
+        raw.send(TEXT, b"one ", fin=False)
+        raw.send(PING, b"beat")
+        raw.send(0x0, b"message")
+        raw.send(CLOSE, close_payload(1000))
+        assert raw.events() == [sk.codecs.websocket_frames.Pong(b"beat"), "one message", Close(1000, "")]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            b"426",
+        ),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", b"400"),  # a TLS hello, by mistake
+    ],
+)
+def test_a_request_that_is_not_an_upgrade_gets_its_status(
+    engine: str, request_bytes: bytes, status: bytes
+) -> None:
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=engine).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
+            sock.sendall(request_bytes)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 " + status), reply
+
+
+def test_the_subprotocol_the_server_prefers_is_agreed() -> None:
+    chosen: list[str | None] = []
+
+    def which(message: Any, conn: Any) -> Any:
+        layer = conn.layer(WebSocketLayer)
+        chosen.append(layer.subprotocol)
+        return f"{layer.request.target.decode()} {layer.subprotocol}"
+
+    codec = sk.WebSocket(subprotocols=["v2.chat", "v1.chat"])
+    with sk.Server("tcp://127.0.0.1:0", which, codec=codec).start() as server:
+        with client(server, subprotocols=["v1.chat", "v2.chat"]) as ws:
+            assert ws.subprotocol == "v2.chat"
+            ws.send("which?")
+            assert ws.recv(timeout=WAIT) == "/chat v2.chat"
+
+
+# -- the layer and its codec, whole or split ----------------------------------------------
+
+
+def through(chunks: list[bytes], max_length: int = 1 << 20) -> tuple[list[Any], int | None]:
+    layer = WebSocketLayer(max_length)
+    decoder = sk.WebSocket(max_length).decoder()
+    got: list[Any] = []
+    for chunk in chunks:
+        try:
+            got += decoder.feed(layer.feed(chunk))
+        except sk.ProtocolError as exc:
+            return got + exc.messages, getattr(exc, "code", None)
+    return got, None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=40).map(lambda t: frame(TEXT, t.encode(), masked=True)),
+            st.binary(max_size=300).map(lambda b: frame(BINARY, b, masked=True)),
+            st.binary(max_size=20).map(lambda b: frame(PING, b, masked=True)),
+            st.sampled_from([frame(TEXT, b"\xff", masked=True), frame(BINARY, b"x", masked=False)]),
+        ),
+        max_size=5,
+    ),
+    st.data(),
+)
+def test_the_layer_and_codec_give_the_same_whole_or_split(frames: list[bytes], data: st.DataObject) -> None:
+    stream = client_request("h", "/", new_key()) + b"".join(frames)
+    cuts = sorted(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=6)))
+    chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+    assert through([c for c in chunks if c]) == through([stream])
