@@ -67,7 +67,9 @@ def test_the_handlers_bytes_go_down_through_every_layer_and_goodbyes_follow() ->
     stack, wire = stack_of("low", "high")
     stack.send(b"reply")
     stack.close()
-    assert wire == [b"<low <high reply>>", b"bye from low", b"<low bye from high>"]
+    # goodbyes from the top down: the upper one (WebSocket's close frame) is wrapped by the
+    # lower one (TLS) before that one says its own (close_notify)
+    assert wire == [b"<low <high reply>>", b"<low bye from high>", b"bye from low"]
 
 
 def test_a_lock_given_by_the_engine_is_held_for_every_write() -> None:

@@ -84,11 +84,11 @@ class LayerStack:
         """The connection is closing: the layers' goodbyes (TLS close_notify) are written;
         ``going_away``: because the server is stopping."""
         with self._lock:
-            for layer in self._layers:
-                if going_away:
+            for layer in reversed(self._layers):  # from the top: a goodbye (WebSocket's close
+                if going_away:  # frame) is wrapped by the layers below it before they close
                     layer.going_away()
                 layer.close()
-            self.write_own()
+                self.write_own()
 
     def end(self) -> None:
         """The peer ended its stream. Raises RemoteProtocolError if that was mid-record."""
