@@ -4,6 +4,7 @@ a well-behaved one never sends (each answered with its close code, counted)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from typing import Any
@@ -272,3 +273,88 @@ def test_the_layer_and_codec_give_the_same_whole_or_split(frames: list[bytes], d
     cuts = sorted(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=6)))
     chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
     assert through([c for c in chunks if c]) == through([stream])
+
+
+# -- socketkit's client: against the websockets library's server, and ours ------------------
+
+
+@pytest.fixture
+def websockets_server() -> Any:
+    """The websockets library's sync server: echoes, fragments, pings and closes as told."""
+    from websockets.http11 import Response
+    from websockets.sync.server import ServerConnection, serve
+
+    pongs: list[bool] = []
+
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:
+            if message == "close please":
+                ws.close(4001, "as asked")
+                return
+            if message == "fragments":
+                ws.send(["from ", "the ", "server"])
+            elif message == "ping":
+                pongs.append(ws.ping(b"hello?").wait(WAIT))
+                ws.send("pinged")
+            else:
+                ws.send(message)
+
+    def refuse(connection: ServerConnection, request: Any) -> Response | None:
+        if request.path == "/nowhere":
+            return connection.respond(404, "no such path\n")
+        return None
+
+    server = serve(handler, "127.0.0.1", 0, process_request=refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.socket.getsockname()[1], pongs
+    finally:
+        server.shutdown()
+        thread.join(WAIT)
+
+
+def test_our_client_against_the_websockets_server(websockets_server: Any) -> None:
+    port, pongs = websockets_server
+    url = f"ws://127.0.0.1:{port}/chat?room=1"
+    with sk.connect(url, timeout=WAIT) as ws:
+        assert ws.request("text ✓") == "text ✓"
+        assert ws.request(b"\x00binary") == b"\x00binary"
+        big = "x" * 300_000
+        assert ws.request(big) == big
+        assert ws.request("fragments") == "from the server"
+        assert ws.request("ping") == "pinged" and pongs == [True]  # our client answered its ping
+        ws.send("close please")
+        with pytest.raises(sk.ClosedError, match=re.escape(f"{url} closed the connection: 4001 as asked")):
+            ws.recv()
+    with pytest.raises(sk.ConnectError, match="refused the WebSocket upgrade: HTTP 404"):
+        sk.connect(f"ws://127.0.0.1:{port}/nowhere", timeout=WAIT)
+
+
+def test_our_client_against_our_server_on_every_engine(engine: str, test_pki: tuple[str, str]) -> None:
+    ca, cert = test_pki
+    handler = Closer()
+    with sk.Server(
+        "tls://127.0.0.1:0", handler, codec=sk.WebSocket(), engine=engine, tls=server_context(cert)
+    ).start() as server:
+        with sk.connect(ws_url(server, "wss"), tls=client_context(ca), timeout=WAIT) as ws:
+            ws.send("close")
+            assert ws.recv() == "bye"
+            with pytest.raises(sk.ClosedError, match="closed the connection: 1000"):
+                ws.recv()
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=engine).start() as server:
+        with sk.connect(ws_url(server), timeout=WAIT) as ws:
+            assert [ws.request(m) for m in ("one", b"two")] == ["one", b"two"]
+        wait_until(lambda: server.stats.connections_open == 0, what="our goodbye to close it")
+        assert not server.stats.errors
+
+
+def test_websocket_urls_that_cannot_work_are_refused() -> None:
+    for url, said in [
+        ("ws://:80/", "has no host"),
+        ("ws://127.0.0.1:99999/", "bad port"),
+    ]:
+        with pytest.raises(ValueError, match=said):
+            sk.connect(url)
+    with pytest.raises(ValueError, match=r"its codec is socketkit\.WebSocket, not lines"):
+        sk.connect("ws://127.0.0.1:1/", codec=sk.Lines())

@@ -22,7 +22,8 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .codecs import Codec, Raw
+from .codecs import Codec, Raw, WebSocket
+from .codecs.websocket import WebSocketClient
 from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse, sends_to_many
 from .errors import (
     BrokenError,
@@ -35,11 +36,13 @@ from .errors import (
 )
 from .eyeballs import DEFAULT_DELAY
 from .tls import TlsStream, client_context
+from .websocket_client import upgrade, websocket_target
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect", "start_tls"]
 
 DEFAULT_TIMEOUT = 30.0
 _RECV_SIZE = 65536
+_GOODBYE_WAIT = 2.0  # seconds a closing client waits for the server's answer to its goodbye
 
 
 def last_refusal(codec: Codec, messages: Iterable[Any]) -> str | None:
@@ -117,6 +120,31 @@ class Client(_ClientBase):
     def __enter__(self) -> Client:
         return self
 
+    def close(self) -> None:
+        """Close; where the protocol says goodbye first (WebSocket's close frame), say it and
+        wait, briefly, for the server's answer and end."""
+        goodbye = self.codec.goodbye()
+        if goodbye and not self.closed and not self._eof:
+            try:
+                self.sock.settimeout(min(self._timeout or _GOODBYE_WAIT, _GOODBYE_WAIT))
+                self.sock.sendall(goodbye)
+                while self.sock.recv(_RECV_SIZE):
+                    pass  # (the server's answer, and anything before it, until its end)
+            except OSError:
+                pass  # (gone, or slow to answer: closed all the same)
+        self.sock.close()
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes from the server through the decoder; what the protocol answers on its own
+        (WebSocket's pongs) goes back at once."""
+        self._pending.extend(self._decoder.feed(data))
+        answer = self._decoder.take_interim()
+        if answer:
+            try:
+                self.sock.sendall(answer)
+            except OSError as exc:
+                raise self._io_error(exc) from exc
+
     def send(self, message: Any) -> None:
         """Encode and send one message.
 
@@ -168,14 +196,17 @@ class Client(_ClientBase):
         while not pending:
             self._check_open()
             if self._eof:
-                raise ClosedError(f"{self.url} closed the connection")
+                farewell = getattr(self._decoder, "farewell", None)
+                raise ClosedError(f"{self.url} closed the connection" + (f": {farewell}" if farewell else ""))
             try:
                 data = self.sock.recv(_RECV_SIZE)
             except OSError as exc:
                 raise self._io_error(exc) from exc
-            pending.extend(self._decoder.feed(data))
+            self._feed(data)
             if not data:
                 self._eof = True
+            elif getattr(self._decoder, "farewell", None) is not None:
+                self._eof = True  # (the server's close: answered, and nothing comes after it)
         return pending.popleft()
 
     def request(self, message: Any) -> Any:
@@ -249,7 +280,9 @@ def connect(
     source_address: tuple[str, int] | None = None,
     happy_eyeballs_delay: float = DEFAULT_DELAY,
 ) -> Client:
-    """Connect to a stream endpoint (``tcp://``, ``tls://``, ``unix://``).
+    """Connect to a stream endpoint (``tcp://``, ``tls://``, ``unix://``), or a WebSocket
+    server (``ws://host:port/path``, ``wss://`` over TLS: the codec defaults to
+    :class:`~socketkit.WebSocket`, whose ``subprotocols`` are offered).
 
     ``timeout`` bounds the connect and every later send/recv (None waits
     forever). A refused or timed-out connect is retried ``retries`` times,
@@ -273,6 +306,12 @@ def connect(
         ConnectError / ConnectTimeout: every attempt failed, or the TLS handshake did
             (a certificate that does not verify, a server that does not speak TLS).
     """
+    websocket = websocket_target(url) if isinstance(url, str) else None
+    if websocket is not None:
+        codec = codec if codec is not None else WebSocket()
+        if not isinstance(codec.client_side(), WebSocketClient):
+            raise ValueError(f"{url} is a WebSocket URL: its codec is socketkit.WebSocket, not {codec.name}")
+        original, url = str(url), websocket.stream_url
     endpoint = parse(url)
     if not endpoint.is_stream:
         raise ValueError(f"{url} is datagram-based: use socketkit.DatagramClient({url!r})")
@@ -291,7 +330,20 @@ def connect(
     stream: socket.socket | TlsStream = sock
     if endpoint.is_tls if tls is None else tls is not False:
         stream = start_tls(sock, endpoint, tls, server_hostname)
-    return Client(stream, endpoint, codec if codec is not None else Raw(), timeout)
+    client = Client(stream, endpoint, codec if codec is not None else Raw(), timeout)
+    if websocket is not None:
+        try:
+            rest, _ = upgrade(stream, websocket, getattr(codec, "subprotocols", ()))
+        except RemoteProtocolError as exc:
+            stream.close()
+            raise ConnectError(f"{endpoint.url}{websocket.path}: {exc}") from exc
+        except OSError as exc:
+            stream.close()
+            raise client._io_error(exc) from exc
+        if rest:
+            client._feed(rest)
+        client.url = original  # (errors name the WebSocket URL, not the stream under it)
+    return client
 
 
 def start_tls(

@@ -62,8 +62,10 @@ class Decoder(ABC):
         return None
 
     def take_interim(self) -> bytes:
-        """Bytes the protocol says to send the peer before the message is complete, once
-        (HTTP's ``100 Continue``); engines ask while a message is partial. Nothing by default."""
+        """Bytes the protocol says to send the peer now, once: before the message is complete
+        (HTTP's ``100 Continue``: engines ask while a message is partial), or a client's
+        answers of its own (WebSocket's pongs: the client asks after every read). Nothing
+        by default."""
         return b""
 
 
@@ -109,6 +111,10 @@ class Codec(ABC):
         """Byte layers the format needs under it on every connection, nearest the codec last
         (WebSocket's: the upgrade, pings, the close handshake). None by default."""
         return ()
+
+    def goodbye(self) -> bytes:
+        """Bytes a client sends before it closes (WebSocket's close frame); none by default."""
+        return b""
 
     def client_side(self) -> Codec:
         """The codec a client uses to talk to a server framed by this one: the same

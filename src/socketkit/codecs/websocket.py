@@ -27,19 +27,29 @@ from ..layers import websocket as layer  # (the module: the layer's imports come
 from .base import Codec, Decoder, check_positive
 from .websocket_carry import CARRY_HEAD, carry
 from .websocket_frames import (
+    BINARY,
+    CLOSE,
     INTERNAL_ERROR,
     INVALID_DATA,
+    NO_STATUS,
+    NORMAL,
+    PONG,
     PROTOCOL_ERROR,
+    TEXT,
     TOO_BIG,
     Close,
+    FrameReader,
+    Ping,
     WebSocketError,
     WebSocketTooBig,
+    close_payload,
+    frame,
 )
 
 if typing.TYPE_CHECKING:
     from ..layers import LayerFactory
 
-__all__ = ["Close", "WebSocket", "WebSocketError"]
+__all__ = ["Close", "WebSocket", "WebSocketClient", "WebSocketError"]
 
 _HEAD = CARRY_HEAD.size
 _KINDS = frozenset((b"T", b"B", b"E"))
@@ -148,8 +158,81 @@ class WebSocket(Codec):
     def failure_reply(self) -> bytes:
         return _close(INTERNAL_ERROR, "internal error")
 
+    def client_side(self) -> Codec:
+        """:class:`WebSocketClient`: masked frames out, the server's in."""
+        return WebSocketClient(self.max_length, self.subprotocols)
+
     def __repr__(self) -> str:
         return f"WebSocket(max_length={self.max_length}, subprotocols={self.subprotocols!r})"
+
+
+class _ClientDecoder(Decoder):
+    """A client's reading of the server's frames: messages out; a pong for each ping and
+    the answer to the server's close are the protocol's own replies (:meth:`take_interim`)."""
+
+    __slots__ = ("_frames", "_replies", "buffered", "farewell")
+
+    buffered: int
+
+    def __init__(self, limit: int) -> None:
+        self._frames = FrameReader(masked=False, max_message=limit)
+        self._replies = bytearray()
+        self.buffered = 0
+        #: the server's close, as a client reports it ("1001 going away"), once it came
+        self.farewell: str | None = None
+
+    def feed(self, data: bytes) -> list[Any]:
+        out: list[Any] = []
+        for event in self._frames.feed(data):
+            if isinstance(event, (str, bytes)):
+                out.append(event)
+            elif isinstance(event, Ping):
+                self._replies += frame(PONG, event.payload, masked=True)
+            elif isinstance(event, Close):
+                code = None if event.code == NO_STATUS else event.code
+                self._replies += frame(CLOSE, close_payload(code), masked=True)
+                self.farewell = f"{event.code} {event.reason}".rstrip()
+        self.buffered = self._frames.buffered
+        return out
+
+    def take_interim(self) -> bytes:
+        replies, self._replies = bytes(self._replies), bytearray()
+        return replies
+
+
+class WebSocketClient(Codec):
+    """``WebSocketClient(max_length=1 MiB, subprotocols=())``: a client's side (what
+    ``connect("ws://...")`` frames with). Messages as the server's side; a client's frames
+    are masked."""
+
+    name = "ws-client"
+
+    def __init__(self, max_length: int = 1024 * 1024, subprotocols: Sequence[str] = ()) -> None:
+        self.max_length = check_positive("max_length", max_length)
+        self.subprotocols = tuple(subprotocols)
+
+    def decoder(self, max_length: int | None = None) -> Decoder:
+        return _ClientDecoder(self._limit(max_length))
+
+    def encode(self, message: Any) -> bytes:
+        if isinstance(message, str):
+            return frame(TEXT, message.encode(), masked=True)
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            return frame(BINARY, bytes(message), masked=True)
+        if isinstance(message, Close):
+            return frame(CLOSE, close_payload(message.code, message.reason), masked=True)
+        raise TypeError(
+            f"WebSocket sends str (text), bytes (binary) or a Close, not {type(message).__name__}"
+        )
+
+    def goodbye(self) -> bytes:
+        return frame(CLOSE, close_payload(NORMAL), masked=True)
+
+    def decode_datagram(self, data: bytes, max_length: int | None = None) -> Any:
+        raise RemoteProtocolError("WebSocket is not served over datagrams")
+
+    def __repr__(self) -> str:
+        return f"WebSocketClient(max_length={self.max_length}, subprotocols={self.subprotocols!r})"
 
 
 def _close(code: int, reason: str) -> bytes:

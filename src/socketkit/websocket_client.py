@@ -1,0 +1,84 @@
+"""A client's WebSocket upgrade: what ``connect("ws://host:port/path")`` adds to a stream.
+
+Why apart from the client: a ``ws://`` URL names a TCP (``wss://``: TLS) stream plus a
+path, and the connection becomes a WebSocket only after an HTTP exchange. The
+client connects the stream as for any URL (happy eyeballs, TLS, timeouts), then
+:func:`upgrade` sends the request and checks the answer (status 101, the accept key,
+the subprotocol); what the server sent after its answer is the first frames'. From
+there the :class:`~socketkit.codecs.websocket.WebSocketClient` codec frames it.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .codecs._http_head import split_fields
+from .codecs.websocket_handshake import check_response, client_request, new_key
+from .errors import RemoteProtocolError
+from .tls import TlsStream
+
+__all__ = ["WebSocketTarget", "upgrade", "websocket_target"]
+
+_MAX_HEAD = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketTarget:
+    """A ``ws://`` or ``wss://`` URL taken apart: the stream to connect, and the request's
+    ``Host`` and path."""
+
+    stream_url: str
+    host: str
+    path: str
+
+
+def websocket_target(url: str) -> WebSocketTarget | None:
+    """``url`` as a WebSocket target, or None when it is not a ``ws://`` or ``wss://`` URL.
+
+    Raises:
+        ValueError: a ws URL without a host, or with a bad port.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("ws", "wss"):
+        return None
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"{url!r} has no host: write ws://HOST:PORT/PATH")
+    try:
+        port = parts.port or (443 if scheme == "wss" else 80)
+    except ValueError:
+        raise ValueError(f"{url!r} has a bad port: write ws://HOST:PORT/PATH with a port 0-65535") from None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = port == (443 if scheme == "wss" else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    stream = f"{'tls' if scheme == 'wss' else 'tcp'}://{host}:{port}"
+    return WebSocketTarget(stream, host if default else f"{host}:{port}", path)
+
+
+def upgrade(
+    stream: socket.socket | TlsStream, target: WebSocketTarget, subprotocols: tuple[str, ...] = ()
+) -> tuple[bytes, str | None]:
+    """The handshake on a connected ``stream``: (what the server sent after its answer, the
+    subprotocol it chose). Waits as long as the stream's timeout.
+
+    Raises:
+        RemoteProtocolError: the server refused (its status), or did not upgrade as it must.
+        OSError: the stream broke or timed out.
+    """
+    key = new_key()
+    stream.sendall(client_request(target.host, target.path, key, subprotocols=subprotocols))
+    received = b""
+    while (end := received.find(b"\r\n\r\n")) < 0:
+        if len(received) > _MAX_HEAD:
+            raise RemoteProtocolError(f"the server's answer to the upgrade is over {_MAX_HEAD} bytes")
+        data = stream.recv(4096)
+        if not data:
+            raise RemoteProtocolError("the server closed the connection instead of answering the upgrade")
+        received += data
+    head, rest = received[: end + 2], received[end + 4 :]
+    status_line = head.split(b"\r\n", 1)[0].split(b" ")
+    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
+        raise RemoteProtocolError("the server did not answer the upgrade with HTTP")
+    return rest, check_response(int(status_line[1]), split_fields(head), key, subprotocols)
