@@ -95,6 +95,7 @@ EXPECTED: dict[str, str | None] = {
     "socketkit bench": "requests/s",
     "socketkit connect tcp://127.0.0.1:7007": "hello",
     "socketkit connect -u": "hello",
+    "socketkit connect ws://": "hello",
     "socat - TCP": "hello",
     "send --codec raw": "ping",
     "probe 127.0.0.1": "open",

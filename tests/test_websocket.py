@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import threading
 from typing import Any
 
@@ -358,3 +359,51 @@ def test_websocket_urls_that_cannot_work_are_refused() -> None:
             sk.connect(url)
     with pytest.raises(ValueError, match=r"its codec is socketkit\.WebSocket, not lines"):
         sk.connect("ws://127.0.0.1:1/", codec=sk.Lines())
+
+
+# -- the command line: serve --codec ws, connect ws:// ------------------------------------------
+
+
+def test_connect_ws_sends_lines_and_prints_what_comes_back(websockets_server: Any) -> None:
+    from test_cli import SK, cli_server
+
+    with cli_server("echo", "--codec", "ws", "-l", "tcp://127.0.0.1:0") as (_, urls):
+        target = urls[0].replace("tcp://", "ws://") + "/"
+        out = subprocess.run(
+            [*SK, "connect", target],
+            input="hello\nsecond ✓\n",
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert (out.returncode, out.stdout) == (0, "hello\nsecond ✓\n"), out.stderr
+    port, _ = websockets_server  # a server no one here wrote
+    out = subprocess.run(
+        [*SK, "connect", f"ws://127.0.0.1:{port}/"],
+        input="fragments\n",
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=WAIT,
+    )
+    assert (out.returncode, out.stdout) == (0, "from the server\n"), out.stderr
+
+
+def test_connect_ws_usage_errors_are_one_line_exit_2() -> None:
+    from test_cli import SK
+
+    for args, said in [
+        (["-u", "ws://127.0.0.1:1/"], "takes no -u, -o or -x"),
+        (["ws://127.0.0.1:99999/"], "has a bad port"),
+        (["--insecure", "ws://127.0.0.1:1/"], "are for wss:// URLs"),
+    ]:
+        out = subprocess.run(
+            [*SK, "connect", *args],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, out.stderr

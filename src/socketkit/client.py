@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import socket
 import ssl
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -116,6 +117,7 @@ class Client(_ClientBase):
         self._decoder = codec.decoder()
         self._pending: deque[Any] = deque()
         self._eof = False
+        self._sending = threading.Lock()  # one sendall at a time: a message's bytes stay whole
 
     def __enter__(self) -> Client:
         return self
@@ -141,7 +143,8 @@ class Client(_ClientBase):
         answer = self._decoder.take_interim()
         if answer:
             try:
-                self.sock.sendall(answer)
+                with self._sending:  # (a reader thread's pong must not split a message being sent)
+                    self.sock.sendall(answer)
             except OSError as exc:
                 raise self._io_error(exc) from exc
 
@@ -157,7 +160,8 @@ class Client(_ClientBase):
         data = self.codec.encode(message)
         self._check_open()
         try:
-            self.sock.sendall(data)
+            with self._sending:
+                self.sock.sendall(data)
         except OSError as exc:
             reason = self._refusal() if isinstance(exc, (BrokenPipeError, ConnectionResetError)) else None
             if reason is not None:

@@ -6,6 +6,9 @@ go to ``stdout``. At the end of stdin the socket's write side is shut
 closes, so ``echo hi | socketkit connect ...`` prints the reply before it exits. ``poll`` watches
 both sides, so stdin may be a terminal, a pipe or a regular file.
 
+WebSocket relay: each line of stdin is a text message, each message received a
+line of stdout (:func:`relay_websocket`, on a connected client).
+
 Datagram relay: each read from stdin is one datagram; each datagram received
 is written to stdout. Since datagrams have no end, it stops once stdin has
 ended and nothing arrived for ``linger`` seconds.
@@ -16,13 +19,19 @@ from __future__ import annotations
 import os
 import select
 import socket
+import threading
+import typing
 from typing import Any
 
-from .errors import Timeout, translate_oserror
+from .codecs.websocket_frames import Close
+from .errors import SocketkitError, Timeout, translate_oserror
 from .sessionlog import SessionLog
 from .tls import TlsStream
 
-__all__ = ["relay_datagrams", "relay_stream"]
+if typing.TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["relay_datagrams", "relay_stream", "relay_websocket"]
 
 _CHUNK = 65536
 
@@ -213,3 +222,48 @@ def _is_connected(sock: socket.socket) -> bool:
     except OSError:
         return False
     return True
+
+
+def relay_websocket(
+    client: Client, stdin: int, stdout: int, *, send_only: bool, recv_only: bool, linger: float = 1.0
+) -> None:
+    """A WebSocket client between stdin and stdout, as websocat: each line of stdin is a text
+    message (without its newline); each text message received is a line of stdout, and a
+    binary one its bytes. At the end of stdin it waits until nothing came for ``linger``
+    seconds (the replies to the last lines: many servers close at once when told to, and
+    drop what their handler had still to send), then closes, waiting for the server's
+    answer; the server's close ends it too.
+    """
+    arrived = threading.Event()
+
+    def receive() -> None:
+        try:
+            for message in client:
+                data = message.encode() + b"\n" if isinstance(message, str) else message
+                _write_all(stdout, data)
+                arrived.set()
+        except (_OutputClosed, SocketkitError):
+            pass  # (stdout went away, or the connection broke: the sender finds out as well)
+        arrived.set()
+
+    reader = threading.Thread(target=receive, name="socketkit-ws-reader", daemon=True)
+    if not send_only:
+        reader.start()
+    if not recv_only:
+        with os.fdopen(os.dup(stdin), "rb") as lines:
+            for line in lines:
+                text = line.rstrip(b"\r\n")
+                try:
+                    client.send(text.decode())
+                except UnicodeDecodeError:
+                    client.send(text)  # (not UTF-8: sent as it is, a binary message)
+        if send_only:
+            return  # (closing the client says goodbye)
+        while reader.is_alive() and arrived.wait(linger):  # until quiet for linger seconds
+            arrived.clear()
+        if reader.is_alive():
+            try:
+                client.send(Close(1000, ""))  # its answer ends the reader
+            except SocketkitError:
+                pass  # (closed meanwhile)
+    reader.join()

@@ -24,10 +24,11 @@ from ..endpoints import Endpoint, bind, check_client_options, connect_socket, fo
 from ..errors import ProtocolError
 from ..probe import parse_ports
 from ..probe import probe as probe_ports
-from ..relay import relay_datagrams, relay_stream
+from ..relay import relay_datagrams, relay_stream, relay_websocket
 from ..server import Server
 from ..services.broker import Broker
 from ..tls import TlsStream, client_context, server_context
+from ..websocket_client import websocket_target
 from .common import (
     Command,
     Failure,
@@ -127,7 +128,16 @@ def connect(
     tls_ca: str | None,
     insecure: bool,
 ) -> None:
-    """Like nc: stdin to the socket, the socket to stdout, until either side closes."""
+    """Like nc: stdin to the socket, the socket to stdout, until either side closes.
+
+    A ws:// or wss:// URL connects as a WebSocket client (as websocat): each line of stdin
+    is a text message, each message received a line of stdout.
+    """
+    if url.lower().startswith(("ws://", "wss://")):
+        _connect_websocket(
+            url, udp, timeout, output, hexdump, send_only, recv_only, use_tls, tls_ca, insecure
+        )
+        return
     with usage_errors():
         endpoint = parse(target_url(url, udp))
         check_client_options(endpoint)  # (a listener's option here: say so now)
@@ -158,6 +168,38 @@ def connect(
                     linger=timeout or 2.0,
                     log=log,
                 )
+
+
+def _connect_websocket(
+    url: str,
+    udp: bool,
+    timeout: float | None,
+    output: str | None,
+    hexdump: str | None,
+    send_only: bool,
+    recv_only: bool,
+    use_tls: bool,
+    tls_ca: str | None,
+    insecure: bool,
+) -> None:
+    """``connect ws://...``: a WebSocket client between stdin and stdout."""
+    with usage_errors():
+        if udp or output or hexdump:
+            raise ValueError("a ws:// URL takes no -u, -o or -x (a WebSocket is a stream of messages)")
+        if send_only and recv_only:
+            raise ValueError("--send-only and --recv-only exclude each other")
+        if tls_ca and insecure:
+            raise ValueError("--tls-ca and --insecure exclude each other")
+        secure = use_tls or url.lower().startswith("wss://")
+        if (tls_ca or insecure) and not secure:
+            raise ValueError("--tls-ca and --insecure are for wss:// URLs")
+        context = client_context(tls_ca, insecure=insecure) if secure else None
+        websocket_target(url)  # (a bad host or port: said here, as a usage error)
+    with runtime_errors():
+        with connect_client(url, timeout=timeout, tls=context) as client:
+            relay_websocket(
+                client, sys.stdin.fileno(), sys.stdout.fileno(), send_only=send_only, recv_only=recv_only
+            )
 
 
 @click.command()
