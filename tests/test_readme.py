@@ -89,6 +89,7 @@ def split_block(block: str) -> tuple[list[str], list[str], list[str]]:
 
 #: what each client line in "Try it" prints (a substring of its stdout); None: it prints nothing.
 EXPECTED: dict[str, str | None] = {
+    "grep -c 'new WebSocket'": "1",
     "curl http": "Hello, world!",
     "curl -I": "200 OK",
     "wrk ": "Requests/sec",

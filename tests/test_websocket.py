@@ -18,7 +18,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 import socketkit as sk
-from conftest import wait_until
+from conftest import CONCURRENT, wait_until
 from socketkit.codecs.websocket_frames import (
     BINARY,
     CLOSE,
@@ -407,3 +407,54 @@ def test_connect_ws_usage_errors_are_one_line_exit_2() -> None:
             stdin=subprocess.DEVNULL,
         )
         assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+# -- a page and its WebSocket on one port (serve_http), and serve chat --------------------------
+
+
+@pytest.mark.parametrize("engine", CONCURRENT)  # (a room needs two connections at once)
+def test_the_chat_service_serves_its_page_and_relays_between_members(engine: str) -> None:
+    import http.client
+
+    from socketkit.services import load_service
+
+    chat = load_service("chat")
+    with sk.Server("tcp://127.0.0.1:0", chat.handler, codec=chat.codec, engine=engine).start() as server:
+        host, port = server.addresses[0][:2]
+        for method, path, status in [
+            ("GET", "/", 200),
+            ("HEAD", "/", 200),
+            ("GET", "/x", 404),
+            ("POST", "/", 405),
+        ]:
+            page = http.client.HTTPConnection(host, port, timeout=WAIT)
+            page.request(method, path)
+            response = page.getresponse()
+            body = response.read()
+            assert response.status == status, (method, path)
+            assert response.getheader("Connection") == "close"  # one request, then closed
+            if (method, status) == ("GET", 200):
+                assert body.startswith(b"<!doctype html>") and b"new WebSocket(" in body
+            page.close()
+        with client(server) as alice, client(server) as bob:
+            wait_until(lambda: chat.handler.members == 2, what="both to join")
+            alice.send("hello, Bob")
+            assert bob.recv(timeout=WAIT) == "hello, Bob"
+            bob.send(b"bytes become text")
+            assert alice.recv(timeout=WAIT) == "bytes become text"
+        wait_until(lambda: chat.handler.members == 0, what="both to leave")
+
+
+def test_without_serve_http_a_plain_request_is_refused_and_the_handler_never_sees_it() -> None:
+    seen: list[Any] = []
+
+    def note(message: Any, conn: sk.Connection) -> None:
+        seen.append(message)
+
+    with sk.Server("tcp://127.0.0.1:0", note, codec=sk.WebSocket()).start() as server:
+        with socket.create_connection(server.addresses[0][:2], timeout=WAIT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+        with client(server) as ws:
+            ws.send("only this")
+            wait_until(lambda: seen == ["only this"], what="the message")

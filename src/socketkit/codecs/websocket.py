@@ -16,6 +16,7 @@ frames close with 1002, 1007 or 1009 and the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import struct
 import typing
@@ -25,6 +26,7 @@ from typing import Any
 from ..errors import LimitExceeded, RemoteProtocolError
 from ..layers import websocket as layer  # (the module: the layer's imports come back here)
 from .base import Codec, Decoder, check_positive
+from .http import HttpRequest, HttpResponse, render_response
 from .websocket_carry import CARRY_HEAD, carry
 from .websocket_frames import (
     BINARY,
@@ -52,20 +54,21 @@ if typing.TYPE_CHECKING:
 __all__ = ["Close", "WebSocket", "WebSocketClient", "WebSocketError"]
 
 _HEAD = CARRY_HEAD.size
-_KINDS = frozenset((b"T", b"B", b"E"))
+_KINDS = frozenset((b"T", b"B", b"E", b"H", b"U"))
 _MAX_ERROR = 2 + 1024  # an error's code and reason
 
 
 class _CarryDecoder(Decoder):
     """Reads the layer's private framing: whole messages, or the error the layer found."""
 
-    __slots__ = ("_buf", "_limit", "buffered")
+    __slots__ = ("_buf", "_http", "_limit", "buffered")
 
     buffered: int  # (an attribute, as the hot path's decoders keep it)
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, http: HttpRequest) -> None:
         self._buf = bytearray()
         self._limit = limit
+        self._http = http
         self.buffered = 0
 
     def feed(self, data: bytes) -> list[Any]:
@@ -79,7 +82,9 @@ class _CarryDecoder(Decoder):
             kind, length = CARRY_HEAD.unpack_from(buf, at)
             if kind not in _KINDS:  # (only the layer writes this framing)
                 self._fail(RemoteProtocolError("a WebSocket codec reads what its layer passes up"), out)
-            if length > (_MAX_ERROR if kind == b"E" else self._limit):
+            if length > (
+                _MAX_ERROR if kind == b"E" else self._http.max_head if kind in b"HU" else self._limit
+            ):
                 self._fail(WebSocketTooBig(f"a message over {self._limit} bytes"), out)
             if len(buf) - at - _HEAD < length:
                 break
@@ -87,6 +92,11 @@ class _CarryDecoder(Decoder):
             at += _HEAD + length
             if kind == b"B":
                 out.append(payload)
+            elif kind in b"HU":  # an HTTP request (serve_http): the plain one, or the upgrade
+                try:
+                    out.extend(self._http.decoder().feed(payload))
+                except RemoteProtocolError as exc:
+                    self._fail(exc, out)
             elif kind == b"T":
                 try:
                     out.append(payload.decode())
@@ -108,27 +118,43 @@ class _CarryDecoder(Decoder):
 
 
 class WebSocket(Codec):
-    """``WebSocket(max_length=1 MiB, subprotocols=(), max_head=8192)``: a server's side.
+    """``WebSocket(max_length=1 MiB, subprotocols=(), max_head=8192, serve_http=False)``: a
+    server's side.
 
     ``subprotocols``: those the server speaks, in its order of preference (the first that
     the client offers is agreed; the layer's ``subprotocol`` says which). ``max_head``
-    bounds the upgrade request.
+    bounds the upgrade request. ``serve_http``: a page and its WebSocket on one port; the
+    handler also gets each HTTP request as a :class:`~socketkit.codecs.http.Request`: one
+    that asks no upgrade, to answer with an ``HttpResponse`` (the connection then closes),
+    and the upgrade itself once accepted (``request.header(b"upgrade")``), to greet or
+    count the new peer.
     """
 
     name = "ws"
 
     def __init__(
-        self, max_length: int = 1024 * 1024, subprotocols: Sequence[str] = (), max_head: int = 8192
+        self,
+        max_length: int = 1024 * 1024,
+        subprotocols: Sequence[str] = (),
+        max_head: int = 8192,
+        *,
+        serve_http: bool = False,
     ) -> None:
         self.max_length = check_positive("max_length", max_length)
         self.max_head = check_positive("max_head", max_head)
         self.subprotocols = tuple(subprotocols)
+        self.serve_http = serve_http
+        self._http = HttpRequest(max_head=max_head, max_body=1)
 
     def decoder(self, max_length: int | None = None) -> Decoder:
-        return _CarryDecoder(self._limit(max_length))
+        return _CarryDecoder(self._limit(max_length), self._http)
 
     def layers(self) -> tuple[LayerFactory, ...]:
-        return (functools.partial(layer.WebSocketLayer, self.max_length, self.subprotocols, self.max_head),)
+        return (
+            functools.partial(
+                layer.WebSocketLayer, self.max_length, self.subprotocols, self.max_head, self.serve_http
+            ),
+        )
 
     def encode(self, message: Any) -> bytes:
         if isinstance(message, str):
@@ -139,6 +165,8 @@ class WebSocket(Codec):
             return carry(b"B", bytes(message))
         if isinstance(message, Close):
             return _close(message.code, message.reason)
+        if isinstance(message, HttpResponse):  # (to a plain HTTP request: the last output)
+            return carry(b"H", render_response(dataclasses.replace(message, close=True)))
         raise TypeError(
             f"WebSocket sends str (text), bytes (binary) or a Close, not {type(message).__name__}"
         )

@@ -50,7 +50,10 @@ __all__ = ["WebSocketLayer"]
 
 
 class WebSocketLayer(Layer):
-    """``WebSocketLayer(max_message, subprotocols=(), max_head=8192)``: the server side."""
+    """``WebSocketLayer(max_message, subprotocols=(), max_head=8192, serve_http=False)``: the
+    server side. With ``serve_http`` a request that asks no upgrade goes up to the handler
+    (to answer with an ``HttpResponse``; then the connection closes), and so does the
+    upgrade request, after its ``101`` (so the handler knows a WebSocket began)."""
 
     __slots__ = (
         "_close_sent",
@@ -58,11 +61,14 @@ class WebSocketLayer(Layer):
         "_going_away",
         "_head",
         "_http",
+        "_http_answered",
+        "_http_asked",
         "_max",
         "_max_head",
         "_out",
         "_pending",
         "_reader",
+        "_serve_http",
         "_subprotocols",
         "ended_by_peer",
         "peer_close",
@@ -70,8 +76,17 @@ class WebSocketLayer(Layer):
         "subprotocol",
     )
 
-    def __init__(self, max_message: int, subprotocols: Sequence[str] = (), max_head: int = 8192) -> None:
+    def __init__(
+        self,
+        max_message: int,
+        subprotocols: Sequence[str] = (),
+        max_head: int = 8192,
+        serve_http: bool = False,
+    ) -> None:
         self._max_head = max_head
+        self._serve_http = serve_http
+        self._http_asked = False  # a plain HTTP request went up: its answer is the last output
+        self._http_answered = False
         self._http = HttpRequest(max_head=max_head, max_body=1)
         self._head = bytearray()  # the upgrade request so far
         self._reader: FrameReader | None = None  # made once the upgrade is accepted
@@ -93,22 +108,25 @@ class WebSocketLayer(Layer):
     @property
     def in_progress(self) -> bool:
         """The handshake, or a frame or message begun: ``read_timeout`` is its deadline."""
-        return self._reader is None or self._reader.buffered > 0
+        if self._reader is None:
+            return not self._http_asked
+        return self._reader.buffered > 0
 
     @property
     def ended(self) -> bool:
-        return self.ended_by_peer
+        """The peer's close came, or a plain HTTP request was answered: no more input."""
+        return self.ended_by_peer or self._http_answered
 
     def feed(self, data: bytes) -> bytes:
-        if self._failed:
-            return b""
+        if self._failed or self._http_asked:
+            return b""  # (after a plain HTTP request, nothing more is read: it is answered, then closed)
         reader = self._reader
+        up = bytearray()
         if reader is None:
-            data = self._handshake(data)
+            data = self._handshake(data, up)
             reader = self._reader
             if reader is None or not data:
-                return b""
-        up = bytearray()
+                return bytes(up)
         try:
             events = reader.feed(data)
         except WebSocketError as exc:  # the messages before the bad frame go up, then the error,
@@ -134,8 +152,9 @@ class WebSocketLayer(Layer):
                 self.peer_close = event  # replies to the messages before it
                 self.ended_by_peer = True
 
-    def _handshake(self, data: bytes) -> bytes:
-        """Read the upgrade request; answer it. The bytes after it, if any, are frames."""
+    def _handshake(self, data: bytes, up: bytearray) -> bytes:
+        """Read the upgrade request; answer it. The bytes after it, if any, are frames. With
+        ``serve_http`` the request goes ``up`` too (a plain one instead of being refused)."""
         self._head += data
         end = self._head.find(b"\r\n\r\n")
         if end < 0:
@@ -157,6 +176,10 @@ class WebSocketLayer(Layer):
             raise
         except ValueError:  # (no request in a well-ended head cannot happen; kept safe)
             raise RemoteProtocolError("an incomplete upgrade request") from None
+        if self._serve_http and request.header(b"upgrade") is None:
+            self._http_asked = True
+            up += carry(b"H", head)
+            return b""
         try:
             response, self.subprotocol = server_response(request, self._subprotocols)
         except HandshakeRefused as exc:
@@ -165,6 +188,8 @@ class WebSocketLayer(Layer):
         self.request = request
         self._out += response
         self._reader = FrameReader(masked=True, max_message=self._max)
+        if self._serve_http:
+            up += carry(b"U", head)
         return rest
 
     def _refuse(self, decoder: Any, head: bytes) -> bytes:
@@ -177,8 +202,9 @@ class WebSocketLayer(Layer):
         raise RemoteProtocolError("an upgrade request over max_head")
 
     def wrap(self, data: bytes) -> bytes:
-        """The codec's private framing -> WebSocket frames (unmasked: a server's)."""
-        if self._close_sent or self._reader is None:
+        """The codec's private framing -> WebSocket frames (unmasked: a server's); an HTTP
+        response (``H``) as it is, once, to a plain HTTP request."""
+        if self._close_sent or (self._reader is None and not self._http_asked):
             return b""
         pending = self._pending
         pending += data
@@ -191,6 +217,13 @@ class WebSocketLayer(Layer):
                 break
             payload = bytes(pending[at + size : at + size + length])
             at += size + length
+            if kind == b"H":
+                if self._http_asked and not self._http_answered:
+                    out += payload
+                    self._http_answered = True
+                continue  # (an HTTP response to a WebSocket is not sent: it has no place there)
+            if self._reader is None:
+                continue  # (messages to a plain HTTP request have nowhere to go)
             if kind == b"C":
                 (code,) = struct.unpack_from("!H", payload)
                 out += frame(CLOSE, close_payload(code, payload[2:].decode()))

@@ -45,6 +45,7 @@ SERVICES: dict[str, tuple[str, str]] = {
     "qotd": ("qotd", "RFC 865: a quote of the day, then closes"),
     "hello": ("hello", 'HTTP/1.1 "Hello, world!" with keep-alive and pipelining'),
     "broker": ("broker", "every line from one client goes to every other client"),
+    "chat": ("chat", "a chat page and its WebSocket on one port: open http://HOST:PORT/ in a browser"),
     "whoami": ("whoami", "how the server sees the client (after PROXY, with TLS): HTTP, or --codec lines"),
 }
 
