@@ -110,9 +110,10 @@ def rss_kb(pid: int) -> int:
 class Running:
     """A server started pinned to core 0, stopped on exit."""
 
-    def __init__(self, name: str, service: str) -> None:
+    def __init__(self, name: str, service: str, template: list[str] | None = None) -> None:
         self.port = free_port()
-        command = [part.format(service=service, port=self.port) for part in SERVERS[name]]
+        template = SERVERS[name] if template is None else template  # (another harness's server)
+        command = [part.format(service=service, port=self.port) for part in template]
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", *command],
             cwd=PEERS,

@@ -75,6 +75,29 @@ def test_http_and_connect_modes_against_hello() -> None:
     assert total_connections >= 4 + 50
 
 
+def test_ws_mode_against_our_websocket_server_and_the_websockets_librarys() -> None:
+    """Each connection's upgrade is its first reply, then one echoed message per request."""
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket()).start() as server:
+        result = run_bench(BenchConfig(server.url, mode="ws", connections=4, requests=400, size=200))
+        messages = server.stats.messages_in
+    assert result.requests == 400 and result.errors == {}
+    assert messages == 400 - 4  # (four of the replies were the upgrades' 101s)
+
+    from websockets.sync.server import ServerConnection, serve
+
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with serve(handler, "127.0.0.1", 0) as peer:
+        thread = threading.Thread(target=peer.serve_forever, daemon=True)
+        thread.start()
+        port = peer.socket.getsockname()[1]
+        theirs = run_bench(BenchConfig(f"tcp://127.0.0.1:{port}", mode="ws", connections=2, requests=100))
+        peer.shutdown()
+    assert theirs.requests == 100 and theirs.errors == {}
+
+
 def test_connect_mode_with_a_codec() -> None:
     with lines_server() as server:
         result = run_bench(BenchConfig(server.url, mode="connect", connections=2, requests=40))

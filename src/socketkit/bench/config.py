@@ -8,7 +8,7 @@ from ..endpoints import Endpoint, parse
 
 __all__ = ["MODES", "BenchConfig"]
 
-MODES = ("request", "http", "connect")
+MODES = ("request", "http", "connect", "ws")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,8 @@ class BenchConfig:
         url: the server (``tcp://`` or ``unix://``).
         mode: ``request`` (request/reply over ``codec``, keep-alive), ``http``
             (GET over keep-alive), ``connect`` (a new connection per request;
-            with ``codec="http"``, GET with ``Connection: close``).
+            with ``codec="http"``, GET with ``Connection: close``), ``ws`` (WebSocket
+            text messages of ``size`` bytes, keep-alive, after the upgrade of ``path``).
         connections: concurrent connections, split across ``processes``.
         duration: seconds to run; also the cap when ``requests`` is given.
         requests: stop after this many replies (None: run for ``duration``).

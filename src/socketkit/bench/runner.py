@@ -242,7 +242,7 @@ class Runner:
         slot.sent_at = self.now
         slot.connecting = True
         if self.tls_context is None:
-            slot.out = self.workload.request
+            slot.out = self.workload.first()
         else:  # the request goes once the handshake is done
             slot.out = b""
             slot.tls = _Tls(self.tls_context, self.tls_hostname, self.tls_session)
@@ -272,7 +272,7 @@ class Runner:
             self.handshakes += 1
             if tls.ssl.session_reused:
                 self.resumed += 1
-            tls.ssl.write(self.workload.request)
+            tls.ssl.write(self.workload.first())
         slot.out += tls.outgoing.read()
         return True
 

@@ -3,7 +3,9 @@
 Request mode frames a payload of ``size`` bytes with a socketkit codec and
 counts the codec's decoded messages as replies. HTTP mode sends a GET and
 parses just enough of each response (status line, Content-Length) to know
-where it ends.
+where it ends. WebSocket mode opens each connection with the upgrade (its
+``101`` is the connection's first reply), then sends a text message of ``size``
+bytes at a time (a client's masked frame) and counts the messages that come back.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..codecs import Codec, Json, Msgpack, codec_by_name
+from ..codecs.websocket_frames import TEXT, FrameReader, frame
+from ..codecs.websocket_handshake import client_request, new_key
 from ..errors import RemoteProtocolError
 
 __all__ = ["ReplyParser", "Workload", "make_workload"]
@@ -73,15 +77,50 @@ class _HttpReplies:
             done.append(self._status)
 
 
-class Workload:
-    """The request bytes and a fresh reply parser per connection."""
+class _WebSocketReplies:
+    """The upgrade's answer (reported as its status), then the server's messages."""
 
-    def __init__(self, request: bytes, http: bool, codec: Codec | None) -> None:
+    __slots__ = ("_head", "_reader")
+
+    def __init__(self) -> None:
+        self._head = bytearray()
+        self._reader: FrameReader | None = None
+
+    def feed(self, data: bytes) -> list[int]:
+        if self._reader is None:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._head) > _MAX_HEAD:
+                    raise RemoteProtocolError("upgrade response head too long")
+                return []
+            try:
+                status = int(self._head[9:12])
+            except ValueError:
+                raise RemoteProtocolError("not an HTTP response to the upgrade") from None
+            rest = bytes(self._head[end + 4 :])
+            self._reader = FrameReader(masked=False, max_message=1 << 30)
+            return [status if status != 101 else 200, *(self.feed(rest) if rest else [])]
+        return [200 for event in self._reader.feed(data) if isinstance(event, (str, bytes))]
+
+
+class Workload:
+    """The request bytes and a fresh reply parser per connection; ``opening``, if any, is
+    what a new connection sends first instead of a request (the WebSocket upgrade)."""
+
+    def __init__(self, request: bytes, http: bool, codec: Codec | None, opening: bytes | None = None) -> None:
         self.request = request
         self.http = http
         self._codec = codec
+        self.opening = opening
+
+    def first(self) -> bytes:
+        """What a new connection sends first."""
+        return self.request if self.opening is None else self.opening
 
     def parser(self) -> ReplyParser:
+        if self.opening is not None:
+            return _WebSocketReplies()
         if self.http:
             return _HttpReplies()
         assert self._codec is not None
@@ -94,6 +133,9 @@ def make_workload(mode: str, codec_name: str, size: int, host: str, path: str) -
     Raises:
         ValueError: an unknown codec, or one that cannot carry the payload.
     """
+    if mode == "ws":  # (one masking key for every message: a benchmark's, not a browser's)
+        opening = client_request(host, path, new_key())
+        return Workload(frame(TEXT, b"x" * size, masked=True), http=False, codec=None, opening=opening)
     if mode == "http" or (mode == "connect" and codec_name == "http"):
         connection = "close" if mode == "connect" else "keep-alive"
         request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: {connection}\r\n\r\n".encode()

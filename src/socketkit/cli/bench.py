@@ -14,6 +14,7 @@ from rich.text import Text
 from ..bench import MODES, BenchConfig, BenchResult, run_bench
 from ..bench.runner import Progress
 from ..codecs import CODECS
+from ..websocket_client import websocket_target
 from .common import Failure, target_url, tls_options, usage_errors
 
 
@@ -53,7 +54,7 @@ from .common import Failure, target_url, tls_options, usage_errors
     default="request",
     show_default=True,
     help="request: request/reply over --codec; http: GET with keep-alive; connect: a new connection "
-    "per request.",
+    "per request; ws: WebSocket text messages of --size bytes after the upgrade (a ws:// URL picks it).",
 )
 @click.option(
     "--rate",
@@ -111,6 +112,12 @@ def bench(
     with usage_errors():
         if plot is not None and plot.suffix.lower() != ".png":
             raise ValueError("--plot writes a PNG: give a file name ending in .png")
+        websocket = websocket_target(url)
+        if websocket is not None:  # ws://host:port/path: the stream under it, the path upgraded
+            if mode not in ("request", "ws"):
+                raise ValueError(f"a ws:// URL is benchmarked in mode ws, not {mode}")
+            url, mode, use_tls = websocket.stream_url, "ws", use_tls or websocket.stream_url.startswith("tls")
+            path = websocket.path
         config = BenchConfig(
             url=target_url(url),
             mode=mode,
