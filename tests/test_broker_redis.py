@@ -128,3 +128,36 @@ def test_backend_urls_are_checked() -> None:
     ):
         result = subprocess.run([*SK, *args], capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 2 and problem in result.stderr, result.stderr
+
+
+def test_websocket_clients_meet_across_servers_as_text(tmp_path: Path) -> None:
+    """serve broker --codec ws on two servers joined through Redis: text stays text."""
+    port = free_port()
+    backend = f"redis://127.0.0.1:{port}/0?channel=ws"
+    with (
+        redis_server(port),
+        broker(tmp_path, backend, "--codec", "ws") as a,
+        broker(tmp_path, backend, "--codec", "ws") as b,
+    ):
+        a.wait_for(r"redis broker: subscribed to channel 'ws'")
+        b.wait_for(r"redis broker: subscribed to channel 'ws'")
+        clients = [sk.connect(url.replace("tcp://", "ws://") + "/", timeout=WAIT) for url in (a.url, b.url)]
+        try:
+            deadline = time.monotonic() + WAIT
+            while True:  # (until both are members: a probe that arrives says so)
+                assert time.monotonic() < deadline, "the clients never met"
+                clients[0].send("probe ✓")
+                clients[1].timeout = 0.2
+                try:
+                    if clients[1].recv() == "probe ✓":
+                        break
+                except sk.Timeout:
+                    pass
+            clients[1].timeout = WAIT
+            clients[1].send("from b, é")
+            while (line := clients[0].recv()) == "probe ✓":
+                pass
+            assert line == "from b, é"  # a str: a text message, as it was sent
+        finally:
+            for client in clients:
+                client.close()

@@ -378,6 +378,15 @@ def test_connect_ws_sends_lines_and_prints_what_comes_back(websockets_server: An
             check=False,
         )
         assert (out.returncode, out.stdout) == (0, "hello\nsecond ✓\n"), out.stderr
+        for args in (["--codec", "ws", urls[0]], [target + "path"]):
+            sent = subprocess.run(
+                [*SK, "send", *args, "one message ✓"],
+                capture_output=True,
+                text=True,
+                timeout=WAIT,
+                check=False,
+            )
+            assert (sent.returncode, sent.stdout) == (0, "one message ✓\n"), sent.stderr
     port, _ = websockets_server  # a server no one here wrote
     out = subprocess.run(
         [*SK, "connect", f"ws://127.0.0.1:{port}/"],

@@ -334,7 +334,13 @@ def send(
     tls_ca: str | None,
     insecure: bool,
 ) -> None:
-    """Send one MESSAGE (- reads it from stdin) and print the reply."""
+    """Send one MESSAGE (- reads it from stdin) and print the reply.
+
+    A ws:// or wss:// URL (or --codec ws) sends MESSAGE as a WebSocket text message.
+    """
+    if url.lower().startswith(("ws://", "wss://")) or codec == "ws":
+        _send_websocket(url, message, udp, timeout, use_tls, tls_ca, insecure)
+        return
     with usage_errors():
         endpoint = parse(target_url(url, udp))
         check_client_options(endpoint)  # (a listener's option here: say so now)
@@ -375,6 +381,34 @@ def send(
         ends_line = codec == "lines" or (sys.stdout.isatty() and not reply.endswith(b"\n"))
         sys.stdout.buffer.write(reply + (b"\n" if ends_line else b""))
         sys.stdout.flush()
+
+
+def _send_websocket(
+    url: str, message: str, udp: bool, timeout: float, use_tls: bool, tls_ca: str | None, insecure: bool
+) -> None:
+    """``send`` to a WebSocket server: one text message (bytes if it is not UTF-8), one reply."""
+    with usage_errors():
+        if udp:
+            raise ValueError("a WebSocket is a stream: drop -u")
+        if not url.lower().startswith(("ws://", "wss://")):  # --codec ws on a tcp:// or tls:// URL
+            endpoint = parse(target_url(url))
+            if endpoint.is_unix or not endpoint.is_stream:
+                raise ValueError(f"--codec ws needs a tcp:// or tls:// URL (or ws://), not {endpoint.url}")
+            url = ("wss://" if endpoint.is_tls else "ws://") + endpoint.url.split("://", 1)[1] + "/"
+        websocket_target(url)  # (a bad host or port: said here)
+        secure = use_tls or url.lower().startswith("wss://")
+        if (tls_ca or insecure) and not secure:
+            raise ValueError("--tls-ca and --insecure are for wss:// URLs")
+        context = client_context(tls_ca, insecure=insecure) if secure else None
+        raw = sys.stdin.buffer.read().rstrip(b"\r\n") if message == "-" else message.encode()
+        try:
+            payload: str | bytes = raw.decode()
+        except UnicodeDecodeError:
+            payload = raw
+    with runtime_errors(), connect_client(url, timeout=timeout, tls=context) as client:
+        reply = client.request(payload)
+    sys.stdout.buffer.write(reply.encode() + b"\n" if isinstance(reply, str) else reply)
+    sys.stdout.flush()
 
 
 def http_request(endpoint: Endpoint, message: str, body: bytes) -> Request:

@@ -65,12 +65,25 @@ class Broker(Protocol):
 
     def on_message(self, conn: Connection, message: Any) -> None:
         self._send_to(message, but=conn)
-        if self.relay is not None:
-            self.relay.publish(message)
+        if self.relay is not None:  # (the backend carries bytes: a WebSocket's text as UTF-8)
+            self.relay.publish(message.encode() if isinstance(message, str) else message)
 
     def deliver(self, line: bytes) -> None:
-        """A line from another process: to every client here."""
-        self._send_to(line, but=None)
+        """A line from another process: to every client here (as text to a WebSocket client:
+        the backend carries bytes, and what a WebSocket member sent was text)."""
+        with self._lock:
+            members = list(self._members)
+        text: str | None = None
+        for member in members:
+            try:
+                if member.codec.name == "ws":
+                    if text is None:
+                        text = line.decode(errors="replace")
+                    member.send(text)
+                else:
+                    member.send(line)
+            except ClosedError:
+                pass  # it left between the copy and the send
 
     def _send_to(self, line: Any, but: Connection | None) -> None:
         with self._lock:

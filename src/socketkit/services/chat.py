@@ -90,10 +90,6 @@ class Chat(Broker):
             message = message.decode(errors="replace")
         super().on_message(conn, message[:MAX_MESSAGE])
 
-    def deliver(self, line: bytes) -> None:
-        """A line from another process's room (the backend's bytes): as text."""
-        self._send_to(line.decode(errors="replace"), but=None)
-
     def on_close(self, conn: Connection, error: BaseException | None) -> None:
         if conn.state.get(_MEMBER):
             super().on_close(conn, error)
