@@ -54,6 +54,9 @@ PAGE = b"""<!doctype html>
     item.scrollIntoView();
   }
   ws.onopen = () => { status.textContent = "connected"; };
+  // a page left open says nothing for a while: an empty message every 30 s keeps it a member
+  // (the server closes a connection silent for idle_timeout; a page cannot send a ping frame)
+  setInterval(() => { if (ws.readyState === WebSocket.OPEN) ws.send(""); }, 30000);
   ws.onclose = (event) => { status.textContent = "disconnected (" + event.code + ")"; };
   ws.onmessage = (event) => {
     show(typeof event.data === "string" ? event.data : new TextDecoder().decode(event.data), false);
@@ -88,7 +91,8 @@ class Chat(Broker):
             return
         if isinstance(message, bytes):
             message = message.decode(errors="replace")
-        super().on_message(conn, message[:MAX_MESSAGE])
+        if message:  # (an empty one is the page's heartbeat: it keeps it from idle_timeout)
+            super().on_message(conn, message[:MAX_MESSAGE])
 
     def on_close(self, conn: Connection, error: BaseException | None) -> None:
         if conn.state.get(_MEMBER):
