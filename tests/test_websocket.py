@@ -468,3 +468,38 @@ def test_without_serve_http_a_plain_request_is_refused_and_the_handler_never_see
         with client(server) as ws:
             ws.send("only this")
             wait_until(lambda: seen == ["only this"], what="the message")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_async_client_against_our_server_and_the_websockets_one(
+    loop: str, websockets_server: Any, test_pki: tuple[str, str]
+) -> None:
+    import asyncio
+
+    from socketkit import aio
+
+    ca, cert = test_pki
+    port, pongs = websockets_server
+
+    async def talk(server_url: str) -> None:
+        async with await aio.connect(server_url, timeout=WAIT, tls=client_context(ca)) as ws:
+            assert await ws.request("async ✓") == "async ✓"
+            assert await ws.request(b"\x00bytes") == b"\x00bytes"
+        async with await aio.connect(f"ws://127.0.0.1:{port}/", timeout=WAIT) as theirs:
+            assert await theirs.request("fragments") == "from the server"
+            assert await theirs.request("ping") == "pinged"  # our pong answered its ping
+            await theirs.send("close please")
+            with pytest.raises(sk.ClosedError, match="4001 as asked"):
+                await theirs.recv()
+
+    with sk.Server(
+        "tls://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=loop, tls=server_context(cert)
+    ).start() as server:
+        if loop == "uvloop":
+            import uvloop
+
+            uvloop.run(talk(ws_url(server, "wss")))
+        else:
+            asyncio.run(talk(ws_url(server, "wss")))
+        wait_until(lambda: server.stats.connections_open == 0, what="our goodbye to close it")
+    assert pongs == [True]

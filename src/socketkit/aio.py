@@ -32,7 +32,8 @@ from types import TracebackType
 from typing import Any
 
 from .client import DEFAULT_TIMEOUT, last_refusal
-from .codecs import Codec, Raw
+from .codecs import Codec, Raw, WebSocket
+from .codecs.websocket import WebSocketClient
 from .endpoints import (
     Address,
     Endpoint,
@@ -49,6 +50,7 @@ from .errors import (
     ConnectTimeout,
     ProtocolError,
     RemoteProtocolError,
+    SocketkitError,
     Timeout,
     translate_oserror,
 )
@@ -56,10 +58,12 @@ from .eyeballs import DEFAULT_DELAY, connect_first_async
 from .layers.tls import TlsLayer
 from .sockopts import apply_to_client
 from .tls import client_context
+from .websocket_client import Upgrade, websocket_target
 
 __all__ = ["AsyncClient", "AsyncDatagramClient", "connect", "open_datagram"]
 
 
+_GOODBYE_WAIT = 2.0  # seconds a closing client waits for the server's answer to its goodbye
 _READ_SIZE = 65536  # bytes one read hands up at most (a Raw message's largest)
 _READ_AHEAD = 4 * _READ_SIZE  # bytes received and not read above which the transport pauses
 
@@ -203,12 +207,23 @@ class AsyncClient:
         while not pending:
             self._check_open()
             if self._eof:
-                raise ClosedError(f"{self.url} closed the connection")
+                farewell = getattr(self._decoder, "farewell", None)
+                raise ClosedError(f"{self.url} closed the connection" + (f": {farewell}" if farewell else ""))
             data = await self._read()
-            pending.extend(self._decoder.feed(data))
+            await self._feed(data)
             if not data:
                 self._eof = True
+            elif getattr(self._decoder, "farewell", None) is not None:
+                self._eof = True  # (the server's close: answered, and nothing comes after it)
         return pending.popleft()
+
+    async def _feed(self, data: bytes) -> None:
+        """Bytes from the server through the decoder; what the protocol answers on its own
+        (WebSocket's pongs, its answer to the server's close) goes back at once."""
+        self._pending.extend(self._decoder.feed(data))
+        answer = self._decoder.take_interim()
+        if answer:
+            await self._write(answer)
 
     async def request(self, message: Any) -> Any:
         """Send ``message`` and return the next message received."""
@@ -354,13 +369,25 @@ class AsyncClient:
                 self._wire.transport.close()
 
     async def aclose(self) -> None:
-        """Close, sending TLS's close_notify first when TLS is on."""
+        """Close, sending TLS's close_notify first when TLS is on; where the protocol says
+        goodbye first (WebSocket's close frame), say it and wait, briefly, for the answer."""
+        goodbye = self.codec.goodbye()
+        if goodbye and not self._closed and not self._eof and self._wire.error is None:
+            try:
+                await asyncio.wait_for(self._say_goodbye(goodbye), _GOODBYE_WAIT)
+            except (asyncio.TimeoutError, SocketkitError):
+                pass  # (gone, or slow to answer: closed all the same)
         if self._tls is not None and not self._closed and self._wire.error is None:
             self._tls.close()
             output = self._tls.take_output()
             if output and not self.transport.is_closing():
                 self.transport.write(output)
         self.close()
+
+    async def _say_goodbye(self, goodbye: bytes) -> None:
+        await self._write(goodbye)
+        while await self._read():
+            pass  # (the server's answer, and anything before it, until its end)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -438,6 +465,12 @@ async def connect(
             a listener has, or a timeout of 0.
         ConnectError / ConnectTimeout: every attempt failed, or the TLS handshake did.
     """
+    websocket = websocket_target(url) if isinstance(url, str) else None
+    if websocket is not None:
+        codec = codec if codec is not None else WebSocket()
+        if not isinstance(codec.client_side(), WebSocketClient):
+            raise ValueError(f"{url} is a WebSocket URL: its codec is socketkit.WebSocket, not {codec.name}")
+        original, url = str(url), websocket.stream_url
     endpoint = parse(url)
     if not endpoint.is_stream:
         raise ValueError(f"{url} is datagram-based: use await socketkit.aio.open_datagram({url!r})")
@@ -471,7 +504,26 @@ async def connect(
     if endpoint.is_tls if tls is None else tls is not False:
         context = tls if isinstance(tls, ssl.SSLContext) else None
         await _handshake(client, context, server_hostname or endpoint.host or "localhost")
+    if websocket is not None:
+        try:
+            await _upgrade(client, Upgrade(websocket, getattr(codec, "subprotocols", ())))
+        except RemoteProtocolError as exc:
+            client.close()
+            raise ConnectError(f"{endpoint.url}{websocket.path}: {exc}") from exc
+        except BaseException:
+            client.close()
+            raise
+        client.url = original  # (errors name the WebSocket URL, not the stream under it)
     return client
+
+
+async def _upgrade(client: AsyncClient, handshake: Upgrade) -> None:
+    """The WebSocket upgrade on a connected client; what followed the answer is decoded."""
+    await client._write(handshake.request)
+    while (rest := handshake.answer(await client._read())) is None:
+        pass
+    if rest:
+        await client._feed(rest)
 
 
 async def _connected_socket(

@@ -19,7 +19,7 @@ from .codecs.websocket_handshake import check_response, client_request, new_key
 from .errors import RemoteProtocolError
 from .tls import TlsStream
 
-__all__ = ["WebSocketTarget", "upgrade", "websocket_target"]
+__all__ = ["Upgrade", "WebSocketTarget", "upgrade", "websocket_target"]
 
 _MAX_HEAD = 16384
 
@@ -57,28 +57,57 @@ def websocket_target(url: str) -> WebSocketTarget | None:
     return WebSocketTarget(stream, host if default else f"{host}:{port}", path)
 
 
+class Upgrade:
+    """One upgrade's two halves, for a blocking or an async client alike: the request to send,
+    then :meth:`answer` fed what the server sends until it has the whole answer."""
+
+    def __init__(self, target: WebSocketTarget, subprotocols: tuple[str, ...] = ()) -> None:
+        self._key = new_key()
+        self._subprotocols = subprotocols
+        self._received = b""
+        #: the bytes to send first
+        self.request = client_request(target.host, target.path, self._key, subprotocols=subprotocols)
+        #: the subprotocol the server chose, once answered
+        self.subprotocol: str | None = None
+
+    def answer(self, data: bytes) -> bytes | None:
+        """Feed what the server sent: None while its answer is incomplete, then what came
+        after it (the first frames' bytes, often b"").
+
+        Raises:
+            RemoteProtocolError: the server refused (its status), ended first, or did not
+                upgrade as it must.
+        """
+        if not data:
+            raise RemoteProtocolError("the server closed the connection instead of answering the upgrade")
+        self._received += data
+        end = self._received.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._received) > _MAX_HEAD:
+                raise RemoteProtocolError(f"the server's answer to the upgrade is over {_MAX_HEAD} bytes")
+            return None
+        head, rest = self._received[: end + 2], self._received[end + 4 :]
+        status_line = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
+            raise RemoteProtocolError("the server did not answer the upgrade with HTTP")
+        self.subprotocol = check_response(
+            int(status_line[1]), split_fields(head), self._key, self._subprotocols
+        )
+        return rest
+
+
 def upgrade(
     stream: socket.socket | TlsStream, target: WebSocketTarget, subprotocols: tuple[str, ...] = ()
 ) -> tuple[bytes, str | None]:
-    """The handshake on a connected ``stream``: (what the server sent after its answer, the
-    subprotocol it chose). Waits as long as the stream's timeout.
+    """The handshake on a connected blocking ``stream``: (what the server sent after its
+    answer, the subprotocol it chose). Waits as long as the stream's timeout.
 
     Raises:
         RemoteProtocolError: the server refused (its status), or did not upgrade as it must.
         OSError: the stream broke or timed out.
     """
-    key = new_key()
-    stream.sendall(client_request(target.host, target.path, key, subprotocols=subprotocols))
-    received = b""
-    while (end := received.find(b"\r\n\r\n")) < 0:
-        if len(received) > _MAX_HEAD:
-            raise RemoteProtocolError(f"the server's answer to the upgrade is over {_MAX_HEAD} bytes")
-        data = stream.recv(4096)
-        if not data:
-            raise RemoteProtocolError("the server closed the connection instead of answering the upgrade")
-        received += data
-    head, rest = received[: end + 2], received[end + 4 :]
-    status_line = head.split(b"\r\n", 1)[0].split(b" ")
-    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
-        raise RemoteProtocolError("the server did not answer the upgrade with HTTP")
-    return rest, check_response(int(status_line[1]), split_fields(head), key, subprotocols)
+    handshake = Upgrade(target, subprotocols)
+    stream.sendall(handshake.request)
+    while (rest := handshake.answer(stream.recv(4096))) is None:
+        pass
+    return rest, handshake.subprotocol
