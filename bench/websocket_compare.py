@@ -19,37 +19,15 @@ from typing import Any
 
 from bench.run import PEERS, PY, TICKS, Running, cpu_ticks
 
+
+def socketkit_ws(engine: str) -> list[str]:
+    return [PY, "-m", "socketkit", "serve", "echo", "--codec", "ws", "--engine", engine, "-l",
+            "tcp://127.0.0.1:{port}", "--log-level", "warning"]  # fmt: skip
+
+
 SERVERS: dict[str, list[str]] = {
-    "socketkit epoll": [
-        PY,
-        "-m",
-        "socketkit",
-        "serve",
-        "echo",
-        "--codec",
-        "ws",
-        "--engine",
-        "epoll",
-        "-l",
-        "tcp://127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-    ],
-    "socketkit uvloop": [
-        PY,
-        "-m",
-        "socketkit",
-        "serve",
-        "echo",
-        "--codec",
-        "ws",
-        "--engine",
-        "uvloop",
-        "-l",
-        "tcp://127.0.0.1:{port}",
-        "--log-level",
-        "warning",
-    ],
+    "socketkit epoll": socketkit_ws("epoll"),
+    "socketkit uvloop": socketkit_ws("uvloop"),
     "websockets asyncio": [PY, str(PEERS / "websockets_echo.py"), "asyncio", "{port}"],
     "websockets sync": [PY, str(PEERS / "websockets_echo.py"), "sync", "{port}"],
 }

@@ -357,7 +357,7 @@ def test_websocket_urls_that_cannot_work_are_refused() -> None:
     ]:
         with pytest.raises(ValueError, match=said):
             sk.connect(url)
-    with pytest.raises(ValueError, match=r"its codec is socketkit\.WebSocket, not lines"):
+    with pytest.raises(TypeError, match=r"its codec is socketkit\.WebSocket, not lines"):
         sk.connect("ws://127.0.0.1:1/", codec=sk.Lines())
 
 

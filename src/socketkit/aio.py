@@ -32,8 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from .client import DEFAULT_TIMEOUT, last_refusal
-from .codecs import Codec, Raw, WebSocket
-from .codecs.websocket import WebSocketClient
+from .codecs import Codec, Raw
 from .endpoints import (
     Address,
     Endpoint,
@@ -58,7 +57,7 @@ from .eyeballs import DEFAULT_DELAY, connect_first_async
 from .layers.tls import TlsLayer
 from .sockopts import apply_to_client
 from .tls import client_context
-from .websocket_client import Upgrade, websocket_target
+from .websocket_client import Upgrade, websocket_for
 
 __all__ = ["AsyncClient", "AsyncDatagramClient", "connect", "open_datagram"]
 
@@ -465,11 +464,8 @@ async def connect(
             a listener has, or a timeout of 0.
         ConnectError / ConnectTimeout: every attempt failed, or the TLS handshake did.
     """
-    websocket = websocket_target(url) if isinstance(url, str) else None
+    websocket, codec = websocket_for(url, codec)
     if websocket is not None:
-        codec = codec if codec is not None else WebSocket()
-        if not isinstance(codec.client_side(), WebSocketClient):
-            raise ValueError(f"{url} is a WebSocket URL: its codec is socketkit.WebSocket, not {codec.name}")
         original, url = str(url), websocket.stream_url
     endpoint = parse(url)
     if not endpoint.is_stream:

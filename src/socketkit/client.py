@@ -23,8 +23,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
-from .codecs import Codec, Raw, WebSocket
-from .codecs.websocket import WebSocketClient
+from .codecs import Codec, Raw
 from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse, sends_to_many
 from .errors import (
     BrokenError,
@@ -37,7 +36,7 @@ from .errors import (
 )
 from .eyeballs import DEFAULT_DELAY
 from .tls import TlsStream, client_context
-from .websocket_client import upgrade, websocket_target
+from .websocket_client import upgrade, websocket_for
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect", "start_tls"]
 
@@ -310,11 +309,8 @@ def connect(
         ConnectError / ConnectTimeout: every attempt failed, or the TLS handshake did
             (a certificate that does not verify, a server that does not speak TLS).
     """
-    websocket = websocket_target(url) if isinstance(url, str) else None
+    websocket, codec = websocket_for(url, codec)
     if websocket is not None:
-        codec = codec if codec is not None else WebSocket()
-        if not isinstance(codec.client_side(), WebSocketClient):
-            raise ValueError(f"{url} is a WebSocket URL: its codec is socketkit.WebSocket, not {codec.name}")
         original, url = str(url), websocket.stream_url
     endpoint = parse(url)
     if not endpoint.is_stream:

@@ -14,12 +14,14 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .codecs import Codec, WebSocket
 from .codecs._http_head import split_fields
+from .codecs.websocket import WebSocketClient
 from .codecs.websocket_handshake import check_response, client_request, new_key
 from .errors import RemoteProtocolError
 from .tls import TlsStream
 
-__all__ = ["Upgrade", "WebSocketTarget", "upgrade", "websocket_target"]
+__all__ = ["Upgrade", "WebSocketTarget", "upgrade", "websocket_for", "websocket_target"]
 
 _MAX_HEAD = 16384
 
@@ -55,6 +57,22 @@ def websocket_target(url: str) -> WebSocketTarget | None:
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     stream = f"{'tls' if scheme == 'wss' else 'tcp'}://{host}:{port}"
     return WebSocketTarget(stream, host if default else f"{host}:{port}", path)
+
+
+def websocket_for(url: object, codec: Codec | None) -> tuple[WebSocketTarget | None, Codec | None]:
+    """What a client's ``connect(url, codec)`` connects to: for a ws:// or wss:// URL its
+    target and codec (``WebSocket()`` unless given), else (None, ``codec``) as given.
+
+    Raises:
+        ValueError: a bad ws URL. TypeError: a codec that does not speak WebSocket for one.
+    """
+    target = websocket_target(url) if isinstance(url, str) else None
+    if target is None:
+        return None, codec
+    codec = codec if codec is not None else WebSocket()
+    if not isinstance(codec.client_side(), WebSocketClient):
+        raise TypeError(f"{url} is a WebSocket URL: its codec is socketkit.WebSocket, not {codec.name}")
+    return target, codec
 
 
 class Upgrade:
