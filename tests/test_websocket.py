@@ -210,7 +210,8 @@ def test_a_ping_gets_its_pong_between_fragments(engine: str) -> None:
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
             b"426",
         ),
-        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", b"400"),  # a TLS hello, by mistake
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"400"),  # a TLS hello: refused at once
+        (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\n", b"400"),
     ],
 )
 def test_a_request_that_is_not_an_upgrade_gets_its_status(

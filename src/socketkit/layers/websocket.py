@@ -43,7 +43,7 @@ from ..codecs.websocket_frames import (
     frame,
 )
 from ..codecs.websocket_handshake import HandshakeRefused, server_response
-from ..errors import ProtocolError, RemoteProtocolError
+from ..errors import ProtocolError
 from . import Layer
 
 __all__ = ["WebSocketLayer"]
@@ -162,20 +162,17 @@ class WebSocketLayer(Layer):
             size = end + 2
         else:
             size = end + 4
-        if end < 0:
-            if len(self._head) > self._max_head:
-                return self._refuse(self._http.decoder(), bytes(self._head))
+        if end < 0:  # (what has come is judged now: a first line that can never be a request,
+            self._judge(bytes(self._head))  # a TLS hello, or a head over max_head, is refused at once)
             return b""
         head, rest = bytes(self._head[:size]), bytes(self._head[size:])
         self._head = bytearray()
-        decoder = self._http.decoder()
-        try:
-            [request] = decoder.feed(head)
-        except ProtocolError as exc:
-            self._out += self._http.error_reply(exc) or b""
-            raise
-        except ValueError:  # (no request in a well-ended head cannot happen; kept safe)
-            raise RemoteProtocolError("an incomplete upgrade request") from None
+        requests = self._judge(head)
+        if not requests:  # (a head that announces a body: neither an upgrade nor a page asks one)
+            refused = HandshakeRefused(400, "a WebSocket listener takes requests without a body")
+            self._out += refused.response
+            raise refused
+        request = requests[0]
         if self._serve_http and request.header(b"upgrade") is None:
             self._http_asked = True
             up += carry(b"H", head)
@@ -192,14 +189,14 @@ class WebSocketLayer(Layer):
             up += carry(b"U", head)
         return rest
 
-    def _refuse(self, decoder: Any, head: bytes) -> bytes:
-        """A head over max_head: the HTTP codec's 431, then the error."""
+    def _judge(self, head: bytes) -> list[Any]:
+        """The HTTP request codec's reading of ``head`` (a whole head, or what came of one);
+        what it refuses gets its status (400, 431...), then the error is raised."""
         try:
-            decoder.feed(head)
+            return self._http.decoder().feed(head)
         except ProtocolError as exc:
             self._out += self._http.error_reply(exc) or b""
             raise
-        raise RemoteProtocolError("an upgrade request over max_head")
 
     def wrap(self, data: bytes) -> bytes:
         """The codec's private framing -> WebSocket frames (unmasked: a server's); an HTTP
