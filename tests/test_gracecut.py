@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,30 @@ def test_where_names_the_line_a_thread_is_running() -> None:
         leave.set()
         thread.join(WAIT)
     assert where(None) == ""
+
+
+def test_where_takes_the_frames_with_the_collector_off_and_leaves_it_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CPython 3.11's sys._current_frames can deadlock with a collection it sets off
+    (python/cpython#106883): a stall watch hung a server under load so."""
+    import gc
+    import sys
+
+    seen: list[bool] = []
+    real = sys._current_frames
+
+    def frames() -> dict[int, Any]:
+        seen.append(gc.isenabled())
+        return real()
+
+    monkeypatch.setattr(sys, "_current_frames", frames)
+    assert gc.isenabled()
+    where(threading.get_ident())
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        where(threading.get_ident())
+        assert not gc.isenabled()  # (off before: left off)
+    finally:
+        gc.enable()

@@ -18,6 +18,7 @@ second SIGTERM, the end of serving): no polling interval.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -35,8 +36,22 @@ EXIT_CUT = 1
 
 
 def where(thread_id: int | None) -> str:
-    """Where the thread ``thread_id`` is now (``file:line in function``), or "" if unknown."""
-    frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+    """Where the thread ``thread_id`` is now (``file:line in function``), or "" if unknown.
+
+    The garbage collector is off while the frames are taken: on CPython 3.11 a collection
+    that ``sys._current_frames()`` sets off can deadlock the whole process against a thread
+    that is starting or ending (python/cpython#106883, fixed in 3.12 only): a stall watch
+    that names a slow handler (a TLS handshake, under load) hung a server that way.
+    """
+    if thread_id is None:
+        return ""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        frame = sys._current_frames().get(thread_id)
+    finally:
+        if collecting:
+            gc.enable()
     if frame is None:
         return ""
     last = traceback.extract_stack(frame, limit=1)[-1]
