@@ -71,26 +71,14 @@ class Broker(Protocol):
     def deliver(self, line: bytes) -> None:
         """A line from another process: to every client here (as text to a WebSocket client:
         the backend carries bytes, and what a WebSocket member sent was text)."""
-        with self._lock:
-            members = list(self._members)
-        text: str | None = None
-        for member in members:
-            try:
-                if member.codec.name == "ws":
-                    if text is None:
-                        text = line.decode(errors="replace")
-                    member.send(text)
-                else:
-                    member.send(line)
-            except ClosedError:
-                pass  # it left between the copy and the send
+        self._send_to(line, but=None, text=line.decode(errors="replace"))
 
-    def _send_to(self, line: Any, but: Connection | None) -> None:
+    def _send_to(self, line: Any, but: Connection | None, text: str | None = None) -> None:
         with self._lock:
             others = [member for member in self._members if member is not but]
         for member in others:
             try:
-                member.send(line)
+                member.send(text if text is not None and member.codec.name == "ws" else line)
             except ClosedError:
                 pass  # it left between the copy and the send
 
