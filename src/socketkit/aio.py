@@ -33,6 +33,7 @@ from typing import Any
 
 from .client import DEFAULT_TIMEOUT, last_refusal
 from .codecs import Codec, Raw
+from .codecs.websocket import WebSocketClient
 from .endpoints import (
     Address,
     Endpoint,
@@ -57,7 +58,7 @@ from .eyeballs import DEFAULT_DELAY, connect_first_async
 from .layers.tls import TlsLayer
 from .sockopts import apply_to_client
 from .tls import client_context
-from .websocket_client import Upgrade, websocket_for
+from .websocket_client import Upgrade, WebSocketTarget, websocket_for
 
 __all__ = ["AsyncClient", "AsyncDatagramClient", "connect", "open_datagram"]
 
@@ -502,7 +503,7 @@ async def connect(
         await _handshake(client, context, server_hostname or endpoint.host or "localhost")
     if websocket is not None:
         try:
-            await _upgrade(client, Upgrade(websocket, getattr(codec, "subprotocols", ())))
+            await _upgrade(client, websocket)
         except RemoteProtocolError as exc:
             client.close()
             raise ConnectError(f"{endpoint.url}{websocket.path}: {exc}") from exc
@@ -513,11 +514,16 @@ async def connect(
     return client
 
 
-async def _upgrade(client: AsyncClient, handshake: Upgrade) -> None:
-    """The WebSocket upgrade on a connected client; what followed the answer is decoded."""
+async def _upgrade(client: AsyncClient, target: WebSocketTarget) -> None:
+    """The WebSocket upgrade on a connected client; what followed the answer is decoded, by
+    a decoder that knows the extensions agreed."""
+    codec = client.codec
+    assert isinstance(codec, WebSocketClient)  # (websocket_for saw to it)
+    handshake = Upgrade(target, codec)
     await client._write(handshake.request)
     while (rest := handshake.answer(await client._read())) is None:
         pass
+    client._decoder = codec.decoder()
     if rest:
         await client._feed(rest)
 

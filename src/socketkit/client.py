@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any
 
 from .codecs import Codec, Raw
+from .codecs.websocket import WebSocketClient
 from .endpoints import Address, Endpoint, check_timeout, connect_socket, parse, sends_to_many
 from .errors import (
     BrokenError,
@@ -36,7 +37,7 @@ from .errors import (
 )
 from .eyeballs import DEFAULT_DELAY
 from .tls import TlsStream, client_context
-from .websocket_client import upgrade, websocket_for
+from .websocket_client import WebSocketTarget, upgrade, websocket_for
 
 __all__ = ["DEFAULT_TIMEOUT", "Client", "DatagramClient", "connect", "start_tls"]
 
@@ -135,6 +136,15 @@ class Client(_ClientBase):
                 pass  # (gone, or slow to answer: closed all the same)
         self.sock.close()
 
+    def _upgrade(self, target: WebSocketTarget) -> bytes:
+        """The WebSocket upgrade on this connection: what the server sent after its answer.
+        The decoder is made anew, knowing the extensions agreed."""
+        codec = self.codec
+        assert isinstance(codec, WebSocketClient)  # (websocket_for saw to it)
+        rest, _ = upgrade(self.sock, target, codec)
+        self._decoder = codec.decoder()
+        return rest
+
     def _feed(self, data: bytes) -> None:
         """Bytes from the server through the decoder; what the protocol answers on its own
         (WebSocket's pongs) goes back at once."""
@@ -156,11 +166,10 @@ class Client(_ClientBase):
             Timeout: the peer did not take the bytes within the timeout.
             LocalProtocolError: the codec cannot encode ``message`` (or TypeError).
         """
-        data = self.codec.encode(message)
         self._check_open()
         try:
-            with self._sending:
-                self.sock.sendall(data)
+            with self._sending:  # (encoded under the lock too: a compressor's context follows the
+                self.sock.sendall(self.codec.encode(message))  # order messages are sent in)
         except OSError as exc:
             reason = self._refusal() if isinstance(exc, (BrokenPipeError, ConnectionResetError)) else None
             if reason is not None:
@@ -333,7 +342,7 @@ def connect(
     client = Client(stream, endpoint, codec if codec is not None else Raw(), timeout)
     if websocket is not None:
         try:
-            rest, _ = upgrade(stream, websocket, getattr(codec, "subprotocols", ()))
+            rest = client._upgrade(websocket)
         except RemoteProtocolError as exc:
             stream.close()
             raise ConnectError(f"{endpoint.url}{websocket.path}: {exc}") from exc

@@ -77,14 +77,19 @@ def websocket_for(url: object, codec: Codec | None) -> tuple[WebSocketTarget | N
 
 class Upgrade:
     """One upgrade's two halves, for a blocking or an async client alike: the request to send,
-    then :meth:`answer` fed what the server sends until it has the whole answer."""
+    then :meth:`answer` fed what the server sends until it has the whole answer. ``codec``
+    (the connection's own) says the subprotocols and extensions to offer, and is told
+    which extensions were agreed (:meth:`WebSocketClient.agree`)."""
 
-    def __init__(self, target: WebSocketTarget, subprotocols: tuple[str, ...] = ()) -> None:
+    def __init__(self, target: WebSocketTarget, codec: WebSocketClient) -> None:
         self._key = new_key()
-        self._subprotocols = subprotocols
+        self._codec = codec
+        self._subprotocols = codec.subprotocols
         self._received = b""
         #: the bytes to send first
-        self.request = client_request(target.host, target.path, self._key, subprotocols=subprotocols)
+        self.request = client_request(
+            target.host, target.path, self._key, subprotocols=codec.subprotocols, extensions=codec.extensions
+        )
         #: the subprotocol the server chose, once answered
         self.subprotocol: str | None = None
 
@@ -108,23 +113,24 @@ class Upgrade:
         status_line = head.split(b"\r\n", 1)[0].split(b" ")
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
             raise RemoteProtocolError("the server did not answer the upgrade with HTTP")
-        self.subprotocol = check_response(
-            int(status_line[1]), split_fields(head), self._key, self._subprotocols
-        )
+        fields = split_fields(head)
+        self.subprotocol = check_response(int(status_line[1]), fields, self._key, self._subprotocols)
+        self._codec.agree([value for name, value in fields if name.lower() == b"sec-websocket-extensions"])
         return rest
 
 
 def upgrade(
-    stream: socket.socket | TlsStream, target: WebSocketTarget, subprotocols: tuple[str, ...] = ()
+    stream: socket.socket | TlsStream, target: WebSocketTarget, codec: WebSocketClient
 ) -> tuple[bytes, str | None]:
     """The handshake on a connected blocking ``stream``: (what the server sent after its
-    answer, the subprotocol it chose). Waits as long as the stream's timeout.
+    answer, the subprotocol it chose); ``codec`` is told the extensions agreed. Waits as
+    long as the stream's timeout.
 
     Raises:
         RemoteProtocolError: the server refused (its status), or did not upgrade as it must.
         OSError: the stream broke or timed out.
     """
-    handshake = Upgrade(target, subprotocols)
+    handshake = Upgrade(target, codec)
     stream.sendall(handshake.request)
     while (rest := handshake.answer(stream.recv(4096))) is None:
         pass

@@ -19,7 +19,17 @@ from rich.table import Table
 from .. import netinfo
 from ..client import DatagramClient, start_tls
 from ..client import connect as connect_client
-from ..codecs import CODECS, HttpRequest, HttpResponse, Json, Lines, Msgpack, Request, codec_by_name
+from ..codecs import (
+    CODECS,
+    HttpRequest,
+    HttpResponse,
+    Json,
+    Lines,
+    Msgpack,
+    Request,
+    WebSocket,
+    codec_by_name,
+)
 from ..endpoints import Endpoint, bind, check_client_options, connect_socket, format_url, parse
 from ..errors import ProtocolError
 from ..probe import parse_ports
@@ -115,6 +125,11 @@ def _client_tls(endpoint: Endpoint, use_tls: bool, ca: str | None, insecure: boo
 @_WAIT
 @session_log_options
 @tls_options
+@click.option(
+    "--deflate",
+    is_flag=True,
+    help="ws:// only: offer permessage-deflate (RFC 7692): messages compressed if the server agrees.",
+)
 def connect(
     url: str,
     udp: bool,
@@ -127,6 +142,7 @@ def connect(
     use_tls: bool,
     tls_ca: str | None,
     insecure: bool,
+    deflate: bool,
 ) -> None:
     """Like nc: stdin to the socket, the socket to stdout, until either side closes.
 
@@ -135,10 +151,12 @@ def connect(
     """
     if url.lower().startswith(("ws://", "wss://")):
         _connect_websocket(
-            url, udp, timeout, output, hexdump, send_only, recv_only, use_tls, tls_ca, insecure
+            url, udp, timeout, output, hexdump, send_only, recv_only, use_tls, tls_ca, insecure, deflate
         )
         return
     with usage_errors():
+        if deflate:
+            raise ValueError("--deflate is for ws:// and wss:// URLs (WebSocket's compression)")
         endpoint = parse(target_url(url, udp))
         check_client_options(endpoint)  # (a listener's option here: say so now)
         if send_only and recv_only:
@@ -181,6 +199,7 @@ def _connect_websocket(
     use_tls: bool,
     tls_ca: str | None,
     insecure: bool,
+    deflate: bool,
 ) -> None:
     """``connect ws://...``: a WebSocket client between stdin and stdout."""
     with usage_errors():
@@ -196,7 +215,7 @@ def _connect_websocket(
         context = client_context(tls_ca, insecure=insecure) if secure else None
         websocket_target(url)  # (a bad host or port: said here, as a usage error)
     with runtime_errors():
-        with connect_client(url, timeout=timeout, tls=context) as client:
+        with connect_client(url, WebSocket(deflate=deflate), timeout=timeout, tls=context) as client:
             relay_websocket(
                 client, sys.stdin.fileno(), sys.stdout.fileno(), send_only=send_only, recv_only=recv_only
             )

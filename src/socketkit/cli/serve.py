@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from ..closing import log
-from ..codecs import CODECS, codec_by_name
+from ..codecs import CODECS, WebSocket, codec_by_name
 from ..endpoints import as_url
 from ..engines import ENGINES
 from ..layers.proxy import DEFAULT_TRUSTED
@@ -114,6 +114,12 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
     default=None,
     help="Message framing (default: the service's own; raw for MODULE:ATTR).",
 )
+@click.option(
+    "--deflate",
+    is_flag=True,
+    help="WebSocket (--codec ws, serve chat): compress messages (permessage-deflate, RFC 7692) "
+    "with clients that offer it; none inflates past the message size limit.",
+)
 @limit_option("--max-connections", "Connections served at once; more wait in the listen backlog.")
 @limit_option("--max-connections-per-ip", "Connections at once from one IP address; more are closed.")
 @limit_option("--max-connection-rate", "New connections a second from one IP address; more are closed.")
@@ -186,6 +192,7 @@ def serve(
     backend: str | None,
     worker_timeout: float,
     codec: str | None,
+    deflate: bool,
     max_connections: int | None,
     max_connections_per_ip: int | None,
     max_connection_rate: float | None,
@@ -248,6 +255,12 @@ def serve(
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         if max_message_size is not None:  # the option raises the codec's own limit too
             chosen = chosen.resized(max_message_size)
+        if deflate:
+            if not isinstance(chosen, WebSocket):
+                raise ValueError(
+                    f"--deflate is WebSocket's: add --codec ws (the codec here is {chosen.name})"
+                )
+            chosen = chosen.deflated()
         process_init = None  # what each serving process runs first (the service says)
         if backend is not None:
             if built_in is None or built_in.backend is None:

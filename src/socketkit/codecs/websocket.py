@@ -16,6 +16,7 @@ frames close with 1002, 1007 or 1009 and the reason.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import struct
@@ -28,6 +29,7 @@ from ..layers import websocket as layer  # (the module: the layer's imports come
 from .base import Codec, Decoder, check_positive
 from .http import HttpRequest, HttpResponse, render_response
 from .websocket_carry import CARRY_HEAD, carry
+from .websocket_deflate import Deflate, DeflateAgreed, Deflater, Inflater, check_answer, client_offer
 from .websocket_frames import (
     BINARY,
     CLOSE,
@@ -51,7 +53,7 @@ from .websocket_frames import (
 if typing.TYPE_CHECKING:
     from ..layers import LayerFactory
 
-__all__ = ["Close", "WebSocket", "WebSocketClient", "WebSocketError"]
+__all__ = ["Close", "Deflate", "WebSocket", "WebSocketClient", "WebSocketError"]
 
 _HEAD = CARRY_HEAD.size
 _KINDS = frozenset((b"T", b"B", b"E", b"H", b"U"))
@@ -118,8 +120,8 @@ class _CarryDecoder(Decoder):
 
 
 class WebSocket(Codec):
-    """``WebSocket(max_length=1 MiB, subprotocols=(), max_head=8192, serve_http=False)``: a
-    server's side.
+    """``WebSocket(max_length=1 MiB, subprotocols=(), max_head=8192, serve_http=False,
+    deflate=False)``: a server's side (and, as ``client_side()``, a client's).
 
     ``subprotocols``: those the server speaks, in its order of preference (the first that
     the client offers is agreed; the layer's ``subprotocol`` says which). ``max_head``
@@ -128,6 +130,11 @@ class WebSocket(Codec):
     that asks no upgrade, to answer with an ``HttpResponse`` (the connection then closes),
     and the upgrade itself once accepted (``request.header(b"upgrade")``), to greet or
     count the new peer.
+
+    ``deflate``: permessage-deflate (RFC 7692), off by default: ``True`` for
+    :class:`~socketkit.codecs.websocket_deflate.Deflate`'s defaults (a 4 KB window), or a
+    ``Deflate(...)``. A server accepts a client's offer; a client offers it. A message
+    never inflates past ``max_length`` (1009 the moment it would).
     """
 
     name = "ws"
@@ -139,12 +146,21 @@ class WebSocket(Codec):
         max_head: int = 8192,
         *,
         serve_http: bool = False,
+        deflate: bool | Deflate = False,
     ) -> None:
         self.max_length = check_positive("max_length", max_length)
         self.max_head = check_positive("max_head", max_head)
         self.subprotocols = tuple(subprotocols)
         self.serve_http = serve_http
+        self.deflate = _deflate(deflate)
         self._http = HttpRequest(max_head=max_head, max_body=1)
+
+    def deflated(self, deflate: Deflate | None = None) -> WebSocket:
+        """A copy of this codec with permessage-deflate on (``Deflate()``'s defaults unless
+        given): what ``serve --deflate`` uses."""
+        codec = copy.copy(self)
+        codec.deflate = deflate or Deflate()
+        return codec
 
     def decoder(self, max_length: int | None = None) -> Decoder:
         return _CarryDecoder(self._limit(max_length), self._http)
@@ -152,7 +168,12 @@ class WebSocket(Codec):
     def layers(self) -> tuple[LayerFactory, ...]:
         return (
             functools.partial(
-                layer.WebSocketLayer, self.max_length, self.subprotocols, self.max_head, self.serve_http
+                layer.WebSocketLayer,
+                self.max_length,
+                self.subprotocols,
+                self.max_head,
+                self.serve_http,
+                self.deflate,
             ),
         )
 
@@ -188,10 +209,13 @@ class WebSocket(Codec):
 
     def client_side(self) -> Codec:
         """:class:`WebSocketClient`: masked frames out, the server's in."""
-        return WebSocketClient(self.max_length, self.subprotocols)
+        return WebSocketClient(self.max_length, self.subprotocols, deflate=self.deflate or False)
 
     def __repr__(self) -> str:
-        return f"WebSocket(max_length={self.max_length}, subprotocols={self.subprotocols!r})"
+        return (
+            f"WebSocket(max_length={self.max_length}, subprotocols={self.subprotocols!r}"
+            f"{', deflate=' + repr(self.deflate) if self.deflate else ''})"
+        )
 
 
 class _ClientDecoder(Decoder):
@@ -202,8 +226,8 @@ class _ClientDecoder(Decoder):
 
     buffered: int
 
-    def __init__(self, limit: int) -> None:
-        self._frames = FrameReader(masked=False, max_message=limit)
+    def __init__(self, limit: int, inflater: Inflater | None) -> None:
+        self._frames = FrameReader(masked=False, max_message=limit, inflater=inflater)
         self._replies = bytearray()
         self.buffered = 0
         #: the server's close, as a client reports it ("1001 going away"), once it came
@@ -229,29 +253,80 @@ class _ClientDecoder(Decoder):
 
 
 class WebSocketClient(Codec):
-    """``WebSocketClient(max_length=1 MiB, subprotocols=())``: a client's side (what
-    ``connect("ws://...")`` frames with). Messages as the server's side; a client's frames
-    are masked."""
+    """``WebSocketClient(max_length=1 MiB, subprotocols=(), deflate=False)``: a client's side
+    (what ``connect("ws://...")`` frames with). Messages as the server's side; a client's
+    frames are masked.
+
+    One per connection (``client_side()`` makes a fresh one): once the upgrade agreed
+    permessage-deflate (:meth:`agree`), its compressor keeps that connection's context, so
+    a client encodes its messages in the order it sends them.
+    """
 
     name = "ws-client"
 
-    def __init__(self, max_length: int = 1024 * 1024, subprotocols: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        max_length: int = 1024 * 1024,
+        subprotocols: Sequence[str] = (),
+        *,
+        deflate: bool | Deflate = False,
+    ) -> None:
         self.max_length = check_positive("max_length", max_length)
         self.subprotocols = tuple(subprotocols)
+        self.deflate = _deflate(deflate)
+        self._agreed: DeflateAgreed | None = None
+        self._deflater: Deflater | None = None
+
+    def client_side(self) -> Codec:
+        """A fresh one, for one connection (what it agrees is that connection's)."""
+        return WebSocketClient(self.max_length, self.subprotocols, deflate=self.deflate or False)
+
+    @property
+    def agreed(self) -> DeflateAgreed | None:
+        """What permessage-deflate the upgrade agreed (None: none; messages go uncompressed)."""
+        return self._agreed
+
+    @property
+    def extensions(self) -> str | None:
+        """The ``Sec-WebSocket-Extensions`` to offer in the upgrade (None: none)."""
+        return client_offer(self.deflate) if self.deflate else None
+
+    def agree(self, extensions: Sequence[bytes]) -> None:
+        """Take the server's ``Sec-WebSocket-Extensions`` answer: from now on, messages are
+        compressed if it agreed (and decoders made after this inflate).
+
+        Raises:
+            RemoteProtocolError: an answer that does not match the offer.
+        """
+        if self.deflate is None:
+            if extensions:
+                raise RemoteProtocolError("the server agreed to extensions we did not offer")
+            return
+        agreed = self._agreed = check_answer(extensions, self.deflate)
+        if agreed is not None:
+            self._deflater = Deflater(
+                agreed.send_window, agreed.send_takeover, self.deflate.level, self.deflate.mem_level
+            )
 
     def decoder(self, max_length: int | None = None) -> Decoder:
-        return _ClientDecoder(self._limit(max_length))
+        agreed = self._agreed
+        inflater = Inflater(agreed.receive_window, agreed.receive_takeover) if agreed else None
+        return _ClientDecoder(self._limit(max_length), inflater)
 
     def encode(self, message: Any) -> bytes:
         if isinstance(message, str):
-            return frame(TEXT, message.encode(), masked=True)
-        if isinstance(message, (bytes, bytearray, memoryview)):
-            return frame(BINARY, bytes(message), masked=True)
-        if isinstance(message, Close):
+            data, opcode = message.encode(), TEXT
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            data, opcode = bytes(message), BINARY
+        elif isinstance(message, Close):
             return frame(CLOSE, close_payload(message.code, message.reason), masked=True)
-        raise TypeError(
-            f"WebSocket sends str (text), bytes (binary) or a Close, not {type(message).__name__}"
-        )
+        else:
+            raise TypeError(
+                f"WebSocket sends str (text), bytes (binary) or a Close, not {type(message).__name__}"
+            )
+        if self._deflater is not None:
+            return frame(opcode, self._deflater.compress(data), masked=True, compressed=True)
+        return frame(opcode, data, masked=True)
 
     def goodbye(self) -> bytes:
         return frame(CLOSE, close_payload(NORMAL), masked=True)
@@ -260,7 +335,21 @@ class WebSocketClient(Codec):
         raise RemoteProtocolError("WebSocket is not served over datagrams")
 
     def __repr__(self) -> str:
-        return f"WebSocketClient(max_length={self.max_length}, subprotocols={self.subprotocols!r})"
+        return (
+            f"WebSocketClient(max_length={self.max_length}, subprotocols={self.subprotocols!r}"
+            f"{', deflate=' + repr(self.deflate) if self.deflate else ''})"
+        )
+
+
+def _deflate(deflate: bool | Deflate) -> Deflate | None:
+    """``deflate=`` as given to a codec: the settings, or None for off."""
+    if isinstance(deflate, Deflate):
+        return deflate
+    if deflate is True:
+        return Deflate()
+    if deflate is False:
+        return None
+    raise TypeError(f"deflate is True, False or a socketkit.Deflate(...), not {deflate!r}")
 
 
 def _close(code: int, reason: str) -> bytes:

@@ -19,7 +19,9 @@ code the peer is sent):
 - **1007, invalid data**: text (or a close reason) that is not UTF-8, found as
   soon as the bytes that break it arrive, not when the message ends.
 - **1009, too big**: a message whose fragments would pass ``max_message``, refused
-  when the frame's header announces it, before its payload is read.
+  when the frame's header announces it, before its payload is read; a compressed one
+  (permessage-deflate, :mod:`.websocket_deflate`) also as soon as its inflated bytes
+  would pass it, never inflating more than one byte past the limit.
 
 Control frames may come between a message's fragments (RFC 6455 §5.4); nothing
 after a close frame is read. A payload is unmasked and moved out of the buffer as
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LimitExceeded, RemoteProtocolError
+from .websocket_deflate import Inflater
 
 __all__ = [
     "BINARY",
@@ -120,10 +123,13 @@ def mask(payload: bytes, key: bytes, offset: int = 0) -> bytes:
     return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(size, "little")
 
 
-def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = False) -> bytes:
-    """One frame's bytes: a client's are ``masked`` (with a fresh random key), a server's not."""
+def frame(
+    opcode: int, payload: bytes, *, fin: bool = True, masked: bool = False, compressed: bool = False
+) -> bytes:
+    """One frame's bytes: a client's are ``masked`` (with a fresh random key), a server's not;
+    ``compressed`` sets RSV1 (a permessage-deflate message's first frame)."""
     size = len(payload)
-    first = (0x80 if fin else 0) | opcode
+    first = (0x80 if fin else 0) | (0x40 if compressed else 0) | opcode
     flag = 0x80 if masked else 0
     if size < 126:
         head = bytes((first, flag | size))
@@ -164,6 +170,7 @@ class FrameReader:
 
     ``masked``: whether the peer must mask (True on a server: a client's frames are
     masked). ``max_message``: the largest message, in bytes, over all its fragments.
+    ``inflater``: permessage-deflate was agreed (a message with RSV1 is compressed).
     """
 
     __slots__ = (
@@ -171,6 +178,8 @@ class FrameReader:
         "_closed",
         "_control",
         "_fin",
+        "_inflated",
+        "_inflater",
         "_key",
         "_left",
         "_masked",
@@ -180,12 +189,16 @@ class FrameReader:
         "_size",
         "_text",
         "_unmasked",
+        "_zipped",
         "buffered",
     )
 
-    def __init__(self, *, masked: bool, max_message: int) -> None:
+    def __init__(self, *, masked: bool, max_message: int, inflater: Inflater | None = None) -> None:
         self._masked = masked
         self._max = max_message
+        self._inflater = inflater
+        self._zipped = False  # the message being read is compressed
+        self._inflated = 0  # its inflated bytes so far
         self._buf = bytearray()
         self._closed = False
         # the frame being read: its opcode, FIN bit, mask key, payload bytes still to come,
@@ -233,7 +246,7 @@ class FrameReader:
         except WebSocketError as exc:
             exc.messages = out
             raise
-        self.buffered = len(self._buf) + self._size
+        self.buffered = len(self._buf) + (self._inflated if self._zipped else self._size)
         return out
 
     def _header(self) -> bool:
@@ -269,7 +282,9 @@ class FrameReader:
             if size >> 63:
                 raise WebSocketError("a payload length with its top bit set")
             at = 10
-        if first & 0x70:
+        if first & 0x70 and (first & 0x30 or self._inflater is None or control or opcode == CONTINUATION):
+            if not first & 0x30 and self._inflater is not None:
+                raise WebSocketError("RSV1 (compressed) on a frame that is not a message's first")
             raise WebSocketError("reserved bits set, and no extension was agreed")
         masked = bool(second & 0x80)
         if masked != self._masked:
@@ -288,7 +303,11 @@ class FrameReader:
                     raise WebSocketError("a continuation frame with no message begun")
             elif self._opcode:
                 raise WebSocketError("a new message began before the last one's final fragment")
-            if self._size + size > self._max:
+            if opcode != CONTINUATION:
+                self._zipped = bool(first & 0x40)
+            # (a compressed message's wire bytes: held to the limit, with deflate's worst-case
+            # growth of incompressible bytes allowed for)
+            if self._size + size > (self._max + (self._max >> 8) + 64 if self._zipped else self._max):
                 raise WebSocketTooBig(f"a message over {self._max} bytes")
             if opcode != CONTINUATION:
                 self._opcode = opcode
@@ -319,6 +338,8 @@ class FrameReader:
             del buf[:take]
             self._left -= take
             self._size += take
+            if self._zipped:
+                piece = self._inflate(piece)
             if self._text is not None:
                 try:
                     self._parts.append(self._text.decode(piece, self._fin and not self._left))
@@ -326,11 +347,15 @@ class FrameReader:
                     raise WebSocketError(f"text that is not UTF-8 ({exc.reason})", INVALID_DATA) from None
             else:
                 self._parts.append(piece)
-        elif self._text is not None and self._fin and not self._left:  # an empty last fragment
-            try:
-                self._text.decode(b"", True)
-            except UnicodeDecodeError as exc:
-                raise WebSocketError(f"text that is not UTF-8 ({exc.reason})", INVALID_DATA) from None
+        elif self._fin and not self._left:  # an empty last fragment
+            tail = self._inflate(b"") if self._zipped else b""
+            if self._text is not None:
+                try:
+                    self._parts.append(self._text.decode(tail, True))
+                except UnicodeDecodeError as exc:
+                    raise WebSocketError(f"text that is not UTF-8 ({exc.reason})", INVALID_DATA) from None
+            elif tail:
+                self._parts.append(tail)
         if self._left:
             return False
         self._left = -1
@@ -341,7 +366,23 @@ class FrameReader:
             self._parts = []
             self._size = 0
             self._text = None
+            self._zipped = False
+            self._inflated = 0
         return True
+
+    def _inflate(self, piece: bytes) -> bytes:
+        """A compressed message's next piece inflated (its last with the lost tail put
+        back), refused with 1009 as soon as the message would pass the limit."""
+        assert self._inflater is not None  # (RSV1 is refused without it)
+        room = self._max - self._inflated
+        try:
+            out = self._inflater.inflate(piece, room, self._fin and not self._left)
+        except ValueError as exc:
+            raise WebSocketError(str(exc)) from None
+        if len(out) > room:
+            raise WebSocketTooBig(f"a message that inflates past {self._max} bytes")
+        self._inflated += len(out)
+        return out
 
     def _unmask(self, data: bytes) -> bytes:
         if self._key is None:

@@ -58,9 +58,12 @@ def _tokens(value: bytes | None) -> set[bytes]:
     return {token.strip().lower() for token in (value or b"").split(b",") if token.strip()}
 
 
-def server_response(request: Request, subprotocols: Sequence[str] = ()) -> tuple[bytes, str | None]:
+def server_response(
+    request: Request, subprotocols: Sequence[str] = (), extensions: str | None = None
+) -> tuple[bytes, str | None]:
     """The ``101 Switching Protocols`` answering ``request``, and the subprotocol chosen
     (the first of ``subprotocols``, in our order, that the client offers; None if none).
+    ``extensions``: the ``Sec-WebSocket-Extensions`` agreed (:mod:`.websocket_deflate`).
 
     Raises:
         HandshakeRefused: not a WebSocket upgrade (400), or another version (426).
@@ -99,13 +102,22 @@ def server_response(request: Request, subprotocols: Sequence[str] = ()) -> tuple
     )
     if chosen is not None:
         response += b"Sec-WebSocket-Protocol: " + chosen.encode() + b"\r\n"
+    if extensions:
+        response += b"Sec-WebSocket-Extensions: " + extensions.encode() + b"\r\n"
     return response + b"\r\n", chosen
 
 
 def client_request(
-    host: str, path: str, key: bytes, *, origin: str | None = None, subprotocols: Sequence[str] = ()
+    host: str,
+    path: str,
+    key: bytes,
+    *,
+    origin: str | None = None,
+    subprotocols: Sequence[str] = (),
+    extensions: str | None = None,
 ) -> bytes:
-    """A client's upgrade request for ``path`` on ``host`` (``host:port`` unless the default)."""
+    """A client's upgrade request for ``path`` on ``host`` (``host:port`` unless the default);
+    ``extensions``: the ``Sec-WebSocket-Extensions`` offered."""
     lines = [
         f"GET {path or '/'} HTTP/1.1",
         f"Host: {host}",
@@ -118,6 +130,8 @@ def client_request(
         lines.append(f"Origin: {origin}")
     if subprotocols:
         lines.append(f"Sec-WebSocket-Protocol: {', '.join(subprotocols)}")
+    if extensions:
+        lines.append(f"Sec-WebSocket-Extensions: {extensions}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

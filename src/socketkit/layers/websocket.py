@@ -26,6 +26,7 @@ from typing import Any
 
 from ..codecs.http import HttpRequest
 from ..codecs.websocket_carry import CARRY_HEAD, carry
+from ..codecs.websocket_deflate import Deflate, Deflater, Inflater, accept_offer
 from ..codecs.websocket_frames import (
     BINARY,
     CLOSE,
@@ -50,13 +51,16 @@ __all__ = ["WebSocketLayer"]
 
 
 class WebSocketLayer(Layer):
-    """``WebSocketLayer(max_message, subprotocols=(), max_head=8192, serve_http=False)``: the
-    server side. With ``serve_http`` a request that asks no upgrade goes up to the handler
-    (to answer with an ``HttpResponse``; then the connection closes), and so does the
-    upgrade request, after its ``101`` (so the handler knows a WebSocket began)."""
+    """``WebSocketLayer(max_message, subprotocols=(), max_head=8192, serve_http=False,
+    deflate=None)``: the server side. With ``serve_http`` a request that asks no upgrade goes
+    up to the handler (to answer with an ``HttpResponse``; then the connection closes), and
+    so does the upgrade request, after its ``101`` (so the handler knows a WebSocket began).
+    ``deflate``: permessage-deflate accepted when a client offers it."""
 
     __slots__ = (
         "_close_sent",
+        "_deflate",
+        "_deflater",
         "_failed",
         "_going_away",
         "_head",
@@ -82,7 +86,10 @@ class WebSocketLayer(Layer):
         subprotocols: Sequence[str] = (),
         max_head: int = 8192,
         serve_http: bool = False,
+        deflate: Deflate | None = None,
     ) -> None:
+        self._deflate = deflate
+        self._deflater: Deflater | None = None  # (once a client's offer is accepted)
         self._max_head = max_head
         self._serve_http = serve_http
         self._http_asked = False  # a plain HTTP request went up: its answer is the last output
@@ -177,14 +184,26 @@ class WebSocketLayer(Layer):
             self._http_asked = True
             up += carry(b"H", head)
             return b""
+        agreed = inflater = None
+        if self._deflate is not None:
+            offers = [value for name, value in request.headers if name == b"sec-websocket-extensions"]
+            agreed = accept_offer(offers, self._deflate) if offers else None
         try:
-            response, self.subprotocol = server_response(request, self._subprotocols)
+            response, self.subprotocol = server_response(
+                request, self._subprotocols, agreed.answer if agreed else None
+            )
         except HandshakeRefused as exc:
             self._out += exc.response
             raise
         self.request = request
         self._out += response
-        self._reader = FrameReader(masked=True, max_message=self._max)
+        if agreed is not None and self._deflate is not None:
+            deflate = self._deflate
+            self._deflater = Deflater(
+                agreed.send_window, agreed.send_takeover, deflate.level, deflate.mem_level
+            )
+            inflater = Inflater(agreed.receive_window, agreed.receive_takeover)
+        self._reader = FrameReader(masked=True, max_message=self._max, inflater=inflater)
         if self._serve_http:
             up += carry(b"U", head)
         return rest
@@ -226,7 +245,12 @@ class WebSocketLayer(Layer):
                 out += frame(CLOSE, close_payload(code, payload[2:].decode()))
                 self._close_sent = True
                 break
-            out += frame(TEXT if kind == b"T" else BINARY, payload)
+            if self._deflater is not None:
+                out += frame(
+                    TEXT if kind == b"T" else BINARY, self._deflater.compress(payload), compressed=True
+                )
+            else:
+                out += frame(TEXT if kind == b"T" else BINARY, payload)
         del pending[:at]
         return bytes(out)
 
