@@ -450,7 +450,7 @@ def test_the_chat_service_serves_its_page_and_relays_between_members(engine: str
             wait_until(lambda: chat.handler.members == 2, what="both to join")
             alice.send("hello, Bob")
             assert bob.recv(timeout=WAIT) == "hello, Bob"
-            bob.send("")  # the page's heartbeat: kept to itself
+            bob.send("")  # an empty line: said to no one
             bob.send(b"bytes become text")
             assert alice.recv(timeout=WAIT) == "bytes become text"
         wait_until(lambda: chat.handler.members == 0, what="both to leave")

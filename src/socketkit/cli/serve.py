@@ -120,6 +120,13 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
     help="WebSocket (--codec ws, serve chat): compress messages (permessage-deflate, RFC 7692) "
     "with clients that offer it; none inflates past the message size limit.",
 )
+@click.option(
+    "--ping-interval",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="WebSocket: ping a client silent this long; one that does not answer by the next "
+    "interval is let go (keep it below --idle-timeout). serve chat: 30.",
+)
 @limit_option("--max-connections", "Connections served at once; more wait in the listen backlog.")
 @limit_option("--max-connections-per-ip", "Connections at once from one IP address; more are closed.")
 @limit_option("--max-connection-rate", "New connections a second from one IP address; more are closed.")
@@ -193,6 +200,7 @@ def serve(
     worker_timeout: float,
     codec: str | None,
     deflate: bool,
+    ping_interval: float | None,
     max_connections: int | None,
     max_connections_per_ip: int | None,
     max_connection_rate: float | None,
@@ -255,12 +263,11 @@ def serve(
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         if max_message_size is not None:  # the option raises the codec's own limit too
             chosen = chosen.resized(max_message_size)
-        if deflate:
+        if deflate or ping_interval is not None:
             if not isinstance(chosen, WebSocket):
-                raise ValueError(
-                    f"--deflate is WebSocket's: add --codec ws (the codec here is {chosen.name})"
-                )
-            chosen = chosen.deflated()
+                option = "--deflate" if deflate else "--ping-interval"
+                raise ValueError(f"{option} is WebSocket's: add --codec ws (the codec here is {chosen.name})")
+            chosen = chosen.with_options(deflate=deflate or None, ping_interval=ping_interval)
         process_init = None  # what each serving process runs first (the service says)
         if backend is not None:
             if built_in is None or built_in.backend is None:

@@ -121,7 +121,7 @@ class _CarryDecoder(Decoder):
 
 class WebSocket(Codec):
     """``WebSocket(max_length=1 MiB, subprotocols=(), max_head=8192, serve_http=False,
-    deflate=False)``: a server's side (and, as ``client_side()``, a client's).
+    deflate=False, ping_interval=None)``: a server's side (and, as ``client_side()``, a client's).
 
     ``subprotocols``: those the server speaks, in its order of preference (the first that
     the client offers is agreed; the layer's ``subprotocol`` says which). ``max_head``
@@ -135,6 +135,11 @@ class WebSocket(Codec):
     :class:`~socketkit.codecs.websocket_deflate.Deflate`'s defaults (a 4 KB window), or a
     ``Deflate(...)``. A server accepts a client's offer; a client offers it. A message
     never inflates past ``max_length`` (1009 the moment it would).
+
+    ``ping_interval``: keepalive pings, off by default: a peer silent that long is pinged,
+    and one that answers nothing by the next interval is cut off as timed out; a peer that
+    answers is kept, however quiet (its pongs are activity under ``idle_timeout``). Below
+    ``idle_timeout``, which otherwise closes a quiet peer first.
     """
 
     name = "ws"
@@ -147,19 +152,30 @@ class WebSocket(Codec):
         *,
         serve_http: bool = False,
         deflate: bool | Deflate = False,
+        ping_interval: float | None = None,
     ) -> None:
         self.max_length = check_positive("max_length", max_length)
+        if ping_interval is not None and not ping_interval > 0:
+            raise ValueError(
+                f"ping_interval is seconds > 0 (or None: no keepalive pings), not {ping_interval!r}"
+            )
+        self.ping_interval = ping_interval
         self.max_head = check_positive("max_head", max_head)
         self.subprotocols = tuple(subprotocols)
         self.serve_http = serve_http
         self.deflate = _deflate(deflate)
         self._http = HttpRequest(max_head=max_head, max_body=1)
 
-    def deflated(self, deflate: Deflate | None = None) -> WebSocket:
-        """A copy of this codec with permessage-deflate on (``Deflate()``'s defaults unless
-        given): what ``serve --deflate`` uses."""
+    def with_options(
+        self, *, deflate: bool | Deflate | None = None, ping_interval: float | None = None
+    ) -> WebSocket:
+        """A copy of this codec with these options changed (those left None kept): what
+        ``serve --deflate --ping-interval`` use on a service's own codec."""
         codec = copy.copy(self)
-        codec.deflate = deflate or Deflate()
+        if deflate is not None:
+            codec.deflate = _deflate(deflate)
+        if ping_interval is not None:
+            codec.ping_interval = WebSocket(ping_interval=ping_interval).ping_interval  # (checked)
         return codec
 
     def decoder(self, max_length: int | None = None) -> Decoder:
@@ -174,6 +190,7 @@ class WebSocket(Codec):
                 self.max_head,
                 self.serve_http,
                 self.deflate,
+                self.ping_interval,
             ),
         )
 

@@ -8,13 +8,18 @@ engine gets the codec.
 
 A layer is fed the bytes from below and returns the bytes for the layer above;
 it wraps the bytes going down; and it may have bytes of its own to send (a
-handshake, an alert), which the session collects after every event.
+handshake, an alert), which the session collects after every event. A layer
+that keeps time (WebSocket's keepalive pings) says when it next wants the clock
+(``due``); the session folds that into the connection's deadline, so every
+engine's timer serves it, and calls :meth:`Layer.tick` then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from ..errors import Timeout
 
 __all__ = ["Layer", "LayerFactory"]
 
@@ -38,6 +43,17 @@ class Layer:
     #: Whether this layer may name another peer (the PROXY protocol): the connection is then
     #: counted against max_connections_per_ip only once that peer is known.
     readdresses = False
+
+    #: Whether this layer keeps time (its stack then asks its ``due``); fixed when it is made.
+    keeps_time = False
+
+    #: When the layer next wants :meth:`tick` (a monotonic time; ``inf``: not until it says so).
+    due = float("inf")
+
+    def tick(self, now: float) -> Timeout | None:
+        """``due`` came: queue what the layer sends of its own then (a keepalive ping) and move
+        ``due`` on; or return the error that ends the connection (no answer to the last ping)."""
+        return None
 
     @property
     def peer_address(self) -> Any:

@@ -20,6 +20,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import Timeout
 from . import Layer, LayerFactory
 
 __all__ = ["LayerStack", "LayerT"]
@@ -32,7 +33,7 @@ _NO_LOCK: typing.ContextManager[object] = contextlib.nullcontext()
 class LayerStack:
     """The layers of one connection, nearest the socket first."""
 
-    __slots__ = ("_layers", "_lock", "_write", "readdresses")
+    __slots__ = ("_layers", "_lock", "_write", "readdresses", "timed")
 
     def __init__(
         self,
@@ -47,10 +48,30 @@ class LayerStack:
         #: whether a layer may name another peer (PROXY): the connection is counted against
         #: max_connections_per_ip once that peer is known
         self.readdresses = False
+        #: the layers that keep time (:meth:`due`, :meth:`tick`); empty for most stacks
+        self.timed: tuple[Layer, ...] = ()
         for layer in self._layers:
             layer.opened(peer)
             if layer.readdresses:
                 self.readdresses = True
+            if layer.keeps_time:
+                self.timed += (layer,)
+
+    def due(self) -> float:
+        """When the first layer that keeps time next wants the clock."""
+        return min(layer.due for layer in self.timed)
+
+    def tick(self, now: float) -> Timeout | None:
+        """The layers whose time came are ticked, and what they send of their own written;
+        the error that ends the connection, if one says so."""
+        with self._lock:
+            for layer in self.timed:
+                if layer.due <= now:
+                    error = layer.tick(now)
+                    if error is not None:
+                        return error
+            self.write_own()
+        return None
 
     def feed(self, data: bytes) -> bytes:
         """Wire bytes up through the layers: what reaches the codec (b"" if nothing does). What
@@ -121,6 +142,8 @@ class LayerStack:
             layer.opened(None)
             self._layers.append(layer)
             self.readdresses = self.readdresses or layer.readdresses
+            if layer.keeps_time:
+                self.timed += (layer,)
 
     def find(self, kind: type[LayerT]) -> LayerT | None:
         """The layer of class ``kind``, if the stack has one."""

@@ -33,6 +33,7 @@ from ..codecs.websocket_frames import (
     GOING_AWAY,
     NO_STATUS,
     NORMAL,
+    PING,
     PONG,
     TEXT,
     Close,
@@ -44,7 +45,7 @@ from ..codecs.websocket_frames import (
     frame,
 )
 from ..codecs.websocket_handshake import HandshakeRefused, server_response
-from ..errors import ProtocolError
+from ..errors import ProtocolError, Timeout
 from . import Layer
 
 __all__ = ["WebSocketLayer"]
@@ -55,7 +56,8 @@ class WebSocketLayer(Layer):
     deflate=None)``: the server side. With ``serve_http`` a request that asks no upgrade goes
     up to the handler (to answer with an ``HttpResponse``; then the connection closes), and
     so does the upgrade request, after its ``101`` (so the handler knows a WebSocket began).
-    ``deflate``: permessage-deflate accepted when a client offers it."""
+    ``deflate``: permessage-deflate accepted when a client offers it. ``ping_interval``:
+    keepalive pings (see :meth:`tick`)."""
 
     __slots__ = (
         "_close_sent",
@@ -67,14 +69,19 @@ class WebSocketLayer(Layer):
         "_http",
         "_http_answered",
         "_http_asked",
+        "_input_came",
+        "_interval",
         "_max",
         "_max_head",
         "_out",
         "_pending",
+        "_ping_out",
         "_reader",
         "_serve_http",
         "_subprotocols",
+        "due",
         "ended_by_peer",
+        "keeps_time",
         "peer_close",
         "request",
         "subprotocol",
@@ -87,7 +94,13 @@ class WebSocketLayer(Layer):
         max_head: int = 8192,
         serve_http: bool = False,
         deflate: Deflate | None = None,
+        ping_interval: float | None = None,
     ) -> None:
+        self._interval = ping_interval
+        self.keeps_time = ping_interval is not None
+        self.due = float("inf")  # (the clock starts at the upgrade)
+        self._input_came = False  # something came from the peer since the last tick
+        self._ping_out = False  # a keepalive ping went and nothing came since
         self._deflate = deflate
         self._deflater: Deflater | None = None  # (once a client's offer is accepted)
         self._max_head = max_head
@@ -127,6 +140,7 @@ class WebSocketLayer(Layer):
     def feed(self, data: bytes) -> bytes:
         if self._failed or self._http_asked:
             return b""  # (after a plain HTTP request, nothing more is read: it is answered, then closed)
+        self._input_came = True
         reader = self._reader
         up = bytearray()
         if reader is None:
@@ -204,6 +218,8 @@ class WebSocketLayer(Layer):
             )
             inflater = Inflater(agreed.receive_window, agreed.receive_takeover)
         self._reader = FrameReader(masked=True, max_message=self._max, inflater=inflater)
+        if self._interval is not None:
+            self.due = 0.0  # (the keepalive's clock starts at the next tick: at once)
         if self._serve_http:
             up += carry(b"U", head)
         return rest
@@ -253,6 +269,24 @@ class WebSocketLayer(Layer):
                 out += frame(TEXT if kind == b"T" else BINARY, payload)
         del pending[:at]
         return bytes(out)
+
+    def tick(self, now: float) -> Timeout | None:
+        """Keepalive: a peer that sent nothing for ``ping_interval`` seconds is pinged; one that
+        still sent nothing (not even the pong) another ``ping_interval`` later is gone: the
+        connection ends as a timeout (cut, as at idle_timeout: no close frame waits in the
+        buffers of a peer that is not there), and is counted so. A peer that
+        answers stays, quiet or not; its pongs are activity, so ``idle_timeout`` does not
+        close it either (set ``ping_interval`` below ``idle_timeout``)."""
+        assert self._interval is not None  # (only a layer with a keepalive keeps time)
+        self.due = now + self._interval
+        if self._input_came:
+            self._input_came = self._ping_out = False
+        elif self._ping_out:
+            return Timeout(f"no answer to a keepalive ping within {self._interval:g}s")
+        elif not self._close_sent:
+            self._out += frame(PING, b"keepalive")
+            self._ping_out = True
+        return None
 
     def going_away(self) -> None:
         """The server is stopping: the goodbye says 1001."""

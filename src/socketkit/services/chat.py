@@ -23,6 +23,9 @@ __all__ = ["PAGE", "Chat"]
 
 _MEMBER = "socketkit.chat.member"
 MAX_MESSAGE = 4096  # characters of one chat line; longer ones are cut
+#: a page that says nothing this long is pinged (the browser answers by itself), so a page
+#: left open stays a member past idle_timeout, and a closed laptop's is let go
+KEEPALIVE = 30.0
 
 PAGE = b"""<!doctype html>
 <html lang="en">
@@ -54,9 +57,6 @@ PAGE = b"""<!doctype html>
     item.scrollIntoView();
   }
   ws.onopen = () => { status.textContent = "connected"; };
-  // a page left open says nothing for a while: an empty message every 30 s keeps it a member
-  // (the server closes a connection silent for idle_timeout; a page cannot send a ping frame)
-  setInterval(() => { if (ws.readyState === WebSocket.OPEN) ws.send(""); }, 30000);
   ws.onclose = (event) => { status.textContent = "disconnected (" + event.code + ")"; };
   ws.onmessage = (event) => {
     show(typeof event.data === "string" ? event.data : new TextDecoder().decode(event.data), false);
@@ -91,7 +91,7 @@ class Chat(Broker):
             return
         if isinstance(message, bytes):
             message = message.decode(errors="replace")
-        if message:  # (an empty one is the page's heartbeat: it keeps it from idle_timeout)
+        if message:  # (an empty line is said to no one)
             super().on_message(conn, message[:MAX_MESSAGE])
 
     def on_close(self, conn: Connection, error: BaseException | None) -> None:
@@ -115,7 +115,7 @@ def service() -> Service:
         "chat",
         "a chat page and its WebSocket",
         chat,
-        codec=WebSocket(serve_http=True),
+        codec=WebSocket(serve_http=True, ping_interval=KEEPALIVE),
         codec_selectable=False,
         backend=chat.use_backend,
     )

@@ -38,6 +38,8 @@ class Layered(SessionState):
             stack.write_own()  # e.g. the TLS alert that says why
             self.bad_input(exc)
             return b""
+        if stack.timed and stack.due() < self.timer_at:  # a layer's clock started (a WebSocket's
+            self.transport.deadline_moved()  # keepalive, at its upgrade): the timer comes sooner
         if not self.per_ip_counted and not self._readdress(stack):
             return b""
         if not data:

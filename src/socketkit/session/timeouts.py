@@ -81,12 +81,25 @@ class Timeouts(SessionState):
             first = self._last_active + limits.read_timeout  # nothing heard: still the opening time
             if first < deadline:  # noqa: PLR1730
                 deadline = first
+        stack = self.layers
+        if stack is not None and stack.timed:  # a layer that keeps time (WebSocket keepalive)
+            due = stack.due()
+            if due < deadline:  # noqa: PLR1730
+                deadline = due
         return deadline
 
     def expired(self, now: float) -> Timeout | None:
         """The timeout that ends this connection at ``now``, or None if none is due."""
         if self.deadline() > now:
             return None
+        stack = self.layers
+        if stack is not None and stack.timed and stack.due() <= now:
+            error = stack.tick(now)  # (a keepalive ping, or no answer to the last one)
+            if error is not None:
+                return error
+            self.transport.output_added()  # (the engine writes it: where the layers write is its)
+            if self.deadline() > now:
+                return None
         limits = self._limits
         if self.out:
             return self.write_timeout()

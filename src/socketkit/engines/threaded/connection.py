@@ -347,8 +347,9 @@ class ThreadedTransport(Transport):
             if deadline <= now:
                 self._parked = False
                 error = session.expired(now)
-                assert error is not None
-                raise error
+                if error is not None:
+                    raise error
+                continue  # (a layer's time came, a keepalive ping went: the wait goes on)
             # The kernel's timeout: the time left, but no more than the shorter
             # limit, so a message that starts later still meets its read deadline.
             wanted = min(min(deadline, fresh or deadline) - now, limits.idle_timeout, limits.read_timeout)

@@ -1,0 +1,151 @@
+"""WebSocket keepalive pings (``WebSocket(ping_interval=...)``) on every engine: a quiet peer
+that answers is kept past idle_timeout; one that answers nothing is cut off as timed out
+and counted; a peer that talks is never pinged (on a clock of our own). The timer is the session's own deadline, so no
+engine needs a thread of its own for it."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+import socketkit as sk
+from conftest import wait_until
+from socketkit.codecs.websocket_frames import (
+    PING,
+    PONG,
+    TEXT,
+    FrameReader,
+    Ping,
+    frame,
+)
+from socketkit.codecs.websocket_handshake import client_request, new_key
+from socketkit.layers.websocket import WebSocketLayer
+
+WAIT = 10.0
+INTERVAL = 0.1
+
+
+def echo(message: Any, conn: sk.Connection) -> Any:
+    return message
+
+
+class Peer:
+    """A raw client: what the server sends comes as frames, and it answers pings or not."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=WAIT)
+        self.sock.sendall(client_request("127.0.0.1", "/", new_key()))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        self.reader = FrameReader(masked=False, max_message=1 << 20)
+        self.pending: list[Any] = []
+
+    def next(self) -> Any:
+        """The next frame from the server (None when it closed the connection)."""
+        while not self.pending:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.pending += self.reader.feed(chunk)
+        return self.pending.pop(0)
+
+
+def keepalive_server(engine: str, idle: float = 0.5) -> sk.Server:
+    return sk.Server(
+        "tcp://127.0.0.1:0",
+        echo,
+        codec=sk.WebSocket(ping_interval=INTERVAL),
+        engine=engine,
+        limits=sk.Limits(idle_timeout=idle),
+    )
+
+
+def test_a_quiet_peer_that_answers_pings_outlives_idle_timeout(engine: str) -> None:
+    with keepalive_server(engine).start() as server:
+        peer = Peer(server.addresses[0][:2])
+        pings = 0
+        while pings < 8:  # at least 0.8 s of silence from us but pongs: past idle_timeout (0.5 s)
+            got = peer.next()
+            assert isinstance(got, Ping), got
+            peer.sock.sendall(frame(PONG, got.payload, masked=True))
+            pings += 1
+        peer.sock.sendall(frame(TEXT, b"still here", masked=True))
+        while (got := peer.next()) != "still here":
+            assert isinstance(got, Ping), got
+        assert not server.stats.errors
+        peer.sock.close()
+
+
+def test_a_peer_that_answers_nothing_is_cut_off_and_counted(engine: str) -> None:
+    with keepalive_server(engine, idle=60.0).start() as server:
+        peer = Peer(server.addresses[0][:2])
+        got = peer.next()
+        assert isinstance(got, Ping) and got.payload == b"keepalive"
+        while isinstance(got := peer.next(), Ping):  # (more may come before the verdict)
+            pass
+        assert got is None  # cut off, as at any timeout: no close frame for a peer that is gone
+        wait_until(lambda: server.stats.errors.get("timeout", 0) == 1, what="the timeout to be counted")
+        peer.sock.close()
+
+
+def upgraded_layer() -> WebSocketLayer:
+    layer = WebSocketLayer(1 << 20, ping_interval=1.0)
+    layer.feed(client_request("h", "/", new_key()))
+    assert layer.take_output().startswith(b"HTTP/1.1 101 ")
+    return layer
+
+
+def test_the_keepalive_policy_on_a_clock_of_our_own() -> None:
+    layer = upgraded_layer()
+    assert layer.due == 0.0  # the clock starts at the first tick
+    assert layer.tick(100.0) is None and layer.due == 101.0 and layer.take_output() == b""
+    for now in (101.0, 102.0, 103.0):  # a peer that talks between ticks is never pinged
+        layer.feed(frame(TEXT, b"hi", masked=True))
+        assert layer.tick(now) is None and layer.take_output() == b""
+    assert layer.tick(104.0) is None  # a silent interval: a ping
+    assert layer.take_output() == frame(PING, b"keepalive")
+    layer.feed(frame(PONG, b"keepalive", masked=True))
+    assert layer.tick(105.0) is None and layer.take_output() == b""  # answered: none
+    assert layer.tick(106.0) is None and layer.take_output() == frame(PING, b"keepalive")
+    error = layer.tick(107.0)  # nothing since the ping: gone
+    assert isinstance(error, sk.Timeout) and "no answer to a keepalive ping within 1s" in str(error)
+
+
+def test_no_keepalive_no_clock() -> None:
+    layer = WebSocketLayer(1 << 20)
+    layer.feed(client_request("h", "/", new_key()))
+    assert not layer.keeps_time and layer.due == float("inf")
+
+
+def test_ping_interval_must_be_positive() -> None:
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="ping_interval is seconds > 0"):
+            sk.WebSocket(ping_interval=bad)
+
+
+def test_serve_ping_interval_pings_and_is_websockets_alone() -> None:
+    import subprocess
+
+    from test_cli import SK, cli_server
+
+    with cli_server("echo", "--codec", "ws", "--ping-interval", "0.1", "-l", "tcp://127.0.0.1:0") as (
+        _,
+        urls,
+    ):
+        host, port = urls[0].removeprefix("tcp://").rsplit(":", 1)
+        peer = Peer((host, int(port)))
+        got = peer.next()
+        assert isinstance(got, Ping) and got.payload == b"keepalive"
+        peer.sock.close()
+    out = subprocess.run(
+        [*SK, "serve", "echo", "--ping-interval", "5", "-l", "tcp://127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert out.returncode == 2 and "--ping-interval is WebSocket's: add --codec ws" in out.stderr, out.stderr
