@@ -161,3 +161,36 @@ def test_websocket_clients_meet_across_servers_as_text(tmp_path: Path) -> None:
         finally:
             for client in clients:
                 client.close()
+
+
+def test_line_and_websocket_clients_meet_through_redis(tmp_path: Path) -> None:
+    """A line broker and a WebSocket broker on one channel: each client gets the other's
+    messages in its own form (a line as text; a text message as lines)."""
+    port = free_port()
+    backend = f"redis://127.0.0.1:{port}/0?channel=mixed"
+    with (
+        redis_server(port),
+        broker(tmp_path, backend) as a,
+        broker(tmp_path, backend, "--codec", "ws") as b,
+    ):
+        a.wait_for(r"redis broker: subscribed to channel 'mixed'")
+        b.wait_for(r"redis broker: subscribed to channel 'mixed'")
+        line = sk.connect(a.url, codec=sk.Lines(), timeout=WAIT)
+        ws = sk.connect(b.url.replace("tcp://", "ws://") + "/", timeout=WAIT)
+        try:
+            deadline = time.monotonic() + WAIT
+            while True:  # (until both are members: a probe that arrives says so)
+                assert time.monotonic() < deadline, "the clients never met"
+                line.send(b"probe")
+                ws.timeout = 0.2
+                try:
+                    if ws.recv() == "probe":
+                        break
+                except sk.Timeout:
+                    pass
+            ws.timeout = WAIT
+            ws.send("from the browser\nin two lines")
+            assert [line.recv(), line.recv()] == [b"from the browser", b"in two lines"]
+        finally:
+            line.close()
+            ws.close()

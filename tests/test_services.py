@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import email.utils
+import re
+import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 import socketkit as sk
-from conftest import wait_until
+from conftest import CONCURRENT, wait_until
 from socketkit.services import SERVICES, load_service
 from socketkit.services.chargen import LINE_LENGTH, PRINTABLE
 from socketkit.services.clock import EPOCH_OFFSET
@@ -135,6 +138,31 @@ def test_broker_relays_lines_to_every_other_client(engine: str) -> None:
                 client.close()
 
 
+@pytest.mark.parametrize("engine", CONCURRENT)
+def test_line_and_websocket_members_share_one_broker_each_in_its_own_form(engine: str) -> None:
+    broker = load_service("broker").handler
+    with (
+        sk.Server("tcp://127.0.0.1:0", broker, codec=sk.Lines(), engine=engine).start() as lines_server,
+        sk.Server("tcp://127.0.0.1:0", broker, codec=sk.WebSocket(), engine=engine).start() as ws_server,
+    ):
+        host, port = ws_server.addresses[0][:2]
+        with (
+            sk.connect(lines_server.url, codec=sk.Lines(), timeout=WAIT) as line,
+            sk.connect(f"ws://{host}:{port}/", timeout=WAIT) as ws,
+            sk.connect(f"ws://{host}:{port}/", timeout=WAIT) as ws2,
+        ):
+            wait_until(lambda: broker.members == 3, what="all three to join")
+            line.send("from a line, é".encode())
+            assert ws.recv() == ws2.recv() == "from a line, é"  # a line is text to a WebSocket
+            ws.send("two lines\nin one message")
+            assert [line.recv(), line.recv()] == [b"two lines", b"in one message"]
+            assert ws2.recv() == "two lines\nin one message"
+            ws2.send(b"\x00binary")  # binary stays binary between WebSocket members
+            assert ws.recv() == b"\x00binary"
+            assert line.recv() == b"\x00binary"
+        assert not lines_server.stats.errors and not ws_server.stats.errors
+
+
 @pytest.mark.parametrize("engine", ["threads", "epoll"])
 def test_broker_cuts_off_a_slow_client_without_slowing_the_others(engine: str) -> None:
     limits = sk.Limits(write_buffer_high=32 * 1024, write_buffer_low=8 * 1024)
@@ -157,3 +185,50 @@ def test_broker_cuts_off_a_slow_client_without_slowing_the_others(engine: str) -
                 assert listener.recv() == line, f"message {n} did not arrive"
             assert server.stats.errors.get("limit") == 1, server.stats.errors
         slow.close()
+
+
+def test_serve_broker_ws_listen_puts_line_and_websocket_clients_in_one_room() -> None:
+    from test_cli import SK
+
+    proc = subprocess.Popen(
+        [*SK, "serve", "broker", "-l", "tcp://127.0.0.1:0", "--ws-listen", "tcp://127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        found = [
+            re.search(r"serving (\S+) \(engine \w+, codec (\w+)", proc.stderr.readline()) for _ in (1, 2)
+        ]
+        urls = {match.group(2): match.group(1) for match in found if match}
+        assert set(urls) == {"lines", "ws"}, found
+        with (
+            sk.connect(urls["lines"], codec=sk.Lines(), timeout=WAIT) as line,
+            sk.connect(urls["ws"].replace("tcp://", "ws://") + "/", timeout=WAIT) as ws,
+        ):
+            deadline = time.monotonic() + WAIT
+            while True:  # (until both are members: a probe that arrives says so)
+                assert time.monotonic() < deadline, "the clients never met"
+                line.send(b"probe")
+                ws.timeout = 0.2
+                try:
+                    if ws.recv() == "probe":
+                        break
+                except sk.Timeout:
+                    pass
+            ws.timeout = WAIT
+            ws.send("hello, line")
+            assert line.recv() == b"hello, line"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0 and "stopped; served" in err, err
+    for args, said in [
+        (
+            ["broker", "--codec", "ws", "--ws-listen", "tcp://127.0.0.1:0"],
+            "its codec is WebSocket, so use -l",
+        ),
+        (["broker", "--workers", "2", "--ws-listen", "tcp://127.0.0.1:0"], "leave out --workers"),
+    ]:
+        out = subprocess.run([*SK, "serve", *args], capture_output=True, text=True, timeout=WAIT, check=False)
+        assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -121,6 +121,14 @@ def _certificate_reloader(context: ssl.SSLContext, cert: str, key: str | None) -
     "with clients that offer it; none inflates past the message size limit.",
 )
 @click.option(
+    "--ws-listen",
+    "ws_urls",
+    multiple=True,
+    metavar="URL",
+    help="Also take WebSocket clients at URL (repeatable), served by the same handler: "
+    "serve broker -l tcp://... --ws-listen tcp://... puts line and WebSocket clients in one room.",
+)
+@click.option(
     "--ping-interval",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
@@ -200,6 +208,7 @@ def serve(
     worker_timeout: float,
     codec: str | None,
     deflate: bool,
+    ws_urls: tuple[str, ...],
     ping_interval: float | None,
     max_connections: int | None,
     max_connections_per_ip: int | None,
@@ -263,7 +272,18 @@ def serve(
         limits = Limits(**{key: value for key, value in overrides.items() if value is not None})
         if max_message_size is not None:  # the option raises the codec's own limit too
             chosen = chosen.resized(max_message_size)
-        if deflate or ping_interval is not None:
+        if ws_urls:
+            if isinstance(chosen, WebSocket):
+                raise ValueError(
+                    "--ws-listen is for a service framed otherwise: its codec is WebSocket, so use -l"
+                )
+            if workers is not None:
+                raise ValueError(
+                    "--ws-listen serves from one process: leave out --workers, or run a second "
+                    "serve with --codec ws and the same --backend"
+                )
+            ws_codec = WebSocket().with_options(deflate=deflate or None, ping_interval=ping_interval)
+        elif deflate or ping_interval is not None:
             if not isinstance(chosen, WebSocket):
                 option = "--deflate" if deflate else "--ping-interval"
                 raise ValueError(f"{option} is WebSocket's: add --codec ws (the codec here is {chosen.name})")
@@ -283,6 +303,19 @@ def serve(
             listen = [_with_proxy(url, proxy_protocol) for url in listen]
         elif trusted_proxies:
             raise ValueError("--trusted-proxy needs --proxy-protocol (or ?proxy= on a URL)")
+        ws_server = None
+        if ws_urls:
+            ws_server = Server(
+                list(ws_urls),
+                handler,
+                codec=ws_codec,
+                engine=engine,
+                limits=limits,
+                tls=tls,
+                trusted_proxies=trusted_proxies or DEFAULT_TRUSTED,
+                allow=allow or None,
+                deny=deny,
+            )
         server = Server(
             listen,
             handler,
@@ -317,14 +350,18 @@ def serve(
         try:
             if panel is not None:
                 panel.start()
+            if ws_server is not None:
+                ws_server.start()
             server.serve_forever()
         finally:
+            if ws_server is not None:
+                ws_server.stop()  # (with the same grace, once the main listeners have drained)
             if panel is not None:
                 panel.stop()
-    totals = server.stats
+    both = [server.stats] + ([ws_server.stats] if ws_server is not None else [])
     line = (
-        f"stopped; served {totals.connections_total:,} connection(s), "
-        f"{totals.messages_in:,} message(s) in, {totals.messages_out:,} out"
+        f"stopped; served {sum(s.connections_total for s in both):,} connection(s), "
+        f"{sum(s.messages_in for s in both):,} message(s) in, {sum(s.messages_out for s in both):,} out"
     )
     if log_format == "json":  # the last line is a log line like the others
         record = logging.LogRecord("socketkit", logging.INFO, __file__, 0, line, None, None)

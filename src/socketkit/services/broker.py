@@ -10,6 +10,12 @@ the lines also go through Redis pub/sub, so clients of other worker processes
 and other machines see them too (:mod:`socketkit.services.redis_relay`);
 without one, the clients of one process meet only each other, so a server
 with several worker processes refuses to run it.
+
+Line and WebSocket members may share one broker (``serve broker --ws-listen URL``,
+or two servers given the same ``Broker``): what one kind sends reaches the other
+in its own form. A line reaches WebSocket members as a text message; a WebSocket
+message reaches line members as UTF-8 lines, one per line it holds (a line member
+never gets a broken frame); binary messages go to WebSocket members as binary.
 """
 
 from __future__ import annotations
@@ -64,21 +70,35 @@ class Broker(Protocol):
             self._members.append(conn)
 
     def on_message(self, conn: Connection, message: Any) -> None:
-        self._send_to(message, but=conn)
+        from_lines = conn.codec.name != "ws"
+        self._send_to(message, but=conn, text=from_lines)
         if self.relay is not None:  # (the backend carries bytes: a WebSocket's text as UTF-8)
             self.relay.publish(message.encode() if isinstance(message, str) else message)
 
     def deliver(self, line: bytes) -> None:
         """A line from another process: to every client here (as text to a WebSocket client:
         the backend carries bytes, and what a WebSocket member sent was text)."""
-        self._send_to(line, but=None, text=line.decode(errors="replace"))
+        self._send_to(line, but=None, text=True)
 
-    def _send_to(self, line: Any, but: Connection | None, text: str | None = None) -> None:
+    def _send_to(self, message: Any, but: Connection | None, text: bool) -> None:
+        """``message`` to every member but ``but``, in each member's form; ``text``: bytes
+        that are a line's (text to a WebSocket member), not a binary message."""
         with self._lock:
             others = [member for member in self._members if member is not but]
+        as_ws: Any = message.decode(errors="replace") if text and isinstance(message, bytes) else message
+        as_lines: list[bytes] | None = None
         for member in others:
             try:
-                member.send(text if text is not None and member.codec.name == "ws" else line)
+                name = member.codec.name
+                if name == "ws":
+                    member.send(as_ws)
+                elif name == "lines" and isinstance(message, (str, bytes)):
+                    if as_lines is None:
+                        as_lines = _lines(message)
+                    for line in as_lines:
+                        member.send(line)
+                else:  # (another framing: the message as it came)
+                    member.send(message)
             except ClosedError:
                 pass  # it left between the copy and the send
 
@@ -89,6 +109,14 @@ class Broker(Protocol):
     @property
     def members(self) -> int:
         return len(self._members)
+
+
+def _lines(message: str | bytes) -> list[bytes]:
+    """A message as the lines a line member reads (a WebSocket message may hold several)."""
+    data = message.encode() if isinstance(message, str) else message
+    if b"\n" not in data:
+        return [data]
+    return [line.rstrip(b"\r") for line in data.split(b"\n")]
 
 
 def service() -> Service:
