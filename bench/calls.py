@@ -18,7 +18,9 @@ in requests: start-up, warm-up and shutdown cancel out.
 Cases (the numbering of bench/run.py and the issues):
   (a) HTTP hello, keep-alive: one connection, a GET at a time;
   (b) HTTP hello, a new connection per request (the client closes after the reply);
-  (c) Lines echo with a request/reply function: one connection, a line at a time.
+  (c) Lines echo with a request/reply function: one connection, a line at a time;
+  (d) WebSocket echo, the same function: one connection, a 5-byte text message at a time;
+  (e) the same, compressed (permessage-deflate).
 
 Run from the repository root, after ``make test`` made the venv:
 
@@ -41,6 +43,9 @@ from types import FrameType
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 import socketkit as sk
+from socketkit.codecs.websocket_deflate import Deflater, Inflater
+from socketkit.codecs.websocket_frames import TEXT, FrameReader, frame
+from socketkit.codecs.websocket_handshake import client_request, new_key
 from socketkit.services import load_service
 
 SHORT = 200
@@ -98,6 +103,27 @@ def lines_echo(url: str, requests: int) -> None:
                 reply += data
 
 
+def websocket_echo(url: str, requests: int, deflate: bool = False) -> None:
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    offer = "permessage-deflate; client_max_window_bits" if deflate else None
+    with socket.create_connection((host, int(port)), timeout=WAIT) as sock:
+        sock.sendall(client_request(f"{host}:{port}", "/", new_key(), extensions=offer))
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        if deflate and b"permessage-deflate" not in head:
+            raise ConnectionError("the server did not agree to compress")
+        reader = FrameReader(
+            masked=False, max_message=1 << 20, inflater=Inflater(15, True) if deflate else None
+        )
+        deflater = Deflater(12, True) if deflate else None
+        for _ in range(requests):
+            payload = deflater.compress(b"hello") if deflater is not None else b"hello"
+            sock.sendall(frame(TEXT, payload, masked=True, compressed=deflate))
+            while not reader.feed(sock.recv(65536)):
+                pass
+
+
 def _echo(message: bytes, conn: sk.Connection) -> bytes:
     return message
 
@@ -108,6 +134,9 @@ def _server(case: str, engine: str) -> sk.Server:
     limits = sk.Limits(max_connections_per_ip=100_000, stall_warning=3600.0)
     if case == "c":
         return sk.Server("tcp://127.0.0.1:0", _echo, codec=sk.Lines(), engine=engine, limits=limits)
+    if case in "de":
+        codec = sk.WebSocket(deflate=case == "e")
+        return sk.Server("tcp://127.0.0.1:0", _echo, codec=codec, engine=engine, limits=limits)
     hello = load_service("hello")
     return sk.Server("tcp://127.0.0.1:0", hello.handler, codec=hello.codec, engine=engine, limits=limits)
 
@@ -116,6 +145,8 @@ CASES: dict[str, tuple[str, Callable[[str, int], None]]] = {
     "a": ("HTTP hello, keep-alive (per request)", hello_keep_alive),
     "b": ("HTTP hello, a new connection per request", hello_new_connection),
     "c": ("Lines echo, a reply function (per message)", lines_echo),
+    "d": ("WebSocket echo, text (per message)", websocket_echo),
+    "e": ("WebSocket echo, compressed (per message)", lambda url, n: websocket_echo(url, n, deflate=True)),
 }
 
 
@@ -147,7 +178,7 @@ def per_request(case: str, engine: str, short: int = SHORT, long: int = LONG) ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engine", action="append", help="an engine name (repeatable)")
-    parser.add_argument("--cases", default="a,b,c", help="which cases, comma-separated (a,b,c)")
+    parser.add_argument("--cases", default="a,b,c", help="which cases, comma-separated (a,b,c,d,e)")
     args = parser.parse_args()
     engines = args.engine or ["epoll", "asyncio"]
     if not args.engine and importlib.util.find_spec("uvloop") is not None:

@@ -265,3 +265,16 @@ def test_wsproto_and_we_read_hostile_frames_alike(parts: Any) -> None:
     verdict = ours([stream])
     assert verdict == theirs(stream)
     event(f"close code {verdict[1]}")
+
+
+def test_empty_first_fragments_leave_nothing_behind_for_the_next_message() -> None:
+    # (a whole frame is decoded at once; a text message begun in pieces must not make the
+    # binary message after it text)
+    data = (
+        client_frame(TEXT, b"", fin=False)
+        + client_frame(CONTINUATION, b"abc")
+        + client_frame(BINARY, b"\xff\xfe")
+        + client_frame(BINARY, b"\xff", fin=False)
+        + client_frame(CONTINUATION, b"\xfe")
+    )
+    assert server_reader().feed(data) == ["abc", b"\xff\xfe", b"\xff\xfe"]

@@ -56,6 +56,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["Close", "Deflate", "WebSocket", "WebSocketClient", "WebSocketError"]
 
 _HEAD = CARRY_HEAD.size
+_PACK = CARRY_HEAD.pack
 _KINDS = frozenset((b"T", b"B", b"E", b"H", b"U"))
 _MAX_ERROR = 2 + 1024  # an error's code and reason
 
@@ -80,7 +81,8 @@ class _CarryDecoder(Decoder):
         buf += data
         out: list[Any] = []
         at = 0
-        while len(buf) - at >= _HEAD:
+        size = len(buf)
+        while size - at >= _HEAD:
             kind, length = CARRY_HEAD.unpack_from(buf, at)
             if kind not in _KINDS:  # (only the layer writes this framing)
                 self._fail(RemoteProtocolError("a WebSocket codec reads what its layer passes up"), out)
@@ -88,7 +90,7 @@ class _CarryDecoder(Decoder):
                 _MAX_ERROR if kind == b"E" else self._http.max_head if kind in b"HU" else self._limit
             ):
                 self._fail(WebSocketTooBig(f"a message over {self._limit} bytes"), out)
-            if len(buf) - at - _HEAD < length:
+            if size - at - _HEAD < length:
                 break
             payload = bytes(buf[at + _HEAD : at + _HEAD + length])
             at += _HEAD + length
@@ -195,10 +197,11 @@ class WebSocket(Codec):
         )
 
     def encode(self, message: Any) -> bytes:
-        if isinstance(message, str):
-            return carry(b"T", message.encode())
+        if isinstance(message, str):  # (carry() inlined: a call fewer a message)
+            data = message.encode()
+            return _PACK(b"T", len(data)) + data
         if isinstance(message, bytes):
-            return carry(b"B", message)
+            return _PACK(b"B", len(message)) + message
         if isinstance(message, (bytearray, memoryview)):
             return carry(b"B", bytes(message))
         if isinstance(message, Close):

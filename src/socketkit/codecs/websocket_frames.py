@@ -239,8 +239,8 @@ class FrameReader:
         out: list[Any] = []
         try:
             while not self._closed:
-                if self._left < 0 and not self._header():
-                    break
+                if self._left < 0 and (len(self._buf) < 2 or not self._header()):
+                    break  # (the length test first: a call fewer after each last frame)
                 if not self._payload(out):
                     break
         except WebSocketError as exc:
@@ -251,9 +251,7 @@ class FrameReader:
 
     def _header(self) -> bool:
         """Read the next frame's header, if it is all here; refuse a bad one at once."""
-        buf = self._buf
-        if len(buf) < 2:
-            return False
+        buf = self._buf  # (two bytes at least: feed() saw to it)
         first, second = buf[0], buf[1]
         opcode = first & 0x0F
         fin = bool(first & 0x80)
@@ -310,9 +308,7 @@ class FrameReader:
             if self._size + size > (self._max + (self._max >> 8) + 64 if self._zipped else self._max):
                 raise WebSocketTooBig(f"a message over {self._max} bytes")
             if opcode != CONTINUATION:
-                self._opcode = opcode
-                if opcode == TEXT:
-                    self._text = codecs.getincrementaldecoder("utf-8")()
+                self._opcode = opcode  # (text's incremental decoder is made if it comes in pieces)
         del buf[:at]
         self._control = opcode if control else -1
         self._fin = fin
@@ -332,7 +328,27 @@ class FrameReader:
             self._left = -1
             out.append(self._control_frame(self._control, payload))
             return True
-        take = min(self._left, len(buf))
+        left = self._left
+        if self._fin and not self._size and not self._parts and not self._zipped and len(buf) >= left:
+            # the common case: a message in one frame, all here (one decode, no parts to join)
+            piece = bytes(buf[:left])
+            del buf[:left]
+            if self._key is not None:
+                piece = mask(piece, self._key)
+            self._left = -1
+            if self._opcode == TEXT:
+                try:
+                    out.append(piece.decode())
+                except UnicodeDecodeError as exc:
+                    raise WebSocketError(f"text that is not UTF-8 ({exc.reason})", INVALID_DATA) from None
+            else:
+                out.append(piece)
+            self._opcode = 0
+            self._text = None  # (made if empty fragments came first)
+            return True
+        if self._opcode == TEXT and self._text is None:
+            self._text = codecs.getincrementaldecoder("utf-8")()
+        take = min(left, len(buf))
         if take:
             piece = self._unmask(bytes(buf[:take]))
             del buf[:take]

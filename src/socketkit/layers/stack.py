@@ -76,16 +76,24 @@ class LayerStack:
     def feed(self, data: bytes) -> bytes:
         """Wire bytes up through the layers: what reaches the codec (b"" if nothing does). What
         the layers answer of their own (a handshake) is written on the way."""
+        if self._lock is _NO_LOCK:  # (no lock to take: two calls a message fewer)
+            return self._feed(data)
         with self._lock:
-            for layer in self._layers:
-                data = layer.feed(data)
-                if not data:
-                    break
-            self.write_own()
+            return self._feed(data)
+
+    def _feed(self, data: bytes) -> bytes:
+        for layer in self._layers:
+            data = layer.feed(data)
+            if not data:
+                break
+        self._own()
         return data
 
     def send(self, data: bytes) -> None:
         """The handler's bytes, wrapped by every layer and written, in one step."""
+        if self._lock is _NO_LOCK:
+            self._write(self._wrap(data, len(self._layers)))
+            return
         with self._lock:
             self._write(self._wrap(data, len(self._layers)))
 
@@ -96,10 +104,13 @@ class LayerStack:
     def write_own(self) -> None:
         """Write what the layers want sent of their own, each wrapped by those below it."""
         with self._lock:
-            for index, layer in enumerate(self._layers):
-                own = layer.take_output()
-                if own:
-                    self._write(self._wrap(own, index))
+            self._own()
+
+    def _own(self) -> None:
+        for index, layer in enumerate(self._layers):
+            own = layer.take_output()
+            if own:
+                self._write(self._wrap(own, index))
 
     def close(self, going_away: bool = False) -> None:
         """The connection is closing: the layers' goodbyes (TLS close_notify) are written;
@@ -119,12 +130,18 @@ class LayerStack:
     @property
     def ended(self) -> bool:
         """Whether the peer's stream ended inside a layer (TLS close_notify)."""
-        return any(layer.ended for layer in self._layers)
+        for layer in self._layers:  # noqa: SIM110 - a loop, not any(): asked after every read
+            if layer.ended:
+                return True
+        return False
 
     @property
     def in_progress(self) -> bool:
         """Whether a layer is in the middle of something of its own (a handshake)."""
-        return any(layer.in_progress for layer in self._layers)
+        for layer in self._layers:  # noqa: SIM110 - (as ended)
+            if layer.in_progress:
+                return True
+        return False
 
     def learned_peer(self, peer: Any) -> tuple[bool, Any]:
         """(whether the real peer is known yet, that peer): the first address a layer learned

@@ -50,6 +50,8 @@ from . import Layer
 
 __all__ = ["WebSocketLayer"]
 
+_PACK = CARRY_HEAD.pack
+
 
 class WebSocketLayer(Layer):
     """``WebSocketLayer(max_message, subprotocols=(), max_head=8192, serve_http=False,
@@ -160,10 +162,13 @@ class WebSocketLayer(Layer):
 
     def _pass_on(self, events: list[Any], up: bytearray) -> None:
         for event in events:
-            if isinstance(event, str):
-                up += carry(b"T", event.encode())
+            if isinstance(event, str):  # (carry() inlined: a call fewer a message)
+                data = event.encode()
+                up += _PACK(b"T", len(data))
+                up += data
             elif isinstance(event, bytes):
-                up += carry(b"B", event)
+                up += _PACK(b"B", len(event))
+                up += event
             elif isinstance(event, Ping):
                 if not self._close_sent:
                     self._out += frame(PONG, event.payload)
@@ -243,9 +248,10 @@ class WebSocketLayer(Layer):
         out = bytearray()
         at = 0
         size = CARRY_HEAD.size
-        while len(pending) - at >= size:
+        total = len(pending)
+        while total - at >= size:
             kind, length = CARRY_HEAD.unpack_from(pending, at)
-            if len(pending) - at - size < length:
+            if total - at - size < length:
                 break
             payload = bytes(pending[at + size : at + size + length])
             at += size + length
