@@ -245,3 +245,24 @@ def wait_until(predicate: Callable[[], object], deadline: float = 10.0, what: st
             pytest.fail(f"timed out after {deadline:g}s waiting for {what}")
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
+
+
+def until_they_meet(sender: Any, receiver: Any, probe: Any, heard: Any, deadline: float = 10.0) -> None:
+    """Send ``probe`` from ``sender`` until ``receiver`` gets it (as ``heard``): both are
+    members of a room by then (a broker's, or two joined through a backend), with no event
+    to wait on. The receiver's timeout is put back as it was."""
+    give_up = time.monotonic() + deadline
+    timeout = receiver.timeout
+    try:
+        while True:
+            if time.monotonic() >= give_up:
+                pytest.fail(f"the clients never met within {deadline:g}s")
+            sender.send(probe)
+            receiver.timeout = 0.2
+            try:
+                if receiver.recv() == heard:
+                    return
+            except sk.Timeout:
+                pass
+    finally:
+        receiver.timeout = timeout

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import socketkit as sk
-from conftest import peer_tool
+from conftest import peer_tool, until_they_meet
 from socketkit.services.redis_relay import DEFAULT_CHANNEL, parse_backend
 from test_haproxy import free_port
 from test_prefork import SK, Serve, serve_process
@@ -143,17 +143,7 @@ def test_websocket_clients_meet_across_servers_as_text(tmp_path: Path) -> None:
         b.wait_for(r"redis broker: subscribed to channel 'ws'")
         clients = [sk.connect(url.replace("tcp://", "ws://") + "/", timeout=WAIT) for url in (a.url, b.url)]
         try:
-            deadline = time.monotonic() + WAIT
-            while True:  # (until both are members: a probe that arrives says so)
-                assert time.monotonic() < deadline, "the clients never met"
-                clients[0].send("probe ✓")
-                clients[1].timeout = 0.2
-                try:
-                    if clients[1].recv() == "probe ✓":
-                        break
-                except sk.Timeout:
-                    pass
-            clients[1].timeout = WAIT
+            until_they_meet(clients[0], clients[1], "probe ✓", "probe ✓")
             clients[1].send("from b, é")
             while (line := clients[0].recv()) == "probe ✓":
                 pass
@@ -178,17 +168,7 @@ def test_line_and_websocket_clients_meet_through_redis(tmp_path: Path) -> None:
         line = sk.connect(a.url, codec=sk.Lines(), timeout=WAIT)
         ws = sk.connect(b.url.replace("tcp://", "ws://") + "/", timeout=WAIT)
         try:
-            deadline = time.monotonic() + WAIT
-            while True:  # (until both are members: a probe that arrives says so)
-                assert time.monotonic() < deadline, "the clients never met"
-                line.send(b"probe")
-                ws.timeout = 0.2
-                try:
-                    if ws.recv() == "probe":
-                        break
-                except sk.Timeout:
-                    pass
-            ws.timeout = WAIT
+            until_they_meet(line, ws, b"probe", "probe")
             ws.send("from the browser\nin two lines")
             assert [line.recv(), line.recv()] == [b"from the browser", b"in two lines"]
         finally:

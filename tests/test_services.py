@@ -13,7 +13,7 @@ import time
 import pytest
 
 import socketkit as sk
-from conftest import CONCURRENT, wait_until
+from conftest import CONCURRENT, until_they_meet, wait_until
 from socketkit.services import SERVICES, load_service
 from socketkit.services.chargen import LINE_LENGTH, PRINTABLE
 from socketkit.services.clock import EPOCH_OFFSET
@@ -206,17 +206,7 @@ def test_serve_broker_ws_listen_puts_line_and_websocket_clients_in_one_room() ->
             sk.connect(urls["lines"], codec=sk.Lines(), timeout=WAIT) as line,
             sk.connect(urls["ws"].replace("tcp://", "ws://") + "/", timeout=WAIT) as ws,
         ):
-            deadline = time.monotonic() + WAIT
-            while True:  # (until both are members: a probe that arrives says so)
-                assert time.monotonic() < deadline, "the clients never met"
-                line.send(b"probe")
-                ws.timeout = 0.2
-                try:
-                    if ws.recv() == "probe":
-                        break
-                except sk.Timeout:
-                    pass
-            ws.timeout = WAIT
+            until_they_meet(line, ws, b"probe", "probe")
             ws.send("hello, line")
             assert line.recv() == b"hello, line"
     finally:

@@ -303,33 +303,24 @@ def serve(
             listen = [_with_proxy(url, proxy_protocol) for url in listen]
         elif trusted_proxies:
             raise ValueError("--trusted-proxy needs --proxy-protocol (or ?proxy= on a URL)")
-        ws_server = None
-        if ws_urls:
-            ws_server = Server(
-                list(ws_urls),
-                handler,
-                codec=ws_codec,
-                engine=engine,
-                limits=limits,
-                tls=tls,
-                trusted_proxies=trusted_proxies or DEFAULT_TRUSTED,
-                allow=allow or None,
-                deny=deny,
-            )
+        common: dict[str, Any] = {
+            "engine": engine,
+            "limits": limits,
+            "tls": tls,
+            "trusted_proxies": trusted_proxies or DEFAULT_TRUSTED,
+            "allow": allow or None,
+            "deny": deny,
+        }
+        ws_server = Server(list(ws_urls), handler, codec=ws_codec, **common) if ws_urls else None
         server = Server(
             listen,
             handler,
             codec=chosen,
-            engine=engine,
-            limits=limits,
-            tls=tls,
-            trusted_proxies=trusted_proxies or DEFAULT_TRUSTED,
-            allow=allow or None,
-            deny=deny,
             metrics=metrics,
             workers=workers,
             worker_timeout=worker_timeout,
             worker_init=process_init,  # each worker runs it once forked
+            **common,
         )
     console = Console(stderr=True)
     log_handler: logging.Handler | None = None
