@@ -65,6 +65,7 @@ def chromium(tmp_path: Path) -> Iterator[DevTools]:
             "--no-sandbox",  # (as root, in a container: Chromium's sandbox needs namespaces)
             "--disable-gpu",
             "--no-first-run",
+            "--ignore-certificate-errors",  # (the wss:// case's certificate is the tests' own CA's)
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
             f"--user-data-dir={profile}",
@@ -88,9 +89,16 @@ def chromium(tmp_path: Path) -> Iterator[DevTools]:
             process.wait()
 
 
-def test_two_browser_pages_chat_through_serve_chat(chromium: DevTools, tmp_path: Path) -> None:
-    with cli_server("chat", "-l", "tcp://127.0.0.1:0") as (_, urls):
-        page = urls[0].replace("tcp://", "http://") + "/"
+@pytest.mark.parametrize("secure", [False, True], ids=["ws", "wss-deflate"])
+def test_two_browser_pages_chat_through_serve_chat(
+    chromium: DevTools, tmp_path: Path, test_pki: tuple[str, str], secure: bool
+) -> None:
+    """Over ws://, and over wss:// with compression (Chromium offers permessage-deflate)."""
+    args = ["chat", "-l", "tcp://127.0.0.1:0"]
+    if secure:
+        args = ["chat", "-l", "tls://127.0.0.1:0", "--tls-cert", test_pki[1], "--deflate"]
+    with cli_server(*args) as (_, urls):
+        page = urls[0].replace("tls://", "https://").replace("tcp://", "http://") + "/"
         alice, bob = chromium.open(page), chromium.open(page)
         for session in (alice, bob):
             wait_until(
@@ -100,6 +108,8 @@ def test_two_browser_pages_chat_through_serve_chat(chromium: DevTools, tmp_path:
                 WAIT,
                 "the page's WebSocket to open",
             )
+        extensions = chromium.evaluate(bob, "ws.extensions")
+        assert extensions.startswith("permessage-deflate") if secure else extensions == "", extensions
         chromium.evaluate(
             alice,
             "document.getElementById('text').value = 'hello from Alice <b>not bold</b>';"
@@ -115,4 +125,4 @@ def test_two_browser_pages_chat_through_serve_chat(chromium: DevTools, tmp_path:
         assert shot.startswith(b"\x89PNG\r\n\x1a\n")
         folder = Path(os.environ.get("SOCKETKIT_ARTIFACTS") or tmp_path)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "chat-in-chromium.png").write_bytes(shot)
+        (folder / f"chat-in-chromium{'-wss' if secure else ''}.png").write_bytes(shot)
