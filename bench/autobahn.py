@@ -113,7 +113,8 @@ def main() -> None:
                         help="also run the compression cases (12, 13) on these engines")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write every verdict here")
     args = parser.parse_args()
-    if not Path(args.wstest).exists():
+    wstest = Path(args.wstest).resolve()  # (it runs in a folder of its own: an absolute path)
+    if not wstest.exists():
         raise SystemExit(f"{args.wstest} not found: make it with a Python 2.7 (see .ci/run)")
     results: dict[str, Any] = {}
     failed = False
@@ -122,7 +123,7 @@ def main() -> None:
     plan += [(engine, DEFLATE) for engine in args.deflate_cases.split(",") if engine]
     for engine, cases in plan:
         with tempfile.TemporaryDirectory(prefix="autobahn-") as tmp:
-            verdicts = run(args.wstest, engine, cases, Path(tmp))
+            verdicts = run(str(wstest), engine, cases, Path(tmp))
         counts = tally(verdicts)
         bad = {case: v for case, v in verdicts.items() if "FAILED" in (v["behavior"], v["behaviorClose"])}
         failed = failed or bool(bad)

@@ -1,7 +1,9 @@
 """WebSocket keepalive pings (``WebSocket(ping_interval=...)``) on every engine: a quiet peer
 that answers is kept past idle_timeout; one that answers nothing is cut off as timed out
-and counted; a peer that talks is never pinged (on a clock of our own). The timer is the session's own deadline, so no
-engine needs a thread of its own for it."""
+and counted; a peer that talks is never pinged (on a clock of our own). The timer is the
+session's own deadline, so no engine needs a thread of its own for it. And WebSocket's
+other wait: our close frame asks for the peer's, which the lingering close waits for
+(bounded)."""
 
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ import pytest
 import socketkit as sk
 from conftest import wait_until
 from socketkit.codecs.websocket_frames import (
+    CLOSE,
     PING,
     PONG,
     TEXT,
     FrameReader,
     Ping,
+    close_payload,
     frame,
 )
 from socketkit.codecs.websocket_handshake import client_request, new_key
@@ -149,3 +153,35 @@ def test_serve_ping_interval_pings_and_is_websockets_alone() -> None:
         check=False,
     )
     assert out.returncode == 2 and "--ping-interval is WebSocket's: add --codec ws" in out.stderr, out.stderr
+
+
+# -- our close asks for the peer's: the lingering close waits for it (bounded) ---------------
+
+
+def test_a_close_we_sent_is_an_answer_due_until_the_peers_comes() -> None:
+    layer = upgraded_layer()
+    assert not layer.answer_due
+    layer.close()
+    assert layer.take_output() == frame(CLOSE, close_payload(1000)) and layer.answer_due
+    layer.feed(frame(CLOSE, close_payload(1000), masked=True))
+    assert not layer.answer_due  # (answered: nothing to wait for)
+
+
+def test_an_answer_due_makes_the_close_linger_with_nothing_waiting_yet() -> None:
+    from socketkit.engines.common import linger
+
+    for answer_due, lingers in [(False, False), (True, True)]:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            ours.setblocking(False)
+            assert linger.begin(ours, answer_due) is lingers
+            theirs.settimeout(WAIT)
+            if lingers:  # our sending side is shut: the peer reads our end, and may answer
+                assert theirs.recv(1) == b""
+                theirs.sendall(b"the peer's close frame")
+                ours.setblocking(True)
+                assert ours.recv(100) == b"the peer's close frame"
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.close()  # the peer ended already: nothing to wait for
+        assert linger.begin(ours, answer_due=True) is False

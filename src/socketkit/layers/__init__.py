@@ -44,6 +44,12 @@ class Layer:
     #: counted against max_connections_per_ip only once that peer is known.
     readdresses = False
 
+    @property
+    def answer_due(self) -> bool:
+        """Whether the layer's goodbye asked the peer for an answer not come yet (WebSocket's
+        close frame): the connection's lingering close then waits for it (bounded)."""
+        return False
+
     #: Whether this layer keeps time (its stack then asks its ``due``); fixed when it is made.
     keeps_time = False
 

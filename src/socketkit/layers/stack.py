@@ -143,6 +143,11 @@ class LayerStack:
                 return True
         return False
 
+    @property
+    def answer_due(self) -> bool:
+        """Whether a layer's goodbye awaits the peer's answer (WebSocket's close frame)."""
+        return any(layer.answer_due for layer in self._layers)  # (once, at the close)
+
     def learned_peer(self, peer: Any) -> tuple[bool, Any]:
         """(whether the real peer is known yet, that peer): the first address a layer learned
         (a PROXY header), or ``peer`` (the socket's own) when none learned one (PROXY LOCAL)."""

@@ -139,6 +139,12 @@ class WebSocketLayer(Layer):
         """The peer's close came, or a plain HTTP request was answered: no more input."""
         return self.ended_by_peer or self._http_answered
 
+    @property
+    def answer_due(self) -> bool:
+        """Our close frame went and the peer's has not come: RFC 6455 §7.1.1 has the server
+        wait for it before closing the TCP connection (the lingering close does, bounded)."""
+        return self._close_sent and self.peer_close is None and self._reader is not None
+
     def feed(self, data: bytes) -> bytes:
         if self._failed or self._http_asked:
             return b""  # (after a plain HTTP request, nothing more is read: it is answered, then closed)

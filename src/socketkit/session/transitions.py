@@ -38,6 +38,13 @@ class Transitions(SessionState):
         peer has not ended its input, and the connection did not break or time out."""
         return not self._peer_ended and not isinstance(self.error, (BrokenError, Timeout))
 
+    @property
+    def answer_due(self) -> bool:
+        """Whether our goodbye asked the peer for an answer it has not sent (WebSocket's close
+        frame): the lingering close then waits for the peer's end even with no input waiting
+        yet, for ``LINGER_TIME`` at most, so its answer is read, not met with a reset."""
+        return self.layers is not None and self.layers.answer_due
+
     def _tell_closed(self) -> None:
         """The handler's on_close, with why the connection ended."""
         dispatch = self.dispatch

@@ -255,7 +255,7 @@ class AsyncioTransport(Transport, asyncio.BufferedProtocol):
         sending side ends after what the transport holds, and the transport goes to a
         :class:`_Lingering` protocol that discards input until the peer ends it too, for
         LINGER_TIME and LINGER_BYTES at most."""
-        if not stream.can_write_eof() or not self.waiting_input():
+        if not stream.can_write_eof() or not (self.waiting_input() or self.session.answer_due):
             return False
         stream.write_eof()
         stream.set_protocol(_Lingering(stream))

@@ -11,7 +11,8 @@ discarding until the peer ends too, for at most :data:`LINGER_TIME` seconds and
 and only then closes.
 
 A connection lingers only where the reset would come: input is waiting when it
-closes (a peer that is still sending). A peer that sent nothing more is not
+closes (a peer that is still sending), or an answer is due (our WebSocket close
+frame asked for the peer's, which RFC 6455 has the server wait for). A peer that sent nothing more is not
 waited for: an idle connection closed at a stop, or one whose client keeps it
 open without reading, is closed at once, so stopping stays fast and no thread
 is held. (Lingering whenever output was not acknowledged yet held every such
@@ -36,15 +37,22 @@ LINGER_BYTES = 4 << 20
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
-def begin(sock: socket.socket) -> bool:
+def begin(sock: socket.socket, answer_due: bool = False) -> bool:
     """True if ``sock`` should linger before it is closed (input waits: closing now would
-    reset), its sending side shut down; False to close now. (The look comes first: most
+    reset; or ``answer_due``: our goodbye asked the peer for an answer, WebSocket's close
+    frame), its sending side shut down; False to close now. (The look comes first: most
     connections have nothing waiting, and close at the cost of that one system call.)"""
     try:
         # b"": the peer's end of stream is here already; nothing: BlockingIOError
         if not sock.recv(1, _PEEK):
             return False
+    except BlockingIOError:
+        if not answer_due:
+            return False
+    except OSError:  # not connected any more
+        return False
+    try:
         sock.shutdown(socket.SHUT_WR)
-    except OSError:  # nothing waiting now, or not connected any more
+    except OSError:
         return False
     return True

@@ -247,7 +247,7 @@ class ReactorTransport(Transport):
 
     def release(self) -> None:
         if self.session.may_linger:
-            self._engine.linger(self._sock, self._fd)
+            self._engine.linger(self._sock, self._fd, self.session.answer_due)
         else:
             self._engine.forget(self._fd)
             self._sock.close()
@@ -372,9 +372,9 @@ class ReactorEngine(Engine):
         if self._handlers.pop(fd, None) is not None:
             self.poller.forget(fd)
 
-    def linger(self, sock: socket.socket, fd: int) -> None:
+    def linger(self, sock: socket.socket, fd: int, answer_due: bool = False) -> None:
         """A connection closed: its socket lingers (``common/linger``) or is closed now."""
-        if self._ending or not linger.begin(sock):
+        if self._ending or not linger.begin(sock, answer_due):
             self.forget(fd)
             sock.close()
             return

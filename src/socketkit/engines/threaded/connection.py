@@ -264,7 +264,7 @@ class ThreadedTransport(Transport):
         flusher = self._engine.existing_flusher
         if flusher is not None:  # before the close: the descriptor's number may be reused
             flusher.unwatch(self._sock.fileno())
-        if self.session.may_linger and linger.begin(self._sock):
+        if self.session.may_linger and linger.begin(self._sock, self.session.answer_due):
             self._linger()
         self._sock.close()
 
