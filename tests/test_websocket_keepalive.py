@@ -58,21 +58,22 @@ class Peer:
         return self.pending.pop(0)
 
 
-def keepalive_server(engine: str, idle: float = 0.5) -> sk.Server:
+def keepalive_server(engine: str, idle: float, interval: float = INTERVAL) -> sk.Server:
     return sk.Server(
         "tcp://127.0.0.1:0",
         echo,
-        codec=sk.WebSocket(ping_interval=INTERVAL),
+        codec=sk.WebSocket(ping_interval=interval),
         engine=engine,
         limits=sk.Limits(idle_timeout=idle),
     )
 
 
 def test_a_quiet_peer_that_answers_pings_outlives_idle_timeout(engine: str) -> None:
-    with keepalive_server(engine).start() as server:
+    # (an interval of 0.3 s: the time the peer has to answer each ping, on a busy machine too)
+    with keepalive_server(engine, idle=0.6, interval=0.3).start() as server:
         peer = Peer(server.addresses[0][:2])
         pings = 0
-        while pings < 8:  # at least 0.8 s of silence from us but pongs: past idle_timeout (0.5 s)
+        while pings < 2:  # 0.9 s at least (pings come every other interval): past idle_timeout
             got = peer.next()
             assert isinstance(got, Ping), got
             peer.sock.sendall(frame(PONG, got.payload, masked=True))

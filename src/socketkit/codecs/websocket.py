@@ -157,15 +157,11 @@ class WebSocket(Codec):
         ping_interval: float | None = None,
     ) -> None:
         self.max_length = check_positive("max_length", max_length)
-        if ping_interval is not None and not ping_interval > 0:
-            raise ValueError(
-                f"ping_interval is seconds > 0 (or None: no keepalive pings), not {ping_interval!r}"
-            )
-        self.ping_interval = ping_interval
         self.max_head = check_positive("max_head", max_head)
         self.subprotocols = tuple(subprotocols)
         self.serve_http = serve_http
         self.deflate = _deflate(deflate)
+        self.ping_interval = _interval(ping_interval)
         self._http = HttpRequest(max_head=max_head, max_body=1)
 
     def with_options(
@@ -177,7 +173,7 @@ class WebSocket(Codec):
         if deflate is not None:
             codec.deflate = _deflate(deflate)
         if ping_interval is not None:
-            codec.ping_interval = WebSocket(ping_interval=ping_interval).ping_interval  # (checked)
+            codec.ping_interval = _interval(ping_interval)
         return codec
 
     def decoder(self, max_length: int | None = None) -> Decoder:
@@ -234,7 +230,8 @@ class WebSocket(Codec):
     def __repr__(self) -> str:
         return (
             f"WebSocket(max_length={self.max_length}, subprotocols={self.subprotocols!r}"
-            f"{', deflate=' + repr(self.deflate) if self.deflate else ''})"
+            f"{', deflate=' + repr(self.deflate) if self.deflate else ''}"
+            f"{f', ping_interval={self.ping_interval:g}' if self.ping_interval else ''})"
         )
 
 
@@ -359,6 +356,13 @@ class WebSocketClient(Codec):
             f"WebSocketClient(max_length={self.max_length}, subprotocols={self.subprotocols!r}"
             f"{', deflate=' + repr(self.deflate) if self.deflate else ''})"
         )
+
+
+def _interval(seconds: float | None) -> float | None:
+    """``ping_interval=`` as given to a codec, checked."""
+    if seconds is not None and not seconds > 0:
+        raise ValueError(f"ping_interval is seconds > 0 (or None: no keepalive pings), not {seconds!r}")
+    return seconds
 
 
 def _deflate(deflate: bool | Deflate) -> Deflate | None:

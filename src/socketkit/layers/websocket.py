@@ -55,7 +55,7 @@ _PACK = CARRY_HEAD.pack
 
 class WebSocketLayer(Layer):
     """``WebSocketLayer(max_message, subprotocols=(), max_head=8192, serve_http=False,
-    deflate=None)``: the server side. With ``serve_http`` a request that asks no upgrade goes
+    deflate=None, ping_interval=None)``: the server side. With ``serve_http`` a request that asks no upgrade goes
     up to the handler (to answer with an ``HttpResponse``; then the connection closes), and
     so does the upgrade request, after its ``101`` (so the handler knows a WebSocket began).
     ``deflate``: permessage-deflate accepted when a client offers it. ``ping_interval``:
@@ -285,10 +285,10 @@ class WebSocketLayer(Layer):
     def tick(self, now: float) -> Timeout | None:
         """Keepalive: a peer that sent nothing for ``ping_interval`` seconds is pinged; one that
         still sent nothing (not even the pong) another ``ping_interval`` later is gone: the
-        connection ends as a timeout (cut, as at idle_timeout: no close frame waits in the
-        buffers of a peer that is not there), and is counted so. A peer that
-        answers stays, quiet or not; its pongs are activity, so ``idle_timeout`` does not
-        close it either (set ``ping_interval`` below ``idle_timeout``)."""
+        connection ends as a timeout, counted so (cut, as at idle_timeout: no close frame
+        waits in the buffers of a peer that is not there). A peer that answers stays, quiet
+        or not; its pongs are activity, so ``idle_timeout`` does not close it either (set
+        ``ping_interval`` below ``idle_timeout``)."""
         assert self._interval is not None  # (only a layer with a keepalive keeps time)
         self.due = now + self._interval
         if self._input_came:

@@ -85,12 +85,18 @@ class Broker(Protocol):
         that are a line's (text to a WebSocket member), not a binary message."""
         with self._lock:
             others = [member for member in self._members if member is not but]
-        as_ws: Any = message.decode(errors="replace") if text and isinstance(message, bytes) else message
+        as_ws: Any = None  # (each form made once, when a member of that kind is met)
         as_lines: list[bytes] | None = None
         for member in others:
             try:
                 name = member.codec.name
                 if name == "ws":
+                    if as_ws is None:
+                        as_ws = (
+                            message.decode(errors="replace")
+                            if text and isinstance(message, bytes)
+                            else message
+                        )
                     member.send(as_ws)
                 elif name == "lines" and isinstance(message, (str, bytes)):
                     if as_lines is None:

@@ -97,6 +97,7 @@ class Timeouts(SessionState):
             error = stack.tick(now)  # (a keepalive ping, or no answer to the last one)
             if error is not None:
                 return error
+            self._last_active = now  # (a ping, or input seen since the last tick: not idle)
             self.transport.output_added()  # (the engine writes it: where the layers write is its)
             if self.deadline() > now:
                 return None
