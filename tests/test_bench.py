@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,47 @@ def test_ws_mode_against_our_websocket_server_and_the_websockets_librarys() -> N
         theirs = run_bench(BenchConfig(f"tcp://127.0.0.1:{port}", mode="ws", connections=2, requests=100))
         peer.shutdown()
     assert theirs.requests == 100 and theirs.errors == {}
+
+
+def test_ws_mode_compressed_against_ours_and_the_websockets_librarys() -> None:
+    """--deflate: every message compressed (the server inflates and echoes it compressed);
+    a server that does not agree is an error on each connection, not a silent plain run."""
+    received: list[Any] = []
+
+    def keep(message: Any, conn: sk.Connection) -> Any:
+        received.append(message)
+        return message
+
+    with sk.Server("tcp://127.0.0.1:0", keep, codec=sk.WebSocket(deflate=True)).start() as server:
+        ours = run_bench(
+            BenchConfig(server.url, mode="ws", connections=2, requests=200, size=300, deflate=True)
+        )
+    assert ours.requests == 200 and ours.errors == {}
+    assert received and set(received) == {"x" * 300}  # (inflated as sent)
+
+    from websockets.sync.server import ServerConnection, serve
+
+    def handler(ws: ServerConnection) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with serve(handler, "127.0.0.1", 0) as peer:  # (compression on, as by default)
+        thread = threading.Thread(target=peer.serve_forever, daemon=True)
+        thread.start()
+        port = peer.socket.getsockname()[1]
+        theirs = run_bench(
+            BenchConfig(f"tcp://127.0.0.1:{port}", mode="ws", connections=2, requests=100, deflate=True)
+        )
+        peer.shutdown()
+    assert theirs.requests == 100 and theirs.errors == {}
+
+    with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket()).start() as plain:
+        refused = run_bench(
+            BenchConfig(plain.url, mode="ws", connections=2, requests=20, duration=0.5, deflate=True)
+        )
+    assert refused.requests == 0 and refused.errors, refused.errors
+    with pytest.raises(ValueError, match="--deflate is WebSocket's"):
+        BenchConfig("tcp://127.0.0.1:1", mode="http", deflate=True)
 
 
 def test_connect_mode_with_a_codec() -> None:

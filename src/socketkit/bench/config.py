@@ -36,6 +36,7 @@ class BenchConfig:
             allows it, as browsers and HTTPS clients do.
         tls_ca: a PEM file of CA certificates to trust instead of the system's.
         insecure: with TLS, verify nothing (a self-signed test server).
+        deflate: in ws mode, messages compressed (permessage-deflate).
     """
 
     url: str
@@ -52,6 +53,7 @@ class BenchConfig:
     tls: bool = False
     tls_ca: str | None = None
     insecure: bool = False
+    deflate: bool = False
 
     def __post_init__(self) -> None:
         endpoint = self.endpoint  # raises ValueError for a bad URL
@@ -63,6 +65,8 @@ class BenchConfig:
             raise ValueError("--tls-ca and --insecure exclude each other")
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.deflate and self.mode != "ws":
+            raise ValueError("--deflate is WebSocket's: use a ws:// URL or --mode ws")
         if self.connections < 1 or self.processes < 1:
             raise ValueError("connections and processes must be at least 1")
         if self.processes > self.connections:

@@ -103,7 +103,7 @@ class Runner:
         self.progress = progress
         endpoint = config.endpoint
         self.workload: Workload = make_workload(
-            config.mode, config.codec, config.size, endpoint.host or "localhost", config.path
+            config.mode, config.codec, config.size, endpoint.host or "localhost", config.path, config.deflate
         )
         self.per_connection = config.mode == "connect"
         if endpoint.is_unix:

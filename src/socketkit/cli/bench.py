@@ -78,6 +78,11 @@ from .common import Failure, target_url, tls_options, usage_errors
     help="Seconds before an unanswered request counts as an error.",
 )
 @click.option("--path", default="/", show_default=True, help="The path GET asks for in http modes.")
+@click.option(
+    "--deflate",
+    is_flag=True,
+    help="ws mode: offer permessage-deflate and send every message compressed.",
+)
 @tls_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (iperf3-style).")
 @click.option(
@@ -102,6 +107,7 @@ def bench(
     use_tls: bool,
     tls_ca: str | None,
     insecure: bool,
+    deflate: bool,
     as_json: bool,
     plot: Path | None,
 ) -> None:
@@ -133,6 +139,7 @@ def bench(
             tls=use_tls,
             tls_ca=tls_ca,
             insecure=insecure,
+            deflate=deflate,
         )
     console = Console(stderr=True)
     try:
