@@ -6,7 +6,7 @@ core 1, and the figure is the server's CPU time (user + system, from /proc) over
 messages it echoed, which machine noise moves less than messages a second. The upgrade
 of each connection counts as one of its messages (a few among tens of thousands).
 
-    .venv/bin/python -m bench.websocket_compare [--duration 5] [--connections 10] [--size 64]
+    .venv/bin/python -m bench.websocket_compare [--duration 5] [--connections 10] [--size 64] [--deflate]
 """
 
 from __future__ import annotations
@@ -20,21 +20,25 @@ from typing import Any
 from bench.run import PEERS, PY, TICKS, Running, cpu_ticks
 
 
-def socketkit_ws(engine: str) -> list[str]:
+def socketkit_ws(engine: str, deflate: bool) -> list[str]:
     return [PY, "-m", "socketkit", "serve", "echo", "--codec", "ws", "--engine", engine, "-l",
-            "tcp://127.0.0.1:{port}", "--log-level", "warning"]  # fmt: skip
+            "tcp://127.0.0.1:{port}", "--log-level", "warning"] + (["--deflate"] if deflate else [])  # fmt: skip
 
 
-SERVERS: dict[str, list[str]] = {
-    "socketkit epoll": socketkit_ws("epoll"),
-    "socketkit uvloop": socketkit_ws("uvloop"),
-    "websockets asyncio": [PY, str(PEERS / "websockets_echo.py"), "asyncio", "{port}"],
-    "websockets sync": [PY, str(PEERS / "websockets_echo.py"), "sync", "{port}"],
-}
+def servers(deflate: bool) -> dict[str, list[str]]:
+    """The servers compared; with ``deflate``, each with permessage-deflate on."""
+    peer = [PY, str(PEERS / "websockets_echo.py")]
+    flag = ["deflate"] if deflate else []
+    return {
+        "socketkit epoll": socketkit_ws("epoll", deflate),
+        "socketkit uvloop": socketkit_ws("uvloop", deflate),
+        "websockets asyncio": [*peer, "asyncio", "{port}", *flag],
+        "websockets sync": [*peer, "sync", "{port}", *flag],
+    }
 
 
-def measure(name: str, duration: float, connections: int, size: int) -> dict[str, Any]:
-    with Running(name, "echo", SERVERS[name]) as server:
+def measure(name: str, duration: float, connections: int, size: int, deflate: bool = False) -> dict[str, Any]:
+    with Running(name, "echo", servers(deflate)[name]) as server:
         load = [
             PY,
             "-m",
@@ -48,6 +52,7 @@ def measure(name: str, duration: float, connections: int, size: int) -> dict[str
             "--size",
             str(size),
             "--json",
+            *(["--deflate"] if deflate else []),
         ]
         user0, sys0 = cpu_ticks(server.proc.pid)
         out = subprocess.run(["taskset", "-c", "1", *load], capture_output=True, text=True, check=True).stdout
@@ -68,10 +73,11 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--deflate", action="store_true", help="every message compressed, both ways")
     options = parser.parse_args()
     print("| server | messages/s | server CPU µs/message | p50 ms | p99 ms |\n|---|---|---|---|---|")
-    for name in SERVERS:
-        row = measure(name, options.duration, options.connections, options.size)
+    for name in servers(options.deflate):
+        row = measure(name, options.duration, options.connections, options.size, options.deflate)
         print(
             f"| {name} | {row['messages_per_s']:,.0f} | {row['cpu_us_per_message']:.1f} | "
             f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |"

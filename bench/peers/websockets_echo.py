@@ -1,5 +1,6 @@
 """The websockets library's echo server, for bench/websocket_compare.py: its asyncio server or
-its sync (a thread per connection) one. Usage: websockets_echo.py asyncio|sync PORT"""
+its sync (a thread per connection) one. Usage: websockets_echo.py asyncio|sync PORT [deflate]
+(with deflate, its permessage-deflate is on, as by its default; without, off)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from websockets.sync.server import ServerConnection as SyncConnection
 from websockets.sync.server import serve as serve_sync
 
 flavour, port = sys.argv[1], int(sys.argv[2])
+compression = "deflate" if sys.argv[3:] == ["deflate"] else None
 
 
 async def echo_async(ws: AsyncConnection) -> None:
@@ -26,7 +28,7 @@ def echo_sync(ws: SyncConnection) -> None:
 
 
 async def main() -> None:
-    async with serve_async(echo_async, "127.0.0.1", port, compression=None) as server:
+    async with serve_async(echo_async, "127.0.0.1", port, compression=compression) as server:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, server.close)
         await server.wait_closed()
@@ -35,6 +37,6 @@ async def main() -> None:
 if flavour == "asyncio":
     asyncio.run(main())
 else:
-    with serve_sync(echo_sync, "127.0.0.1", port, compression=None) as server:
+    with serve_sync(echo_sync, "127.0.0.1", port, compression=compression) as server:
         signal.signal(signal.SIGINT, lambda *_: server.shutdown())
         server.serve_forever()
