@@ -395,12 +395,21 @@ def test_serve_and_connect_deflate_and_their_usage_errors() -> None:
             check=False,
         )
         assert (out.returncode, out.stdout) == (0, "squeeze " * 100 + "\nsecond\n"), out.stderr
+        sent = subprocess.run(
+            [*SK, "send", "--deflate", target, "one squeezed message"],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=False,
+        )
+        assert (sent.returncode, sent.stdout) == (0, "one squeezed message\n"), sent.stderr
     for args, said in [
         (
             ["serve", "echo", "--deflate", "-l", "tcp://127.0.0.1:0"],
             "--deflate is WebSocket's: add --codec ws",
         ),
         (["connect", "--deflate", "tcp://127.0.0.1:1"], "--deflate is for ws:// and wss:// URLs"),
+        (["send", "--deflate", "tcp://127.0.0.1:1", "x"], "--deflate is WebSocket's: use a ws:// URL"),
     ]:
         out = subprocess.run(
             [*SK, *args], capture_output=True, text=True, timeout=WAIT, check=False, stdin=subprocess.DEVNULL

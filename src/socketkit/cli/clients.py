@@ -343,6 +343,11 @@ def listen(
 @_UDP
 @_wait_option(10.0, "How long to wait for the reply.")
 @tls_options
+@click.option(
+    "--deflate",
+    is_flag=True,
+    help="WebSocket only: offer permessage-deflate (the message compressed if the server agrees).",
+)
 def send(
     url: str,
     message: str,
@@ -352,15 +357,18 @@ def send(
     use_tls: bool,
     tls_ca: str | None,
     insecure: bool,
+    deflate: bool,
 ) -> None:
     """Send one MESSAGE (- reads it from stdin) and print the reply.
 
     A ws:// or wss:// URL (or --codec ws) sends MESSAGE as a WebSocket text message.
     """
     if url.lower().startswith(("ws://", "wss://")) or codec == "ws":
-        _send_websocket(url, message, udp, timeout, use_tls, tls_ca, insecure)
+        _send_websocket(url, message, udp, timeout, use_tls, tls_ca, insecure, deflate)
         return
     with usage_errors():
+        if deflate:
+            raise ValueError("--deflate is WebSocket's: use a ws:// URL or --codec ws")
         endpoint = parse(target_url(url, udp))
         check_client_options(endpoint)  # (a listener's option here: say so now)
         context = _client_tls(endpoint, use_tls, tls_ca, insecure)
@@ -403,7 +411,14 @@ def send(
 
 
 def _send_websocket(
-    url: str, message: str, udp: bool, timeout: float, use_tls: bool, tls_ca: str | None, insecure: bool
+    url: str,
+    message: str,
+    udp: bool,
+    timeout: float,
+    use_tls: bool,
+    tls_ca: str | None,
+    insecure: bool,
+    deflate: bool,
 ) -> None:
     """``send`` to a WebSocket server: one text message (bytes if it is not UTF-8), one reply."""
     with usage_errors():
@@ -424,7 +439,8 @@ def _send_websocket(
             payload: str | bytes = raw.decode()
         except UnicodeDecodeError:
             payload = raw
-    with runtime_errors(), connect_client(url, timeout=timeout, tls=context) as client:
+    codec = WebSocket(deflate=deflate)
+    with runtime_errors(), connect_client(url, codec, timeout=timeout, tls=context) as client:
         reply = client.request(payload)
     sys.stdout.buffer.write(reply.encode() + b"\n" if isinstance(reply, str) else reply)
     sys.stdout.flush()
