@@ -283,7 +283,7 @@ class FrameReader:
         if first & 0x70 and (first & 0x30 or self._inflater is None or control or opcode == CONTINUATION):
             if not first & 0x30 and self._inflater is not None:
                 raise WebSocketError("RSV1 (compressed) on a frame that is not a message's first")
-            raise WebSocketError("reserved bits set, and no extension was agreed")
+            raise WebSocketError("reserved bits set, and no extension was agreed that uses them")
         masked = bool(second & 0x80)
         if masked != self._masked:
             raise WebSocketError(
