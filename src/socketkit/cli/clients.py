@@ -207,13 +207,7 @@ def _connect_websocket(
             raise ValueError("a ws:// URL takes no -u, -o or -x (a WebSocket is a stream of messages)")
         if send_only and recv_only:
             raise ValueError("--send-only and --recv-only exclude each other")
-        if tls_ca and insecure:
-            raise ValueError("--tls-ca and --insecure exclude each other")
-        secure = use_tls or url.lower().startswith("wss://")
-        if (tls_ca or insecure) and not secure:
-            raise ValueError("--tls-ca and --insecure are for wss:// URLs")
-        context = client_context(tls_ca, insecure=insecure) if secure else None
-        websocket_target(url)  # (a bad host or port: said here, as a usage error)
+        context = _websocket_tls(url, use_tls, tls_ca, insecure)
     with runtime_errors():
         with connect_client(url, WebSocket(deflate=deflate), timeout=timeout, tls=context) as client:
             relay_websocket(
@@ -410,6 +404,22 @@ def send(
         sys.stdout.flush()
 
 
+def _websocket_tls(url: str, use_tls: bool, ca: str | None, insecure: bool) -> ssl.SSLContext | None:
+    """The client TLS context a ws:// or wss:// URL and the options ask for (None: plaintext),
+    the URL's host and port checked first (what ``connect`` and ``send`` say alike).
+
+    Raises:
+        ValueError: a bad URL, or TLS options that cannot apply.
+    """
+    websocket_target(url)  # (a bad host or port: said here, as a usage error)
+    if ca and insecure:
+        raise ValueError("--tls-ca and --insecure exclude each other")
+    secure = use_tls or url.lower().startswith("wss://")
+    if (ca or insecure) and not secure:
+        raise ValueError("--tls-ca and --insecure are for wss:// URLs")
+    return client_context(ca, insecure=insecure) if secure else None
+
+
 def _send_websocket(
     url: str,
     message: str,
@@ -429,11 +439,7 @@ def _send_websocket(
             if endpoint.is_unix or not endpoint.is_stream:
                 raise ValueError(f"--codec ws needs a tcp:// or tls:// URL (or ws://), not {endpoint.url}")
             url = ("wss://" if endpoint.is_tls else "ws://") + endpoint.url.split("://", 1)[1] + "/"
-        websocket_target(url)  # (a bad host or port: said here)
-        secure = use_tls or url.lower().startswith("wss://")
-        if (tls_ca or insecure) and not secure:
-            raise ValueError("--tls-ca and --insecure are for wss:// URLs")
-        context = client_context(tls_ca, insecure=insecure) if secure else None
+        context = _websocket_tls(url, use_tls, tls_ca, insecure)
         raw = sys.stdin.buffer.read().rstrip(b"\r\n") if message == "-" else message.encode()
         try:
             payload: str | bytes = raw.decode()
