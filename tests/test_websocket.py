@@ -141,21 +141,34 @@ def test_a_stop_says_going_away(engine: str) -> None:
 
 
 class RawClient:
-    def __init__(self, server: sk.Server) -> None:
-        self.sock = socket.create_connection(server.addresses[0][:2], timeout=WAIT)
+    """A client that writes frames by hand (those a well-behaved one never sends) and reads
+    what the server sends as frames: one at a time (:meth:`next`), or all (:meth:`events`)."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=WAIT)
         self.sock.sendall(client_request("127.0.0.1", "/", new_key()))
         head = b""
         while b"\r\n\r\n" not in head:
             head += self.sock.recv(1)
         assert head.startswith(b"HTTP/1.1 101 "), head
         self.reader = FrameReader(masked=False, max_message=1 << 24)
+        self.pending: list[Any] = []
 
     def send(self, opcode: int, payload: bytes, fin: bool = True) -> None:
         self.sock.sendall(frame(opcode, payload, fin=fin, masked=True))
 
+    def next(self) -> Any:
+        """The next frame from the server (None when it closed the connection)."""
+        while not self.pending:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.pending += self.reader.feed(chunk)
+        return self.pending.pop(0)
+
     def events(self) -> list[Any]:
         """Everything the server sends, until it closes the connection."""
-        got: list[Any] = []
+        got, self.pending = self.pending, []
         while chunk := self.sock.recv(65536):
             got += self.reader.feed(chunk)
         return got
@@ -177,7 +190,7 @@ def test_bad_frames_get_their_close_code_and_are_counted(
     with sk.Server(
         "tcp://127.0.0.1:0", echo, codec=sk.WebSocket(max_length=1000), engine=engine
     ).start() as server:
-        raw = RawClient(server)
+        raw = RawClient(server.addresses[0][:2])
         raw.send(TEXT, b"good first")
         for opcode, payload, *fin in frames:
             raw.send(opcode, payload, *fin)
@@ -193,7 +206,7 @@ def test_bad_frames_get_their_close_code_and_are_counted(
 
 def test_a_ping_gets_its_pong_between_fragments(engine: str) -> None:
     with sk.Server("tcp://127.0.0.1:0", echo, codec=sk.WebSocket(), engine=engine).start() as server:
-        raw = RawClient(server)
+        raw = RawClient(server.addresses[0][:2])
         raw.send(TEXT, b"one ", fin=False)
         raw.send(PING, b"beat")
         raw.send(0x0, b"message")
@@ -416,6 +429,12 @@ def test_connect_ws_usage_errors_are_one_line_exit_2() -> None:
             check=False,
             stdin=subprocess.DEVNULL,
         )
+        assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, out.stderr
+    for args, said in [  # (send checks its TLS options as connect does)
+        (["--tls-ca", "ca.pem", "--insecure", "wss://127.0.0.1:1/", "x"], "exclude each other"),
+        (["--insecure", "ws://127.0.0.1:1/", "x"], "are for wss:// URLs"),
+    ]:
+        out = subprocess.run([*SK, "send", *args], capture_output=True, text=True, timeout=WAIT, check=False)
         assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, out.stderr
 
 

@@ -19,13 +19,13 @@ from socketkit.codecs.websocket_frames import (
     PING,
     PONG,
     TEXT,
-    FrameReader,
     Ping,
     close_payload,
     frame,
 )
 from socketkit.codecs.websocket_handshake import client_request, new_key
 from socketkit.layers.websocket import WebSocketLayer
+from test_websocket import RawClient
 
 WAIT = 10.0
 INTERVAL = 0.1
@@ -33,29 +33,6 @@ INTERVAL = 0.1
 
 def echo(message: Any, conn: sk.Connection) -> Any:
     return message
-
-
-class Peer:
-    """A raw client: what the server sends comes as frames, and it answers pings or not."""
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=WAIT)
-        self.sock.sendall(client_request("127.0.0.1", "/", new_key()))
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += self.sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        self.reader = FrameReader(masked=False, max_message=1 << 20)
-        self.pending: list[Any] = []
-
-    def next(self) -> Any:
-        """The next frame from the server (None when it closed the connection)."""
-        while not self.pending:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.pending += self.reader.feed(chunk)
-        return self.pending.pop(0)
 
 
 def keepalive_server(engine: str, idle: float, interval: float = INTERVAL) -> sk.Server:
@@ -71,7 +48,7 @@ def keepalive_server(engine: str, idle: float, interval: float = INTERVAL) -> sk
 def test_a_quiet_peer_that_answers_pings_outlives_idle_timeout(engine: str) -> None:
     # (an interval of 0.3 s: the time the peer has to answer each ping, on a busy machine too)
     with keepalive_server(engine, idle=0.6, interval=0.3).start() as server:
-        peer = Peer(server.addresses[0][:2])
+        peer = RawClient(server.addresses[0][:2])
         pings = 0
         while pings < 2:  # 0.9 s at least (pings come every other interval): past idle_timeout
             got = peer.next()
@@ -87,7 +64,7 @@ def test_a_quiet_peer_that_answers_pings_outlives_idle_timeout(engine: str) -> N
 
 def test_a_peer_that_answers_nothing_is_cut_off_and_counted(engine: str) -> None:
     with keepalive_server(engine, idle=60.0).start() as server:
-        peer = Peer(server.addresses[0][:2])
+        peer = RawClient(server.addresses[0][:2])
         got = peer.next()
         assert isinstance(got, Ping) and got.payload == b"keepalive"
         while isinstance(got := peer.next(), Ping):  # (more may come before the verdict)
@@ -142,7 +119,7 @@ def test_serve_ping_interval_pings_and_is_websockets_alone() -> None:
         urls,
     ):
         host, port = urls[0].removeprefix("tcp://").rsplit(":", 1)
-        peer = Peer((host, int(port)))
+        peer = RawClient((host, int(port)))
         got = peer.next()
         assert isinstance(got, Ping) and got.payload == b"keepalive"
         peer.sock.close()
