@@ -84,7 +84,6 @@ class Upgrade:
     def __init__(self, target: WebSocketTarget, codec: WebSocketClient) -> None:
         self._key = new_key()
         self._codec = codec
-        self._subprotocols = codec.subprotocols
         self._received = b""
         #: the bytes to send first
         self.request = client_request(
@@ -114,7 +113,7 @@ class Upgrade:
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/") or not status_line[1].isdigit():
             raise RemoteProtocolError("the server did not answer the upgrade with HTTP")
         fields = split_fields(head)
-        self.subprotocol = check_response(int(status_line[1]), fields, self._key, self._subprotocols)
+        self.subprotocol = check_response(int(status_line[1]), fields, self._key, self._codec.subprotocols)
         self._codec.agree([value for name, value in fields if name.lower() == b"sec-websocket-extensions"])
         return rest
 
